@@ -1,0 +1,171 @@
+"""FairLoss as pure functions on tensors. See `fairloss.FairLoss` for the maths."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor
+
+Reduction = Literal["none", "mean", "sum"]
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
+
+# torch's own default, used only when no label may be ignored (labels are then checked in range).
+_TORCH_IGNORE_INDEX = -100
+
+
+class FairLossTerms(NamedTuple):
+    """Per-sample terms, each of shape (N,). Ignored samples hold 0 in every term."""
+
+    ce: Tensor
+    penalty: Tensor
+    total: Tensor
+    counted: Tensor
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype FairLoss computes in: never below float32 (``beta * z`` overflows float16)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def check_options(
+    smooth_max_beta: float,
+    scaling_factor: float,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> None:
+    """Raise `ValueError` unless the loss options are usable."""
+    for name, value in (("smooth_max_beta", smooth_max_beta), ("scaling_factor", scaling_factor)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"Expected `{name}` to be a finite number larger than 0, but got {value}"
+            )
+    if not (isinstance(label_smoothing, int | float) and 0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"Expected `label_smoothing` in [0, 1], but got {label_smoothing}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"Expected `reduction` to be one of {REDUCTIONS}, but got {reduction!r}")
+
+
+def check_inputs(
+    logits: Tensor,
+    target: Tensor,
+    ignore_index: int | None = None,
+    weight: Tensor | None = None,
+) -> None:
+    """Raise `ValueError`/`TypeError` unless ``logits`` (N, C) and ``target`` (N,) fit together."""
+    if not torch.is_floating_point(logits):
+        raise TypeError(f"Expected `logits` to be a floating point tensor, but got {logits.dtype}")
+    if logits.dim() != 2:
+        raise ValueError(
+            f"Expected `logits` of shape (N, C), but got {logits.dim()} dimension(s): "
+            f"{tuple(logits.shape)}"
+        )
+    if logits.shape[1] < 2:
+        raise ValueError(f"Expected at least 2 classes, but got C = {logits.shape[1]}")
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"Expected `target` to hold integer class labels, but got {target.dtype}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(
+            f"Expected `target` of shape ({logits.shape[0]},) to match `logits` "
+            f"{tuple(logits.shape)}, but got {tuple(target.shape)}"
+        )
+    if weight is not None and weight.shape != logits.shape[1:]:
+        raise ValueError(
+            f"Expected `weight` of shape ({logits.shape[1]},), but got {tuple(weight.shape)}"
+        )
+    if weight is not None and not bool((weight >= 0).all() & weight.isfinite().all()):
+        raise ValueError("Expected `weight` to hold finite non-negative numbers")
+    num_classes = logits.shape[1]
+    valid = (target >= 0) & (target < num_classes)
+    if ignore_index is not None:
+        valid |= target == ignore_index
+    if not bool(valid.all()):
+        bad = int((~valid).nonzero()[0, 0])
+        raise ValueError(
+            f"Expected every label in [0, {num_classes})"
+            + ("" if ignore_index is None else f" or equal to ignore_index {ignore_index}")
+            + f", but got {int(target[bad])} at index {bad}"
+        )
+
+
+def penalty_gap(logits: Tensor, target: Tensor, smooth_max_beta: float) -> Tensor:
+    """``smoothmax(z) - z[y]``, computed as ``logsumexp(beta * (z - z[y])) / beta``.
+
+    The shift by the true logit keeps the difference exact where the two terms are large.
+    """
+    true_logit = logits.gather(1, target.unsqueeze(1))
+    return torch.logsumexp(smooth_max_beta * (logits - true_logit), dim=1) / smooth_max_beta
+
+
+def fair_loss_terms(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    smooth_max_beta: float = 1000.0,
+    scaling_factor: float = 1000.0,
+    weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+) -> FairLossTerms:
+    """Per-sample cross-entropy, penalty and total. See `fairloss.FairLoss`."""
+    check_options(smooth_max_beta, scaling_factor, label_smoothing)
+    check_inputs(logits, target, ignore_index, weight)
+    logits = logits.to(compute_dtype(logits.dtype))
+    target = target.long()
+    counted = (
+        torch.ones_like(target, dtype=torch.bool)
+        if ignore_index is None
+        else target != ignore_index
+    )
+    safe_target = torch.where(counted, target, 0)
+    if weight is not None:
+        weight = weight.to(device=logits.device, dtype=logits.dtype)
+    ce = F.cross_entropy(
+        logits,
+        safe_target,
+        weight=weight,
+        reduction="none",
+        label_smoothing=label_smoothing,
+        ignore_index=_TORCH_IGNORE_INDEX,
+    )
+    gap = penalty_gap(logits, safe_target, smooth_max_beta)
+    penalty = torch.tanh(scaling_factor * gap / 2) / logits.shape[1]
+    zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
+    ce = torch.where(counted, ce, zero)
+    penalty = torch.where(counted, penalty, zero)
+    return FairLossTerms(ce, penalty, ce + penalty, counted)
+
+
+def reduce(values: Tensor, counted: Tensor, reduction: Reduction) -> Tensor:
+    """Apply ``reduction``; ``mean`` divides by the number of counted samples (NaN for none)."""
+    if reduction == "none":
+        return values
+    total = values.sum()
+    return total if reduction == "sum" else total / counted.sum()
+
+
+def fair_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    smooth_max_beta: float = 1000.0,
+    scaling_factor: float = 1000.0,
+    weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """FairLoss of a batch. See `fairloss.FairLoss`."""
+    check_options(smooth_max_beta, scaling_factor, label_smoothing, reduction)
+    terms = fair_loss_terms(
+        logits,
+        target,
+        smooth_max_beta=smooth_max_beta,
+        scaling_factor=scaling_factor,
+        weight=weight,
+        label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )
+    return reduce(terms.total, terms.counted, reduction)

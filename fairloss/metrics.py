@@ -1,0 +1,197 @@
+"""Scoring rules of Ahmadian, Ghatee & Wahlström (2025), mergeable sums, and superior violations.
+
+Per-sample rules take logits (N, C) and labels (N,) in [0, C). A sample is *beaten* when some
+other class has a strictly larger logit than the true class; a tie counts as correct, as in the
+paper's reference code. ``correct`` (accuracy) is ``argmax == label`` with torch's first-maximum
+rule, so on an exact tie a sample can be neither correct nor beaten.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from fairloss.functional import FairLossTerms
+
+
+class SampleScores(NamedTuple):
+    """Per-sample scoring rules, each of shape (N,)."""
+
+    predicted: Tensor
+    correct: Tensor
+    confidence: Tensor
+    log_loss: Tensor
+    brier: Tensor
+    pll: Tensor
+    pbs: Tensor
+
+
+def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
+    """Accuracy, log loss, Brier, Penalized Log Loss and Penalized Brier Score per sample.
+
+    Brier sums the squared errors over the C classes (the paper's definition; its reference code
+    averages over classes instead, which divides by C). PLL adds ``ln(C)`` to the log loss and
+    PBS adds ``(C - 1) / C`` to the Brier score of a beaten sample.
+    """
+    num_classes = logits.shape[1]
+    target = target.long().unsqueeze(1)
+    log_probs = torch.log_softmax(logits, dim=1)
+    probs = log_probs.exp()
+    confidence, predicted = probs.max(dim=1)
+    log_loss = -log_probs.gather(1, target).squeeze(1)
+    brier = (probs**2).sum(dim=1) - 2 * probs.gather(1, target).squeeze(1) + 1
+    beaten = logits.max(dim=1).values > logits.gather(1, target).squeeze(1)
+    return SampleScores(
+        predicted=predicted,
+        correct=predicted == target.squeeze(1),
+        confidence=confidence,
+        log_loss=log_loss,
+        brier=brier,
+        pll=log_loss + beaten * math.log(num_classes),
+        pbs=brier + beaten * ((num_classes - 1) / num_classes),
+    )
+
+
+def calibration_bins(
+    confidence: Tensor, correct: Tensor, n_bins: int = 15
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-bin sample count, confidence sum and correct count over equal-width bins of (0, 1].
+
+    Bin ``b`` holds the confidences in ``(b / n_bins, (b + 1) / n_bins]``.
+    """
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins}")
+    upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins
+    index = torch.searchsorted(upper, confidence.double().contiguous()).clamp(max=n_bins - 1)
+    zeros = torch.zeros(n_bins, dtype=torch.float64, device=confidence.device)
+    count = zeros.index_add(0, index, torch.ones_like(index, dtype=torch.float64))
+    conf_sum = zeros.index_add(0, index, confidence.double())
+    correct_sum = zeros.index_add(0, index, correct.double())
+    return count, conf_sum, correct_sum
+
+
+def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:
+    """Top-label ECE: sum over bins of ``|accuracy - confidence|`` weighted by the bin's share."""
+    count, conf_sum, correct_sum = calibration_bins(confidence, correct, n_bins)
+    return float((correct_sum - conf_sum).abs().sum() / count.sum())
+
+
+@dataclass(frozen=True)
+class ScoreSums:
+    """Sums and counts of one batch; `merge` combines batches into the sums of their union.
+
+    Every aggregate (means, accuracy, ECE) is a ratio of these sums, so the aggregates of many
+    chunks merge exactly into the aggregate of the whole.
+    """
+
+    count: int = 0
+    correct: int = 0
+    ce: float = 0.0
+    penalty: float = 0.0
+    total: float = 0.0
+    log_loss: float = 0.0
+    brier: float = 0.0
+    pll: float = 0.0
+    pbs: float = 0.0
+    bin_count: tuple[int, ...] = field(default=())
+    bin_confidence: tuple[float, ...] = field(default=())
+    bin_correct: tuple[int, ...] = field(default=())
+
+    def merge(self, other: ScoreSums) -> ScoreSums:
+        return ScoreSums(
+            **{f.name: _add(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+        )
+
+    def mean(self, name: str) -> float:
+        """Mean of a summed per-sample value over the counted samples (NaN when there are none)."""
+        value: float = getattr(self, name)
+        return value / self.count if self.count else math.nan
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count if self.count else math.nan
+
+    @property
+    def ece(self) -> float:
+        if not self.count:
+            return math.nan
+        gaps = (abs(k - c) for k, c in zip(self.bin_correct, self.bin_confidence, strict=True))
+        return sum(gaps) / self.count
+
+
+def _add(mine: Any, theirs: Any) -> Any:
+    if not isinstance(mine, tuple):
+        return mine + theirs
+    if mine and theirs and len(mine) != len(theirs):
+        raise ValueError(
+            f"Expected sums with the same number of calibration bins, but got {len(mine)} "
+            f"and {len(theirs)}"
+        )
+    return (
+        tuple(a + b for a, b in zip(mine, theirs, strict=True))
+        if mine and theirs
+        else mine or theirs
+    )
+
+
+def score_sums(terms: FairLossTerms, scores: SampleScores, n_bins: int = 15) -> ScoreSums:
+    """The sums of the counted samples of one batch."""
+    keep = terms.counted
+
+    def total(values: Tensor) -> float:
+        return float(values[keep].double().sum())
+
+    count, conf_sum, correct_sum = calibration_bins(
+        scores.confidence[keep], scores.correct[keep], n_bins
+    )
+    return ScoreSums(
+        count=int(keep.sum()),
+        correct=int(scores.correct[keep].sum()),
+        ce=total(terms.ce),
+        penalty=total(terms.penalty),
+        total=total(terms.total),
+        log_loss=total(scores.log_loss),
+        brier=total(scores.brier),
+        pll=total(scores.pll),
+        pbs=total(scores.pbs),
+        bin_count=tuple(int(v) for v in count.tolist()),
+        bin_confidence=tuple(conf_sum.tolist()),
+        bin_correct=tuple(int(v) for v in correct_sum.tolist()),
+    )
+
+
+@dataclass(frozen=True)
+class Violations:
+    """Pairs (i correct, j wrong) that a score orders against the superior property."""
+
+    count: int
+    pairs: int
+    examples: list[tuple[int, int]]
+
+
+def superior_violations(
+    scores: Tensor, correct: Tensor, counted: Tensor | None = None, max_examples: int = 5
+) -> Violations:
+    """Count pairs (i correct, j wrong) with ``scores[i] > scores[j]`` in O(N log N).
+
+    Scores are losses: lower is better. A tie ``scores[i] == scores[j]`` is not a violation.
+    Samples outside ``counted`` take no part. The examples pair the worst-scored correct
+    samples with the best-scored wrong one, worst first.
+    """
+    counted = torch.ones_like(correct) if counted is None else counted
+    right = (correct & counted).nonzero().squeeze(1)
+    wrong = (~correct & counted).nonzero().squeeze(1)
+    wrong_sorted, order = scores[wrong].sort()
+    right_scores = scores[right]
+    below = torch.searchsorted(wrong_sorted, right_scores, side="left")
+    count = int(below.sum())
+    examples: list[tuple[int, int]] = []
+    if count:
+        best_wrong = int(wrong[order[0]])
+        worst_first = right_scores.argsort(descending=True, stable=True)[:max_examples]
+        examples = [(int(right[k]), best_wrong) for k in worst_first.tolist() if int(below[k]) > 0]
+    return Violations(count=count, pairs=len(right) * len(wrong), examples=examples)

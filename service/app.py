@@ -1,0 +1,81 @@
+"""The FastAPI application: assembled here, configured by `Settings`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import torch
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+import fairloss
+from service.admission import Admission
+from service.devices import available_devices, resolve_device
+from service.errors import ProblemError, install_error_handlers
+from service.routes import health, score
+from service.schemas import CompareRequest, ScoreRequest
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+def _warm_up(device: str) -> None:
+    logits = torch.tensor([[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]], device=device)
+    fairloss.fair_loss_terms(logits, torch.tensor([0, 0], device=device))
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    devices = available_devices()
+    try:
+        default = resolve_device(settings.device, devices)
+    except ProblemError as exc:
+        raise RuntimeError(f"FAIRLOSS_DEVICE={settings.device!r}: {exc.detail}") from None
+    for device in devices:
+        _warm_up(device)
+    app.state.devices = devices
+    app.state.default_device = default
+    app.state.ready = True
+    log.info("ready on %s (devices: %s)", default, ", ".join(devices))
+    yield
+    app.state.ready = False
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the request bodies that the routes parse themselves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ScoreRequest, CompareRequest):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="FairLoss scoring service",
+        version=fairloss.__version__,
+        description="Scores classifier outputs with FairLoss: cross-entropy plus a smooth "
+        "penalty that makes a correct prediction always score better than a wrong one.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    app.state.admission = Admission(settings.max_concurrency, settings.retry_after_s)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(score.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

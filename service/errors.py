@@ -1,0 +1,108 @@
+"""Errors as RFC 9457 problem details; the one place where exceptions become responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("service.errors")
+
+
+class ProblemError(Exception):
+    """A request the service will not answer; becomes an ``application/problem+json`` body."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+
+
+def invalid(detail: str, loc: list[str | int], kind: str) -> ProblemError:
+    """A 422 for one bad value at ``loc`` (e.g. ``["logits", 3]``)."""
+    return ProblemError(
+        422,
+        "Invalid request",
+        detail,
+        errors=[{"loc": loc, "msg": detail, "type": kind}],
+    )
+
+
+def problem_response(problem: ProblemError) -> Response:
+    body: dict[str, Any] = {
+        "type": f"/problems/{problem.title.lower().replace(' ', '-')}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if problem.errors is not None:
+        body["errors"] = problem.errors
+    return Response(
+        orjson.dumps(body),
+        status_code=problem.status,
+        headers=problem.headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def _validation_errors(errors: Any) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+        for e in errors
+    ]
+
+
+async def _on_problem(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc)
+
+
+async def _on_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc.errors())
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+    return problem_response(ProblemError(422, "Invalid request", detail, errors=errors))
+
+
+async def _on_http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    return problem_response(
+        ProblemError(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        ProblemError(500, "Internal error", "The server failed to answer this request.")
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

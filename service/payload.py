@@ -1,0 +1,223 @@
+"""From request bytes to checked arrays: size and media type, JSON, then vectorised checks.
+
+Big batches are the normal case, so arrays are never validated element by element in Python:
+numpy converts each array in one step and the checks run on the result. A Python scan runs only
+to say where a bad element is, or when the body holds a JSON ``true``/``false`` that numpy would
+have taken for a number.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+
+from service.errors import ProblemError, invalid
+
+Loc = list[str | int]
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def require_json(request: Request) -> None:
+    """Raise a 415 unless the body is declared as JSON (or not declared at all)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise ProblemError(
+        415,
+        "Unsupported media type",
+        f"This endpoint takes application/json, not {media or 'an empty media type'}.",
+    )
+
+
+def too_large(limit: int) -> ProblemError:
+    return ProblemError(
+        413, "Content too large", f"The request body is larger than the limit of {limit} bytes."
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ProblemError(400, "Bad request", "Content-Length is not a number.")
+        if int(declared) > limit:
+            raise too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    return body
+
+
+def parse_object(body: bytes | bytearray) -> dict[str, Any]:
+    """Parse a JSON object; NaN and Infinity literals parse, to be refused later with a 422."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise ProblemError(
+                400, "Bad request", f"The body is not valid JSON: {_first_line(exc)}"
+            ) from None
+    if not isinstance(data, dict):
+        raise ProblemError(400, "Bad request", "The body must be a JSON object.")
+    return data
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _is_number(value: object) -> bool:
+    return type(value) is float or type(value) is int
+
+
+def _describe(value: object) -> str:
+    kinds = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
+    if _is_number(value):
+        return f"the number {value!r}"
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _first_non_number(rows: list[Any], loc: Loc) -> ProblemError | None:
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if not _is_number(value):
+                return invalid(
+                    f"Expected a number at {_path(loc, i, j)}, but got {_describe(value)}",
+                    [*loc, i, j],
+                    "not_a_number",
+                )
+    return None
+
+
+def _path(loc: Loc, *index: int) -> str:
+    return ".".join(map(str, loc)) + "".join(f"[{k}]" for k in index)
+
+
+def _ragged(rows: list[Any], width: int, loc: Loc) -> ProblemError:
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            return invalid(
+                f"Expected {_path(loc, i)} to be an array of numbers, but got {_describe(row)}",
+                [*loc, i],
+                "not_a_row",
+            )
+        if len(row) != width:
+            return invalid(
+                f"Ragged rows: {_path(loc, i)} has {len(row)} numbers, row 0 has {width}",
+                [*loc, i],
+                "ragged_row",
+            )
+        for j, value in enumerate(row):
+            if not _is_number(value):
+                return invalid(
+                    f"Expected a number at {_path(loc, i, j)}, but got {_describe(value)}",
+                    [*loc, i, j],
+                    "not_a_number",
+                )
+    return invalid(f"Expected {_path(loc)} to be an N x C array of numbers", loc, "bad_shape")
+
+
+def logits_array(
+    value: Any, loc: Loc, *, max_elements: int, float32: bool, may_hold_booleans: bool
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """An N x C float64 array of finite numbers (within float32 range when ``float32``)."""
+    if not isinstance(value, list):
+        raise invalid(f"Expected {_path(loc)} to be an array of rows", loc, "not_an_array")
+    if not value:
+        raise invalid(f"Expected {_path(loc)} to hold at least one row", loc, "empty_batch")
+    first = value[0]
+    if not isinstance(first, list):
+        raise _ragged(value, 0, loc)
+    if len(first) < 2:
+        raise invalid(
+            f"Expected at least 2 classes, but {_path(loc, 0)} has {len(first)}",
+            [*loc, 0],
+            "too_few_classes",
+        )
+    if len(value) * len(first) > max_elements:
+        raise invalid(
+            f"{len(value)} x {len(first)} = {len(value) * len(first)} elements is more than "
+            f"this server's limit of {max_elements}",
+            loc,
+            "too_many_elements",
+        )
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise _ragged(value, len(first), loc) from None
+    if array.ndim != 2 or array.dtype.kind not in "fi":
+        raise _ragged(value, len(first), loc)
+    if may_hold_booleans and (problem := _first_non_number(value, loc)):
+        raise problem
+    array = array.astype(np.float64, copy=False)
+    finite = np.isfinite(array)
+    if not finite.all():
+        i, j = (int(k) for k in np.argwhere(~finite)[0])
+        raise invalid(
+            f"Expected finite numbers, but {_path(loc, i, j)} is {array[i, j]}",
+            [*loc, i, j],
+            "not_finite",
+        )
+    if float32 and (too_big := np.abs(array) > FLOAT32_MAX).any():
+        i, j = (int(k) for k in np.argwhere(too_big)[0])
+        raise invalid(
+            f"{_path(loc, i, j)} = {array[i, j]} is too large for float32; "
+            'send "precision": "float64"',
+            [*loc, i, j],
+            "too_large_for_precision",
+        )
+    return array
+
+
+def labels_array(
+    value: Any, n: int, num_classes: int, ignore_index: int | None, *, may_hold_booleans: bool
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """N integer labels, each in [0, C) or equal to ``ignore_index``."""
+    loc: Loc = ["labels"]
+    if not isinstance(value, list):
+        raise invalid("Expected labels to be an array of integers", loc, "not_an_array")
+    if len(value) != n:
+        raise invalid(f"Expected {n} labels, one per row, but got {len(value)}", loc, "bad_length")
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        array = np.asarray([None])
+    if array.ndim != 1 or array.dtype.kind not in "iu" or may_hold_booleans:
+        for k, label in enumerate(value):
+            if type(label) is not int:
+                raise invalid(
+                    f"Expected an integer class label at labels[{k}], but got {_describe(label)}",
+                    [*loc, k],
+                    "not_an_integer",
+                )
+    allowed = (array >= 0) & (array < num_classes)
+    if ignore_index is not None:
+        allowed |= array == ignore_index
+    if not allowed.all():
+        k = int(np.argmin(allowed))
+        also = "" if ignore_index is None else f" or equal to ignore_index {ignore_index}"
+        raise invalid(
+            f"Expected labels in [0, {num_classes}){also}, but labels[{k}] is {value[k]}",
+            [*loc, k],
+            "label_out_of_range",
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def may_hold_booleans(body: bytes | bytearray) -> bool:
+    """Whether a JSON ``true``/``false`` may be in ``body`` (numpy would read it as 1/0)."""
+    return b"true" in body or b"false" in body

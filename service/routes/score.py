@@ -1,0 +1,63 @@
+"""``POST /score`` and ``POST /compare``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from service.admission import Admission
+from service.payload import read_body, require_json
+from service.responses import JSONBytes, problems
+from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
+from service.scoring import compare_body, score_body
+from service.settings import SettingsDep
+
+router = APIRouter(tags=["scoring"])
+
+Handler = Callable[[bytes | bytearray, list[str], str, int], bytes]
+ERRORS = problems(400, 413, 415, 422, 503)
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+async def _answer(request: Request, settings: SettingsDep, handler: Handler) -> JSONBytes:
+    require_json(request)
+    admission: Admission = request.app.state.admission
+    with admission.slot():
+        body = await read_body(request, settings.max_body_bytes)
+        state = request.app.state
+        payload = await run_in_threadpool(
+            handler, body, state.devices, state.default_device, settings.max_elements
+        )
+    return JSONBytes(payload)
+
+
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    response_class=JSONBytes,
+    responses=ERRORS,
+    openapi_extra=_body_doc(ScoreRequest),
+    summary="Per-sample cross-entropy, penalty and total of one batch",
+)
+async def score(request: Request, settings: SettingsDep) -> JSONBytes:
+    return await _answer(request, settings, score_body)
+
+
+@router.post(
+    "/compare",
+    response_model=CompareResponse,
+    response_class=JSONBytes,
+    responses=ERRORS,
+    openapi_extra=_body_doc(CompareRequest),
+    summary="Score candidates against the same labels, rank them, count superior violations",
+)
+async def compare(request: Request, settings: SettingsDep) -> JSONBytes:
+    return await _answer(request, settings, compare_body)

@@ -1,0 +1,43 @@
+"""Server settings, read from ``FAIRLOSS_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every field is set by the environment variable ``FAIRLOSS_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FAIRLOSS_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    device: str = "auto"
+    max_body_bytes: int = Field(default=64 * MIB, gt=0)
+    max_elements: int = Field(default=2**24, gt=0)
+    max_concurrency: int = Field(default=16, gt=0)
+    retry_after_s: int = Field(default=1, ge=0)
+    workers: int = Field(default=1, gt=0)
+    torch_threads: int = Field(default=0, ge=0)
+    graceful_shutdown_s: int = Field(default=8, gt=0)
+    log_level: str = "info"
+
+
+@lru_cache
+def environment_settings() -> Settings:
+    return Settings()
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
