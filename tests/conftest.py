@@ -1,0 +1,120 @@
+"""Shared fixtures: an in-process client with the lifespan run, and real server processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from service.app import create_app
+from service.settings import Settings
+
+README_EXAMPLE: dict[str, Any] = {
+    "logits": [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],
+    "labels": [0, 0],
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """The settings of the in-process app; override this fixture to change them."""
+    return Settings()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
+        ) as http,
+    ):
+        yield http
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: IO[bytes]
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
+@contextmanager
+def running_server(env: dict[str, str] | None = None, timeout_s: float = 60.0) -> Iterator[Server]:
+    """A real ``python -m service`` on a free loopback port, stopped (SIGTERM) on exit."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "FAIRLOSS_HOST": "127.0.0.1",
+        "FAIRLOSS_PORT": str(port),
+        **(env or {}),
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"], env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        server = Server(proc, f"http://127.0.0.1:{port}", log)
+        try:
+            _wait_ready(server, timeout_s)
+            yield server
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _wait_ready(server: Server, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {server.url} was not ready within {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def live_url() -> Iterator[str]:
+    """The end-to-end target: ``FAIRLOSS_E2E_URL`` (e.g. a container), else a fresh process."""
+    external = os.environ.get("FAIRLOSS_E2E_URL")
+    if external:
+        yield external.rstrip("/")
+        return
+    with running_server() as server:
+        yield server.url
