@@ -44,7 +44,7 @@ def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
     confidence, predicted = probs.max(dim=1)
     log_loss = -log_probs.gather(1, target).squeeze(1)
     brier = (probs**2).sum(dim=1) - 2 * probs.gather(1, target).squeeze(1) + 1
-    beaten = logits.max(dim=1).values > logits.gather(1, target).squeeze(1)
+    beaten = (logits.max(dim=1).values > logits.gather(1, target).squeeze(1)).to(log_loss.dtype)
     return SampleScores(
         predicted=predicted,
         correct=predicted == target.squeeze(1),
