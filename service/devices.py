@@ -31,7 +31,7 @@ def resolve_device(name: str, devices: list[str]) -> str:
             ["device"],
             "unknown_device",
         )
-    wanted = f"cuda:{match.group(1) or 0}"
+    wanted = f"cuda:{int(match.group(1) or 0)}"
     if wanted not in devices:
         raise invalid(
             f"Device {name!r} does not exist on this server. Devices here: {', '.join(devices)}",

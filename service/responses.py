@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 from service.errors import PROBLEM_MEDIA_TYPE
 from service.schemas import Problem
 
 
-class JSONBytes(Response):
-    """A JSON response whose body is already serialised (or is serialised with orjson)."""
+class JSONBytes(JSONResponse):
+    """A JSON response whose body is already serialised (or is serialised with orjson).
+
+    A `JSONResponse` subclass, so that FastAPI documents the route's ``response_model``.
+    """
 
     media_type = "application/json"
 
@@ -23,8 +26,9 @@ class JSONBytes(Response):
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for error responses, all problem+json."""
+    """OpenAPI entries for error responses, all problem+json (`Problem` is added by the app)."""
+    schema = {"$ref": f"#/components/schemas/{Problem.__name__}"}
     return {
-        status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "Problem"}
+        status: {"content": {PROBLEM_MEDIA_TYPE: {"schema": schema}}, "description": "Problem"}
         for status in statuses
     }

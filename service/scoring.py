@@ -12,6 +12,7 @@ import torch
 from pydantic import ValidationError
 
 from fairloss import (
+    FairLossTerms,
     ScoreSums,
     Violations,
     fair_loss_terms,
@@ -68,6 +69,27 @@ def _sums_body(sums: ScoreSums) -> dict[str, Any]:
     return body
 
 
+def _check_finite(terms: FairLossTerms, options: LossOptions, loc: list[str | int] | None) -> None:
+    """A 422 naming the first row whose loss overflowed the compute precision."""
+    bad_ce = ~terms.ce.isfinite()
+    if bool(bad_ce.any()):
+        i = int(bad_ce.nonzero()[0, 0])
+        hint = 'send "precision": "float64"' if options.precision == "float32" else "scale down"
+        raise invalid(
+            f"The cross-entropy of row {i} overflows {options.precision} (logits too far apart "
+            f"or class weight too large); {hint}",
+            [*(loc or ["logits"]), i],
+            "not_finite_result",
+        )
+    if not bool(terms.penalty.isfinite().all()):
+        raise invalid(
+            "These parameters give non-finite penalties; use smaller smooth_max_beta or "
+            'scaling_factor, or "precision": "float64"',
+            ["smooth_max_beta"],
+            "not_finite_result",
+        )
+
+
 def evaluate(
     logits: np.ndarray[Any, Any],
     labels: np.ndarray[Any, Any],
@@ -75,6 +97,7 @@ def evaluate(
     device: str,
     *,
     violations: bool = False,
+    loc: list[str | int] | None = None,
 ) -> dict[str, Any]:
     """Score one batch on ``device``; the result's arrays are numpy, on the CPU."""
     num_classes = logits.shape[1]
@@ -90,13 +113,7 @@ def evaluate(
         label_smoothing=options.label_smoothing,
         ignore_index=options.ignore_index,
     )
-    if not bool(terms.total.isfinite().all()):
-        raise invalid(
-            "These parameters give non-finite losses; use smaller smooth_max_beta or "
-            'scaling_factor, or "precision": "float64"',
-            ["smooth_max_beta"],
-            "not_finite_result",
-        )
+    _check_finite(terms, options, loc)
     scores = sample_scores(z, torch.where(terms.counted, y, 0))
     correct = scores.correct & terms.counted
     sums = score_sums(terms, scores, options.ece_bins)
@@ -273,7 +290,12 @@ def compare_body(
     )
     device = _device(options, devices, default)
     results = [
-        {"name": name, **evaluate(logits, labels, options, device, violations=True)}
-        for name, logits in arrays
+        {
+            "name": name,
+            **evaluate(
+                logits, labels, options, device, violations=True, loc=["candidates", k, "logits"]
+            ),
+        }
+        for k, (name, logits) in enumerate(arrays)
     ]
     return _dumps({"candidates": results, "ranking": _ranking(results)})
