@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+from types import FrameType
+
 import uvicorn
 
 from service.settings import Settings
 
 
+def _exit_cleanly(_signal: int, _frame: FrameType | None) -> None:
+    sys.exit(0)
+
+
 def main() -> None:
     settings = Settings()
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler it
+    # found; this one makes that a clean exit (status 0) rather than death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -16,6 +27,7 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
 

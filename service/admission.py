@@ -1,32 +1,86 @@
-"""A bound on concurrent computations: past it, a 503 with Retry-After instead of a queue."""
+"""A bound on concurrent computations: past it, a 503 with Retry-After instead of a queue.
+
+A request holds its slot while its body streams in and while a worker thread computes its
+answer. Both happen under the per-request time limit; when the limit passes, the request is
+answered 503 at once, but a worker thread cannot be killed, so the slot stays held until the
+thread really returns. The limit on concurrent computations therefore holds even for requests
+that timed out, and the worker pool, sized to the limit, never queues.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
+
+import anyio
 
 from service.errors import ProblemError
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 class Admission:
-    """Counts requests in flight. Used from the event loop only, so it needs no lock."""
+    """Counts the slots held. Changed on the event loop only, so it needs no lock."""
 
-    def __init__(self, limit: int, retry_after_s: int) -> None:
+    def __init__(
+        self, limit: int, retry_after_s: int, reject: Callable[[str], None] = lambda _: None
+    ) -> None:
         self.limit = limit
         self.retry_after_s = retry_after_s
+        self.reject = reject
         self.in_flight = 0
+        self.executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="fairloss")
+
+    def _problem(self, reason: str, title: str, detail: str) -> ProblemError:
+        self.reject(reason)
+        return ProblemError(503, title, detail, headers={"Retry-After": str(self.retry_after_s)})
+
+    def _admit(self) -> None:
+        if self.in_flight >= self.limit:
+            raise self._problem(
+                "busy",
+                "Server busy",
+                f"The server is computing {self.limit} requests, its limit; retry shortly.",
+            )
+        self.in_flight += 1
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        if self.in_flight >= self.limit:
-            raise ProblemError(
-                503,
-                "Server busy",
-                f"The server is computing {self.limit} requests, its limit; retry shortly.",
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
-        self.in_flight += 1
+        """A slot held for the block: for callers that need no time limit."""
+        self._admit()
         try:
             yield
         finally:
             self.in_flight -= 1
+
+    async def compute(
+        self, receive: Callable[[], Awaitable[T]], work: Callable[[T], R], timeout_s: float
+    ) -> R:
+        """``work(await receive())`` in a worker thread, in a slot, within ``timeout_s``."""
+        self._admit()
+        holders = 1
+
+        def leave(_: object = None) -> None:
+            nonlocal holders
+            holders -= 1
+            if holders == 0:
+                self.in_flight -= 1
+
+        try:
+            with anyio.move_on_after(timeout_s):
+                value = await receive()
+                future = asyncio.get_running_loop().run_in_executor(self.executor, work, value)
+                holders += 1
+                future.add_done_callback(leave)
+                return await asyncio.shield(future)
+        finally:
+            leave()
+        raise self._problem(
+            "timeout",
+            "Request timed out",
+            f"The request took longer than this server's limit of {timeout_s:g} s.",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,13 +11,17 @@ from typing import Any
 import torch
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
 
 import fairloss
 from service.admission import Admission
 from service.devices import available_devices, resolve_device
 from service.errors import ProblemError, install_error_handlers
-from service.routes import health, score
-from service.schemas import CompareRequest, ScoreRequest
+from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
+from service.routes import health, metrics, score, v2
+from service.routes.dashboard import install_dashboard
+from service.schemas import CompareRequest, Problem, ScoreRequest
+from service.security import BearerAuthMiddleware, document_api_keys
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -39,6 +44,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise RuntimeError(f"FAIRLOSS_DEVICE={settings.device!r}: {exc.detail}") from None
     for device in devices:
         _warm_up(device)
+    # Everything loaded so far lives as long as the process: keep it out of the collector's
+    # full passes, which big JSON bodies (many lists) would otherwise trigger.
+    gc.collect()
+    gc.freeze()
     app.state.devices = devices
     app.state.default_device = default
     app.state.ready = True
@@ -54,12 +63,35 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ScoreRequest, CompareRequest):
+        for model in (ScoreRequest, CompareRequest, Problem):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
+        if app.state.settings.api_keys:
+            document_api_keys(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Innermost first: API keys; CORS, so preflights need no key; ids, logs, metrics outermost."""
+    if settings.api_keys:
+        keys = [key.get_secret_value() for key in settings.api_keys]
+        app.add_middleware(BearerAuthMiddleware, keys=keys)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=app.state.metrics,
+        templates=RouteTemplates(app),
+        logger=access_logger(settings.log_level),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,9 +105,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.ready = False
-    app.state.admission = Admission(settings.max_concurrency, settings.retry_after_s)
+    app.state.metrics = Metrics(in_flight=lambda: app.state.admission.in_flight)
+    app.state.admission = Admission(
+        settings.max_concurrency, settings.retry_after_s, reject=app.state.metrics.reject
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(score.router)
+    app.include_router(v2.router)
+    app.include_router(metrics.router)
+    install_dashboard(app)
+    _add_middleware(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
+
+
+def _comma_separated(value: Any) -> Any:
+    """``"a, b"`` -> ``["a", "b"]``; empty items are dropped, so ``""`` means none."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
+SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_separated)]
 
 
 class Settings(BaseSettings):
@@ -27,6 +38,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, gt=0)
     torch_threads: int = Field(default=0, ge=0)
     graceful_shutdown_s: int = Field(default=8, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    api_keys: SecretList = Field(default_factory=list, repr=False)
+    cors_origins: CommaList = Field(default_factory=list)
     log_level: str = "info"
 
 

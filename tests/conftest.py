@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,26 @@ README_EXAMPLE: dict[str, Any] = {
     "logits": [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],
     "labels": [0, 0],
 }
+
+# What must never reach a client: tracebacks, file paths, exception classes, module names.
+LEAKS = re.compile(
+    r"Traceback|File \"|\.py\b|site-packages|/(home|work|usr|tmp|opt)/"
+    r"|\b[A-Z]\w*(Error|Exception)\b"
+    r"|\b(service|fairloss|torch|numpy|starlette|fastapi|uvicorn|pydantic|anyio)\.\w"
+)
+SUMMARY_TABLES: dict[str, str] = {}
+"""Tables that tests print; repeated at the end of the run so CI logs show them."""
+
+
+def assert_no_leak(body: str) -> None:
+    found = LEAKS.search(body)
+    assert found is None, f"error body leaks {found.group()!r}: {body[:500]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for title, table in SUMMARY_TABLES.items():
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(table)
 
 
 @pytest.fixture

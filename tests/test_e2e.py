@@ -6,6 +6,7 @@ Only HTTP here, no import of the app: scripts/image-test.sh runs this file again
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -161,6 +162,19 @@ def test_burst_of_bad_requests_leaves_the_server_answering(
     assert http.get("/healthz").status_code == 200
 
 
+def wait_for_slots_held(http: httpx.Client, slots: int, timeout_s: float = 20.0) -> None:
+    """Until the server's in-flight gauge shows every slot held (probing /score would race)."""
+    gauge = re.compile(r"^fairloss_computations_in_flight (\S+)$", re.MULTILINE)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        match = gauge.search(http.get("/metrics").text)
+        assert match is not None, "the server exports fairloss_computations_in_flight"
+        if float(match[1]) >= slots:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{slots} held requests were not all admitted within {timeout_s} s")
+
+
 def test_busy_server_answers_503_then_recovers(
     live_url: str, http: httpx.Client, limits: dict[str, int]
 ) -> None:
@@ -182,11 +196,8 @@ def test_busy_server_answers_503_then_recovers(
     with ThreadPoolExecutor(max_workers=slots) as pool:
         held = [pool.submit(hold) for _ in range(slots)]
         try:
-            deadline = time.monotonic() + 10
+            wait_for_slots_held(http, slots)
             busy = http.post("/score", json=README_EXAMPLE)
-            while busy.status_code == 200 and time.monotonic() < deadline:
-                time.sleep(0.05)
-                busy = http.post("/score", json=README_EXAMPLE)
         finally:
             release.set()
         answers = [future.result(timeout=30) for future in held]

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from service.admission import Admission
+from service.observability import record_batch
 from service.payload import read_body, require_json
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
@@ -29,13 +29,14 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 async def _answer(request: Request, settings: SettingsDep, handler: Handler) -> JSONBytes:
     require_json(request)
-    admission: Admission = request.app.state.admission
-    with admission.slot():
-        body = await read_body(request, settings.max_body_bytes)
-        state = request.app.state
-        payload = await run_in_threadpool(
-            handler, body, state.devices, state.default_device, settings.max_elements
-        )
+    state = request.app.state
+    admission: Admission = state.admission
+    payload = await admission.compute(
+        lambda: read_body(request, settings.max_body_bytes),
+        lambda body: handler(body, state.devices, state.default_device, settings.max_elements),
+        settings.request_timeout_s,
+    )
+    record_batch(request, payload)
     return JSONBytes(payload)
 
 

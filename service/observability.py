@@ -1,0 +1,192 @@
+"""Prometheus metrics, JSON access logs and request ids, as one pure ASGI middleware.
+
+The middleware never touches bodies, so streamed request bodies keep streaming. Routes leave
+what they learned about a request (N, C, device) in the request's state, where the middleware
+reads it when the response is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REASONS = ("busy", "too_large", "invalid", "unauthorized", "timeout")
+STATUS_REASONS = {
+    400: "invalid",
+    401: "unauthorized",
+    413: "too_large",
+    415: "invalid",
+    422: "invalid",
+}
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+REQUEST_ID = re.compile(r"[\w.:/+=@-]{1,128}", re.ASCII)
+BATCH = re.compile(rb'"n":(\d+),"num_classes":(\d+),"device":"([\w:]+)"')
+BATCH_SEARCH_BYTES = 64 * 1024
+UNMATCHED = "unmatched"
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own (one per app, not the global one)."""
+
+    def __init__(self, in_flight: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "fairloss_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "fairloss_http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.samples = Counter(
+            "fairloss_samples_scored", "Rows (N) of the batches answered 200", registry=registry
+        )
+        self.in_flight = Gauge(
+            "fairloss_computations_in_flight",
+            "Admission slots held: admitted requests whose computation has not returned",
+            registry=registry,
+        )
+        self.in_flight.set_function(in_flight)
+        self.rejections = Counter(
+            "fairloss_rejections", "Requests refused, by reason", ["reason"], registry=registry
+        )
+        for reason in REASONS:
+            self.rejections.labels(reason)
+
+    def reject(self, reason: str) -> None:
+        self.rejections.labels(reason).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StdoutHandler(logging.Handler):
+    """Writes each record as one line to the current ``sys.stdout`` (looked up per record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def access_logger(level: str) -> logging.Logger:
+    logger = logging.getLogger("service.access")
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        logger.addHandler(_StdoutHandler())
+        logger.propagate = False
+    logger.setLevel(logging.getLevelNamesMapping().get(level.upper(), logging.INFO))
+    return logger
+
+
+def record_batch(request: Request, payload: bytes) -> None:
+    """Note N, C and device of an answered batch (read from the head of its response body)."""
+    match = BATCH.search(payload, 0, BATCH_SEARCH_BYTES)
+    if match:
+        request.state.n = int(match[1])
+        request.state.num_classes = int(match[2])
+        request.state.device = match[3].decode()
+
+
+def _request_id(scope: Scope) -> str:
+    given = Headers(scope=scope).get("x-request-id")
+    if given is not None and REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+class RouteTemplates:
+    """The app's path templates, from its OpenAPI schema, for requests answered before routing."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    def find(self, path: str) -> str:
+        if self.patterns is None:
+            paths = [*self.app.openapi().get("paths", {}), self.app.openapi_url, self.app.docs_url]
+            self.patterns = [(compile_path(p)[0], p) for p in paths if p]
+        return next((p for regex, p in self.patterns if regex.match(path)), UNMATCHED)
+
+
+def _route(scope: Scope, templates: RouteTemplates) -> str:
+    """The route template (``/v2/models/{name}``), never the raw path: bounded label values."""
+    route = getattr(scope.get("route"), "path", None)
+    return route if isinstance(route, str) else templates.find(scope["path"])
+
+
+class ObservabilityMiddleware:
+    """Request ids, metrics and one JSON access-log line per HTTP request."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, templates: RouteTemplates, logger: logging.Logger
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates = templates
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = _request_id(scope)
+        state: dict[str, Any] = {**scope.get("state", {}), "request_id": request_id}
+        scope["state"] = state
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._done(scope, state, status, time.perf_counter() - start)
+
+    def _done(self, scope: Scope, state: dict[str, Any], status: int, duration: float) -> None:
+        route = _route(scope, self.templates)
+        method = scope["method"]
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route, method).observe(duration)
+        if status == 200 and "n" in state:
+            self.metrics.samples.inc(state["n"])
+        if status in STATUS_REASONS:
+            self.metrics.reject(STATUS_REASONS[status])
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": state["request_id"],
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_s": round(duration, 6),
+            "n": state.get("n"),
+            "num_classes": state.get("num_classes"),
+            "device": state.get("device"),
+        }
+        self.logger.info(orjson.dumps(line).decode())

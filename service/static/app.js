@@ -1,0 +1,465 @@
+// The FairLoss dashboard, and the living example of calling the scoring API from JavaScript.
+//
+// No framework and no build step: fetch() talks to the service, the DOM and inline SVG show the
+// results. Every number shown comes from the service's responses; the page computes no loss.
+// Paths are relative ("score", not "/score") so the page also works behind a path prefix.
+"use strict";
+
+const README_EXAMPLE = {
+  name: "model-a",
+  logits: [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],
+  labels: [0, 0],
+};
+const TABLE_ROWS = 500; // samples listed in the table (flipped ones are always listed)
+const PLOT_POINTS = 4000; // samples drawn in the scatter plot (flipped ones are always drawn)
+const HISTOGRAM_BINS = 20;
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+const $ = (id) => document.getElementById(id);
+const maxOf = (values) => values.reduce((a, b) => Math.max(a, b), -Infinity); // no spread: arrays may be long
+const fmt = (x, digits = 4) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits));
+
+// ---------------------------------------------------------------------------------------------
+// Calling the API
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail ?? `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem; // RFC 9457 problem details: type, title, status, detail, errors
+  }
+}
+
+function authHeaders() {
+  const key = $("opt-key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+// GET (no body) or POST a JSON body; resolves to the parsed JSON response. A 503 (the server is at
+// its concurrency limit) is retried after its Retry-After seconds; any other error status throws
+// an ApiError carrying the problem+json body.
+async function callApi(path, body = undefined, attempts = 3) {
+  const init = { method: body === undefined ? "GET" : "POST", headers: authHeaders() };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  for (let attempt = 1; ; attempt += 1) {
+    const response = await fetch(path, init);
+    if (response.status === 503 && attempt < attempts) {
+      const seconds = Number(response.headers.get("Retry-After")) || 1;
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      continue;
+    }
+    const data = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+}
+
+// The loss options of both endpoints; fields left empty are left out, so the server's defaults apply.
+function lossOptions() {
+  const options = { reduction: $("opt-reduction").value, precision: $("opt-precision").value };
+  const numbers = { smooth_max_beta: "opt-beta", scaling_factor: "opt-scaling", ignore_index: "opt-ignore" };
+  for (const [name, id] of Object.entries(numbers)) {
+    const text = $(id).value.trim();
+    if (text !== "") options[name] = Number(text);
+  }
+  return options;
+}
+
+// POST /score with the first candidate's logits.
+async function runScore() {
+  const [first] = readCandidates();
+  const labels = readLabels();
+  const result = await callApi("score", { logits: first.logits, labels, ...lossOptions() });
+  return { mode: "score", labels, candidates: [{ name: first.name, ...result }], ranking: null };
+}
+
+// POST /compare with every candidate: each gets per-sample scores and superior violations (the
+// (correct, wrong) sample pairs a criterion orders the wrong way), and the response ranks them.
+async function runCompare() {
+  const candidates = readCandidates();
+  const labels = readLabels();
+  const response = await callApi("compare", { labels, candidates, ...lossOptions() });
+  return { mode: "compare", labels, candidates: response.candidates, ranking: response.ranking };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the inputs: JSON arrays or CSV
+
+function parseText(text, what) {
+  const trimmed = text.trim();
+  if (!trimmed) throw new Error(`${what}: nothing entered`);
+  if (trimmed[0] === "[" || trimmed[0] === "{") {
+    try {
+      return JSON.parse(trimmed);
+    } catch (error) {
+      throw new Error(`${what}: not valid JSON (${error.message})`);
+    }
+  }
+  return parseCsv(trimmed, what);
+}
+
+// Rows of numbers separated by commas, semicolons, tabs or spaces; a header row is skipped.
+function parseCsv(text, what) {
+  const rows = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean).map((line) => line.split(/[,;\t ]+/));
+  if (rows[0].some((cell) => Number.isNaN(Number(cell)))) rows.shift();
+  return rows.map((cells, r) =>
+    cells.map((cell, c) => {
+      const value = Number(cell);
+      if (cell === "" || Number.isNaN(value)) {
+        throw new Error(`${what}: CSV row ${r + 1}, column ${c + 1} ("${cell}") is not a number`);
+      }
+      return value;
+    }),
+  );
+}
+
+function readCandidates() {
+  return [...document.querySelectorAll(".candidate")].map((box, k) => {
+    const name = box.querySelector(".candidate-name").value.trim() || `candidate-${k + 1}`;
+    const value = parseText(box.querySelector(".candidate-logits").value, `logits of ${name}`);
+    const logits = Array.isArray(value) ? value : value.logits;
+    if (!Array.isArray(logits)) throw new Error(`logits of ${name}: expected an array of rows`);
+    return { name, logits };
+  });
+}
+
+function readLabels() {
+  const value = parseText($("labels").value, "labels");
+  const labels = Array.isArray(value) ? value.flat() : value.labels;
+  if (!Array.isArray(labels)) throw new Error("labels: expected an array of class indices");
+  return labels;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small DOM and SVG helpers
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+function svg(tag, attrs = {}, children = []) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+// About `count` round tick values covering [0, max]; whole numbers only when `integer`.
+function ticks(max, count = 5, integer = false) {
+  const raw = integer ? Math.max(1, max / count) : max / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const values = [];
+  for (let v = 0; v <= max + step * 1e-9; v += step) values.push(Number(v.toPrecision(12)));
+  return values;
+}
+
+// A chart frame: the plot area, scales from data to pixels, and both axes with ticks and titles.
+function frame(xMax, yMax, xTitle, yTitle, { width = 520, height = 300, xTicks = null, yInteger = false } = {}) {
+  const m = { left: 56, right: 14, top: 12, bottom: 44 };
+  const x = (v) => m.left + (v / xMax) * (width - m.left - m.right);
+  const y = (v) => height - m.bottom - (v / yMax) * (height - m.top - m.bottom);
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  for (const t of ticks(yMax, 5, yInteger)) {
+    root.append(
+      svg("line", { class: "grid", x1: m.left, x2: width - m.right, y1: y(t), y2: y(t) }),
+      svg("text", { class: "tick", x: m.left - 6, y: y(t) + 4, "text-anchor": "end" }, [fmtTick(t)]),
+    );
+  }
+  for (const t of xTicks ?? ticks(xMax)) {
+    root.append(svg("text", { class: "tick", x: x(t), y: height - m.bottom + 16, "text-anchor": "middle" }, [fmtTick(t)]));
+  }
+  root.append(
+    svg("line", { class: "axis", x1: m.left, x2: width - m.right, y1: y(0), y2: y(0) }),
+    svg("line", { class: "axis", x1: m.left, x2: m.left, y1: m.top, y2: y(0) }),
+    svg("text", { class: "title", x: (m.left + width - m.right) / 2, y: height - 6, "text-anchor": "middle" }, [xTitle]),
+    svg("text", { class: "title", transform: `translate(14 ${(m.top + y(0)) / 2}) rotate(-90)`, "text-anchor": "middle" }, [yTitle]),
+  );
+  return { root, x, y };
+}
+
+const fmtTick = (v) => String(Number(v.toPrecision(2)));
+
+// ---------------------------------------------------------------------------------------------
+// Rendering a result
+
+let view = null; // the last response, shaped as { mode, labels, candidates, ranking }
+
+// The server's example pairs (i correct, j wrong) that cross-entropy scores the wrong way round,
+// and whether FairLoss's total puts them back in order.
+function flippedPairs(result) {
+  const examples = result.violations?.ce?.examples ?? [];
+  const total = result.per_sample.total;
+  return examples.map(([i, j]) => ({ i, j, fixed: total[i] <= total[j] }));
+}
+
+function render(index) {
+  const result = view.candidates[index];
+  const pairs = flippedPairs(result);
+  const flipped = new Set(pairs.flatMap(({ i, j }) => [i, j]));
+  renderSummary(result);
+  renderScatter(result, pairs, flipped);
+  renderHistogram(result);
+  renderFlips(result, pairs);
+  renderSamples(result, flipped);
+  renderRanking();
+  $("placeholder").hidden = true;
+  $("output").hidden = false;
+}
+
+function card(name, label, value, note = "") {
+  return el("div", { class: "card", "data-metric": name }, [
+    el("span", { class: "label" }, [label]),
+    el("strong", { class: "value" }, [value]),
+    el("span", { class: "note" }, [note]),
+  ]);
+}
+
+function renderSummary(result) {
+  const { reduced, metrics } = result;
+  const how = reduced.reduction;
+  const cards = [
+    card("accuracy", "accuracy", `${fmt(metrics.accuracy * 100, 1)}%`, `${result.sums.correct} of ${result.sums.count} correct`),
+    card("ce", `cross-entropy (${how})`, fmt(reduced.ce)),
+    card("penalty", `penalty (${how})`, fmt(reduced.penalty)),
+    card("total", `FairLoss total (${how})`, fmt(reduced.total)),
+    card("pll", "PLL (mean)", fmt(metrics.pll), "penalized log loss"),
+    card("pbs", "PBS (mean)", fmt(metrics.pbs), "penalized Brier score"),
+    card("ece", "ECE", fmt(metrics.ece), `${result.n} samples on ${result.device}`),
+  ];
+  if (result.violations) {
+    const { ce, total } = result.violations;
+    cards.push(card("violations", "pairs in the wrong order", `${ce.count} → ${total.count}`, `CE → FairLoss, of ${ce.pairs} (correct, wrong) pairs`));
+  }
+  $("summary").replaceChildren(...cards);
+}
+
+// Sample indices to draw or list: `limit` of them, every `stride`-th, plus the flipped ones.
+function pick(n, limit, flipped, stride = Math.max(1, Math.ceil(n / limit))) {
+  const chosen = new Set(flipped);
+  for (let i = 0; i < n && chosen.size < limit + flipped.size; i += stride) chosen.add(i);
+  return [...chosen].sort((a, b) => a - b);
+}
+
+function renderScatter(result, pairs, flipped) {
+  const { ce, total, correct } = result.per_sample;
+  const max = Math.max(maxOf(ce), maxOf(total), 1e-6) * 1.08;
+  const { root, x, y } = frame(max, max, "cross-entropy", "FairLoss total");
+  root.append(svg("line", { class: "diagonal", x1: x(0), y1: y(0), x2: x(max), y2: y(max) }));
+  for (const { i, j, fixed } of pairs) {
+    root.append(svg("line", { class: `pair ${fixed ? "fixed" : ""}`, x1: x(ce[i]), y1: y(total[i]), x2: x(ce[j]), y2: y(total[j]) }));
+  }
+  const radius = ce.length <= 200 ? 6 : ce.length <= 2000 ? 4 : 2.5;
+  for (const i of pick(ce.length, PLOT_POINTS, flipped)) {
+    const kind = correct[i] ? "ok" : "bad";
+    const tip = `#${i}: label ${view.labels[i]}, predicted ${result.per_sample.predicted[i]}\nCE ${fmt(ce[i])}, total ${fmt(total[i])}`;
+    root.append(
+      svg("circle", { class: `point ${kind} ${flipped.has(i) ? "flip" : ""}`, cx: x(ce[i]), cy: y(total[i]), r: flipped.has(i) ? 7 : radius, "data-index": i }, [
+        svg("title", {}, [tip]),
+      ]),
+    );
+    if (flipped.has(i)) root.append(svg("text", { class: "point-label", x: x(ce[i]) + 9, y: y(total[i]) + 4 }, [`#${i}`]));
+  }
+  $("scatter").replaceChildren(root);
+}
+
+function renderHistogram(result) {
+  const { penalty, correct, counted } = result.per_sample;
+  const top = Math.max(1 / result.num_classes, maxOf(penalty));
+  const bins = Array.from({ length: HISTOGRAM_BINS }, () => ({ ok: 0, bad: 0 }));
+  penalty.forEach((p, i) => {
+    if (counted && !counted[i]) return;
+    const bin = bins[Math.min(HISTOGRAM_BINS - 1, Math.floor((p / top) * HISTOGRAM_BINS))];
+    bin[correct[i] ? "ok" : "bad"] += 1;
+  });
+  const most = Math.max(maxOf(bins.map((b) => b.ok + b.bad)), 1);
+  const xTicks = [0, top / 4, top / 2, (3 * top) / 4, top];
+  const title = `penalty (at most 1/C = ${fmt(1 / result.num_classes, 3)})`;
+  const { root, x, y } = frame(top, most * 1.1, title, "samples", { xTicks, yInteger: true });
+  const width = x(top / HISTOGRAM_BINS) - x(0) - 2;
+  bins.forEach((bin, k) => {
+    const left = x((k * top) / HISTOGRAM_BINS) + 1;
+    const range = `${fmt((k * top) / HISTOGRAM_BINS, 3)}–${fmt(((k + 1) * top) / HISTOGRAM_BINS, 3)}`;
+    for (const [kind, base, count] of [["ok", 0, bin.ok], ["bad", bin.ok, bin.bad]]) {
+      if (!count) continue;
+      root.append(svg("rect", { class: `bar ${kind}`, x: left, width, y: y(base + count), height: y(base) - y(base + count) }, [
+        svg("title", {}, [`penalty ${range}: ${count} ${kind === "ok" ? "correct" : "wrong"}`]),
+      ]));
+    }
+  });
+  $("histogram").replaceChildren(root);
+}
+
+function renderFlips(result, pairs) {
+  const box = $("flips");
+  if (!result.violations) {
+    box.replaceChildren(el("p", { class: "hint" }, ["Press Compare to find the samples whose order cross-entropy flips."]));
+    return;
+  }
+  if (!pairs.length) {
+    box.replaceChildren(el("p", { class: "hint" }, ["Cross-entropy orders every (correct, wrong) pair correctly here."]));
+    return;
+  }
+  const { ce, total } = result.per_sample;
+  const items = pairs.map(({ i, j, fixed }) =>
+    el("li", { "data-pair": `${i},${j}` }, [
+      `Cross-entropy prefers wrong sample #${j} (${fmt(ce[j])}) to correct sample #${i} (${fmt(ce[i])}); `,
+      el("strong", { class: fixed ? "good" : "bad" }, [fixed ? "FairLoss puts them back in order" : "FairLoss keeps the flip"]),
+      ` (${fmt(total[i])} vs ${fmt(total[j])}).`,
+    ]),
+  );
+  const count = result.violations.ce.count;
+  box.replaceChildren(
+    el("div", { class: "flips" }, [
+      el("h3", {}, [`Order flipped by cross-entropy: ${count} pair${count === 1 ? "" : "s"}`, count > pairs.length ? `, ${pairs.length} shown` : ""]),
+      el("ul", {}, items),
+    ]),
+  );
+}
+
+function renderSamples(result, flipped) {
+  const { ce, penalty, total, predicted, correct } = result.per_sample;
+  const rows = pick(ce.length, TABLE_ROWS, flipped, 1); // the first rows, and the flipped ones
+  const titles = ["#", "label", "predicted", "correct", "cross-entropy", "penalty", "FairLoss total", ""];
+  const head = el("thead", {}, [el("tr", {}, titles.map((h, k) => el("th", { class: k >= 4 && k <= 6 ? "num" : "" }, [h])))]);
+  const body = el("tbody", {}, rows.map((i) =>
+    el("tr", { "data-index": i, class: flipped.has(i) ? "flipped" : "" }, [
+      el("td", {}, [String(i)]),
+      el("td", { class: "label" }, [String(view.labels[i])]),
+      el("td", { class: "predicted" }, [String(predicted[i])]),
+      el("td", { class: `correct ${correct[i] ? "good" : "bad"}` }, [correct[i] ? "✓" : "✗"]),
+      el("td", { class: "num ce" }, [fmt(ce[i])]),
+      el("td", { class: "num penalty" }, [fmt(penalty[i])]),
+      el("td", { class: "num total" }, [fmt(total[i])]),
+      el("td", { class: "flag" }, [flipped.has(i) ? "order flipped by CE" : ""]),
+    ]),
+  ));
+  $("samples").replaceChildren(head, body);
+  $("samples-note").textContent = rows.length < ce.length ? `(${rows.length} of ${ce.length} shown)` : `(${ce.length})`;
+}
+
+// One row per candidate, one column per criterion: the value and the candidate's rank under it.
+function renderRanking() {
+  const box = $("ranking-box");
+  box.hidden = !view.ranking;
+  if (!view.ranking) return;
+  const columns = [
+    ["accuracy", "accuracy", (c) => `${fmt(c.metrics.accuracy * 100, 1)}%`],
+    ["ce", `cross-entropy`, (c) => fmt(c.reduced.ce)],
+    ["total", "FairLoss total", (c) => fmt(c.reduced.total)],
+    ["pll", "PLL", (c) => fmt(c.metrics.pll)],
+    ["pbs", "PBS", (c) => fmt(c.metrics.pbs)],
+    ["brier", "Brier", (c) => fmt(c.metrics.brier)],
+  ];
+  const head = el("thead", {}, [el("tr", {}, [
+    el("th", {}, ["candidate"]),
+    ...columns.map(([, title]) => el("th", { class: "num" }, [title])),
+    el("th", { class: "num", title: "superior violations under cross-entropy" }, ["CE viol."]),
+    el("th", { class: "num", title: "superior violations under FairLoss" }, ["FairLoss viol."]),
+  ])]);
+  const body = el("tbody", {}, view.candidates.map((c) =>
+    el("tr", { "data-candidate": c.name }, [
+      el("th", { scope: "row" }, [c.name]),
+      ...columns.map(([criterion, , value]) => {
+        const rank = view.ranking[criterion].indexOf(c.name) + 1;
+        return el("td", { class: `num ${rank === 1 ? "best" : ""}`, "data-criterion": criterion }, [value(c), el("span", { class: "rank" }, [`#${rank}`])]);
+      }),
+      el("td", { class: "num" }, [`${c.violations.ce.count} / ${c.violations.ce.pairs}`]),
+      el("td", { class: "num" }, [`${c.violations.total.count} / ${c.violations.total.pairs}`]),
+    ]),
+  ));
+  $("ranking").replaceChildren(head, body);
+}
+
+function show(newView) {
+  view = newView;
+  const select = $("candidate-select");
+  select.replaceChildren(...view.candidates.map((c, k) => el("option", { value: k }, [c.name])));
+  $("candidate-pick").hidden = view.candidates.length < 2;
+  render(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring the page
+
+function addCandidate(name = `model-${String.fromCharCode(97 + document.querySelectorAll(".candidate").length)}`, logits = "") {
+  const box = $("candidate-template").content.firstElementChild.cloneNode(true);
+  box.querySelector(".candidate-name").value = name;
+  box.querySelector(".candidate-logits").value = logits;
+  box.querySelector(".remove").addEventListener("click", () => {
+    box.remove();
+    updateRemoveButtons();
+  });
+  box.querySelector(".candidate-file").addEventListener("change", async (event) => {
+    const text = await event.target.files[0].text();
+    const value = text.trim().startsWith("{") ? JSON.parse(text) : null;
+    box.querySelector(".candidate-logits").value = value?.logits ? JSON.stringify(value.logits) : text;
+    if (value?.name) box.querySelector(".candidate-name").value = value.name;
+    if (value?.labels) $("labels").value = JSON.stringify(value.labels);
+  });
+  $("candidates").append(box);
+  updateRemoveButtons();
+}
+
+function updateRemoveButtons() {
+  const boxes = document.querySelectorAll(".candidate");
+  for (const box of boxes) box.querySelector(".remove").hidden = boxes.length < 2;
+}
+
+function loadExample() {
+  $("candidates").replaceChildren();
+  addCandidate(README_EXAMPLE.name, JSON.stringify(README_EXAMPLE.logits));
+  $("labels").value = JSON.stringify(README_EXAMPLE.labels);
+}
+
+function showError(error) {
+  const box = $("error");
+  const where = error.problem?.errors?.[0]?.loc?.join(".");
+  box.textContent = error instanceof ApiError
+    ? `${error.status} ${error.problem?.title ?? "Error"}: ${error.message}${where ? ` (at ${where})` : ""}`
+    : error.message;
+  box.hidden = false;
+}
+
+// Run one request with the buttons disabled; its result replaces the one shown.
+async function run(request) {
+  const buttons = document.querySelectorAll(".actions button");
+  buttons.forEach((b) => (b.disabled = true));
+  $("error").hidden = true;
+  try {
+    show(await request());
+  } catch (error) {
+    showError(error);
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+async function showServerInfo() {
+  try {
+    const info = await callApi("info");
+    const mib = (info.limits.max_body_bytes / 2 ** 20).toFixed(0);
+    $("server-info").textContent = `service ${info.version} · torch ${info.torch_version} · devices ${info.devices.join(", ")} · bodies up to ${mib} MiB`;
+  } catch (error) {
+    $("server-info").textContent = `server info unavailable (${error.message})`;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  addCandidate("model-a");
+  $("add-candidate").addEventListener("click", () => addCandidate());
+  $("load-example").addEventListener("click", loadExample);
+  $("run-score").addEventListener("click", () => run(runScore));
+  $("run-compare").addEventListener("click", () => run(runCompare));
+  $("candidate-select").addEventListener("change", (event) => render(Number(event.target.value)));
+  $("labels-file").addEventListener("change", async (event) => {
+    $("labels").value = await event.target.files[0].text();
+  });
+  showServerInfo();
+});

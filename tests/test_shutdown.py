@@ -1,0 +1,134 @@
+"""SIGTERM mid-burst: new connections refused, accepted requests answered in full, exit 0."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+import orjson
+import pytest
+import torch
+from asgi_lifespan import LifespanManager
+
+import fairloss
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import SUMMARY_TABLES, assert_no_leak, running_server
+
+LIMIT = 4
+GRACE_S = 10
+EXTRA = 12
+pytestmark = pytest.mark.timeout(120)
+
+
+def _batch(seed: int) -> tuple[bytes, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(300, 8))
+    labels = rng.integers(0, 8, size=300)
+    terms = fairloss.fair_loss_terms(
+        torch.from_numpy(logits).to(torch.float32), torch.from_numpy(labels)
+    )
+    body = orjson.dumps({"logits": logits.tolist(), "labels": labels.tolist()})
+    return body, terms.total.double().numpy()
+
+
+async def _in_flight(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    line = next(x for x in text.splitlines() if x.startswith("fairloss_computations_in_flight "))
+    return float(line.split()[-1])
+
+
+@pytest.mark.anyio
+async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0() -> None:
+    batches = [_batch(seed) for seed in range(LIMIT)]
+    env = {
+        "FAIRLOSS_MAX_CONCURRENCY": str(LIMIT),
+        "FAIRLOSS_GRACEFUL_SHUTDOWN_S": str(GRACE_S),
+        "FAIRLOSS_LOG_LEVEL": "warning",
+    }
+    go = anyio.Event()
+    answers: dict[int, httpx.Response] = {}
+    burst: collections.Counter[int | str] = collections.Counter()
+
+    async def half_then_rest(body: bytes) -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        await go.wait()
+        yield body[len(body) // 2 :]
+
+    with running_server(env) as server:
+        limits = httpx.Limits(max_connections=LIMIT + EXTRA + 2)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+
+            async def accepted(k: int) -> None:
+                body, _ = batches[k]
+                answers[k] = await client.post("/score", content=half_then_rest(body))
+
+            async def extra(k: int) -> None:
+                try:
+                    response = await client.post("/score", content=batches[k % LIMIT][0])
+                except httpx.TransportError as exc:
+                    burst[type(exc).__name__] += 1
+                    return
+                burst[response.status_code] += 1
+                assert_no_leak(response.text)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as group:
+                    for k in range(LIMIT):
+                        group.start_soon(accepted, k)
+                    while await _in_flight(client) < LIMIT:
+                        await anyio.sleep(0.02)
+                    for k in range(EXTRA):
+                        group.start_soon(extra, k)
+                    await anyio.sleep(0.2)
+                    server.process.send_signal(signal.SIGTERM)
+                    terminated = time.monotonic()
+                    await anyio.sleep(0.5)
+                    async with httpx.AsyncClient(timeout=5) as fresh:
+                        with pytest.raises(httpx.ConnectError):
+                            await fresh.get(f"{server.url}/readyz")
+                    assert server.process.poll() is None, "exited with requests in flight"
+                    go.set()
+        code = server.process.wait(timeout=GRACE_S + 5)
+        took = time.monotonic() - terminated
+
+    for k, (_, total) in enumerate(batches):
+        assert answers[k].status_code == 200
+        assert np.allclose(answers[k].json()["per_sample"]["total"], total, rtol=1e-5, atol=1e-6)
+    assert code == 0, server.output()[-2000:]
+    assert took < GRACE_S
+    assert set(burst) <= {503}, burst
+    table = "\n".join(
+        [
+            "| accepted before SIGTERM | answered 200 in full | burst answered 503 "
+            "| new connection after SIGTERM | exit status | exit after SIGTERM |",
+            "|---|---|---|---|---|---|",
+            f"| {LIMIT} | {sum(a.status_code == 200 for a in answers.values())} "
+            f"| {burst[503]} of {EXTRA} | refused | {code} | {took:.1f} s (grace {GRACE_S} s) |",
+        ]
+    )
+    print("\n" + table)
+    SUMMARY_TABLES["shutdown test"] = table
+
+
+@pytest.mark.anyio
+async def test_readyz_turns_503_once_the_app_shuts_down() -> None:
+    app = create_app(Settings())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with LifespanManager(app):
+            assert (await client.get("/readyz")).status_code == 200
+        after = await client.get("/readyz")
+    assert after.status_code == 503
+    assert after.json() == {
+        "type": "/problems/not-ready",
+        "title": "Not ready",
+        "status": 503,
+        "detail": "The server is starting or shutting down.",
+    }
