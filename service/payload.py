@@ -259,4 +259,4 @@ def _contains(body: bytes | bytearray, word: bytes) -> bool:
         if start < 0 or body.startswith(word, start):
             return start >= 0
         start = body.find(word[:1], start + 1)
-    return start >= 0 and word in memoryview(body)[start:]
+    return start >= 0 and body.find(word, start) >= 0
