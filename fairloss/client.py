@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import reduce
-from operator import methodcaller
 from typing import Any, Literal, TypedDict, Unpack
 
 import httpx
@@ -36,13 +35,12 @@ import orjson
 import torch
 from tqdm import tqdm
 
-from fairloss.metrics import ScoreSums, Violations, superior_violations
+from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
 
 Array = npt.NDArray[Any]
 ArrayLike = npt.ArrayLike | torch.Tensor
 TERMS = ("ce", "penalty", "total")
 METRICS = ("log_loss", "brier", "pll", "pbs")
-CRITERIA = ("ce", "total", "brier", "pll", "pbs")
 RETRY_STATUSES = frozenset({502, 503, 504})
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -147,19 +145,6 @@ class CompareResult:
     ranking: dict[str, list[str]]
 
 
-def sums_from_body(body: Mapping[str, Any]) -> ScoreSums:
-    """The `ScoreSums` of a response's ``sums`` object."""
-    bins = body["bins"]
-    return ScoreSums(
-        count=int(body["count"]),
-        correct=int(body["correct"]),
-        **{k: float(body[k]) for k in (*TERMS, *METRICS)},
-        bin_count=tuple(int(v) for v in bins["count"]),
-        bin_confidence=tuple(float(v) for v in bins["confidence"]),
-        bin_correct=tuple(int(v) for v in bins["correct"]),
-    )
-
-
 def _column(name: str, chunks: list[Any], precision: str) -> Array:
     dtype: Any = np.float32 if precision == "float32" else np.float64
     if name in ("correct", "counted"):
@@ -183,7 +168,7 @@ def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
         reduction=first["reduced"]["reduction"],
         precision=precision,
         devices=tuple(sorted({part["device"] for part in parts})),
-        sums=reduce(ScoreSums.merge, (sums_from_body(part["sums"]) for part in parts)),
+        sums=reduce(ScoreSums.merge, (ScoreSums.from_dict(part["sums"]) for part in parts)),
         per_sample=per_sample,
         chunks=len(parts),
     )
@@ -199,21 +184,6 @@ def violations(per_sample: Mapping[str, Array]) -> dict[str, Violations]:
         for name in CRITERIA
         if name in per_sample
     }
-
-
-def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
-    """Names best first under each criterion (ties keep their order); no counted sample: last."""
-
-    def ranked(value: Callable[[ScoreSums], float]) -> list[str]:
-        def key(name: str) -> tuple[bool, float]:
-            v = value(sums[name])
-            return math.isnan(v), v
-
-        return sorted(sums, key=key)
-
-    ranking = {c: ranked(methodcaller("mean", c)) for c in CRITERIA}
-    ranking["accuracy"] = ranked(lambda s: -s.accuracy)
-    return ranking
 
 
 def merge_comparisons(parts: Sequence[Mapping[str, Any]]) -> CompareResult:

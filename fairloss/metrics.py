@@ -9,7 +9,9 @@ rule, so on an exact tie a sample can be neither correct nor beaten.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from operator import methodcaller
 from typing import Any, NamedTuple
 
 import torch
@@ -121,6 +123,46 @@ class ScoreSums:
             return math.nan
         gaps = (abs(k - c) for k, c in zip(self.bin_correct, self.bin_confidence, strict=True))
         return sum(gaps) / self.count
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the scalar sums, and the calibration bins under ``bins``."""
+        scalars = {f.name: getattr(self, f.name) for f in fields(self) if f.name in SUMMED}
+        bins = {"count": self.bin_count, "confidence": self.bin_confidence}
+        return {**scalars, "bins": {**bins, "correct": self.bin_correct}}
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> ScoreSums:
+        """The inverse of `to_dict`."""
+        bins = body["bins"]
+        return cls(
+            count=int(body["count"]),
+            correct=int(body["correct"]),
+            **{name: float(body[name]) for name in SUMMED[2:]},
+            bin_count=tuple(int(v) for v in bins["count"]),
+            bin_confidence=tuple(float(v) for v in bins["confidence"]),
+            bin_correct=tuple(int(v) for v in bins["correct"]),
+        )
+
+
+SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
+# Criteria that rank candidates by their mean (lower is better); accuracy ranks highest first.
+CRITERIA = ("ce", "total", "brier", "pll", "pbs")
+
+
+def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
+    """Names best first under each criterion and accuracy; ties keep their order, and a
+    candidate with no counted sample comes last."""
+
+    def ranked(value: Callable[[ScoreSums], float]) -> list[str]:
+        def key(name: str) -> tuple[bool, float]:
+            v = value(sums[name])
+            return math.isnan(v), v
+
+        return sorted(sums, key=key)
+
+    ranking = {criterion: ranked(methodcaller("mean", criterion)) for criterion in CRITERIA}
+    ranking["accuracy"] = ranked(lambda s: -s.accuracy)
+    return ranking
 
 
 def _add(mine: Any, theirs: Any) -> Any:

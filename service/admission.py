@@ -10,9 +10,8 @@ that timed out, and the worker pool, sized to the limit, never queues.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TypeVar
 
 import anyio
@@ -47,15 +46,6 @@ class Admission:
                 f"The server is computing {self.limit} requests, its limit; retry shortly.",
             )
         self.in_flight += 1
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """A slot held for the block: for callers that need no time limit."""
-        self._admit()
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
 
     async def compute(
         self, receive: Callable[[], Awaitable[T]], work: Callable[[T], R], timeout_s: float

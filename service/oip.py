@@ -18,10 +18,9 @@ import torch
 
 import fairloss
 from fairloss import fair_loss_terms
-from service.devices import resolve_device
 from service.errors import ProblemError
 from service.payload import FLOAT32_MAX, parse_object
-from service.scoring import DTYPES, FAIRLOSS_TERMS, parse_options
+from service.scoring import DTYPES, FAIRLOSS_TERMS, device_for, parse_options
 
 MODEL = "fairloss"
 HEADER_LENGTH = "inference-header-content-length"
@@ -66,6 +65,9 @@ def bad_request(detail: str) -> ProblemError:
 class Answer:
     body: bytes
     header_length: int | None
+    n: int
+    num_classes: int
+    device: str
 
 
 def infer(
@@ -97,7 +99,7 @@ def infer(
             "one label per row of 'logits'"
         )
     _check_logits(logits, float32=options.precision == "float32")
-    device = default if options.device is None else resolve_device(options.device, devices)
+    device = device_for(options, devices, default)
     z = torch.from_numpy(logits).to(device=device, dtype=DTYPES[options.precision])
     weight = None
     if options.class_weights is not None:
@@ -120,7 +122,8 @@ def infer(
             "scaling_factor, or precision float64"
         )
     results = {name: getattr(terms, name).to(torch.float32).cpu().numpy() for name in outputs}
-    return _response(request.get("id"), results, outputs)
+    batch = (logits.shape[0], logits.shape[1], str(z.device))
+    return _response(request.get("id"), results, outputs, batch)
 
 
 def _split(body: bytearray, header_length: str | None) -> int:
@@ -329,7 +332,12 @@ def _check_logits(logits: np.ndarray, *, float32: bool) -> None:
         )
 
 
-def _response(request_id: Any, results: dict[str, np.ndarray], binary: dict[str, bool]) -> Answer:
+def _response(
+    request_id: Any,
+    results: dict[str, np.ndarray],
+    binary: dict[str, bool],
+    batch: tuple[int, int, str],
+) -> Answer:
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, values in results.items():
@@ -345,5 +353,5 @@ def _response(request_id: Any, results: dict[str, np.ndarray], binary: dict[str,
         response["id"] = request_id
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
-        return Answer(header, None)
-    return Answer(b"".join([header, *chunks]), len(header))
+        return Answer(header, None, *batch)
+    return Answer(b"".join([header, *chunks]), len(header), *batch)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -20,6 +19,7 @@ from fairloss import (
     score_sums,
     superior_violations,
 )
+from fairloss.metrics import rank
 from service.devices import resolve_device
 from service.errors import ProblemError, invalid
 from service.payload import labels_array, logits_array, may_hold_booleans, parse_object
@@ -27,7 +27,6 @@ from service.schemas import LossOptions
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FAIRLOSS_TERMS = ("ce", "penalty", "total")
-CRITERIA = ("ce", "total", "brier", "pll", "pbs")
 
 
 def parse_options(fields: dict[str, Any]) -> LossOptions:
@@ -59,14 +58,13 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _sums_body(sums: ScoreSums) -> dict[str, Any]:
-    body = asdict(sums)
-    body["bins"] = {
-        "count": body.pop("bin_count"),
-        "confidence": body.pop("bin_confidence"),
-        "correct": body.pop("bin_correct"),
-    }
-    return body
+class Reply(NamedTuple):
+    """A response body, and what the access log and metrics note about the batch."""
+
+    body: bytes
+    n: int
+    num_classes: int
+    device: str
 
 
 def _check_finite(terms: FairLossTerms, options: LossOptions, loc: list[str | int] | None) -> None:
@@ -132,7 +130,7 @@ def evaluate(
             **{k: _number(sums.mean(k)) for k in ("log_loss", "brier", "pll", "pbs")},
             "ece": _number(sums.ece),
         },
-        "sums": _sums_body(sums),
+        "sums": sums.to_dict(),
     }
     if options.per_sample:
         columns = {
@@ -164,7 +162,8 @@ def _violations_body(violations: Violations) -> dict[str, Any]:
     }
 
 
-def _device(options: LossOptions, devices: list[str], default: str) -> str:
+def device_for(options: LossOptions, devices: list[str], default: str) -> str:
+    """The request's device, or the server default when it names none."""
     return default if options.device is None else resolve_device(options.device, devices)
 
 
@@ -174,7 +173,7 @@ def _dumps(body: dict[str, Any]) -> bytes:
 
 def score_body(
     body: bytes | bytearray, devices: list[str], default: str, max_elements: int
-) -> bytes:
+) -> Reply:
     """``POST /score``: request bytes to response bytes."""
     data = parse_object(body)
     arrays = {k: data.pop(k, None) for k in ("logits", "labels")}
@@ -197,8 +196,9 @@ def score_body(
         options.ignore_index,
         may_hold_booleans=booleans,
     )
-    device = _device(options, devices, default)
-    return _dumps(evaluate(logits, labels, options, device))
+    device = device_for(options, devices, default)
+    result = evaluate(logits, labels, options, device)
+    return Reply(_dumps(result), logits.shape[0], logits.shape[1], result["device"])
 
 
 def _candidates(value: Any) -> list[tuple[str, Any]]:
@@ -233,29 +233,9 @@ def _candidates(value: Any) -> list[tuple[str, Any]]:
     return named
 
 
-def _mean(result: dict[str, Any], name: str) -> float:
-    sums = result["sums"]
-    return float(sums[name] / sums["count"]) if sums["count"] else math.nan
-
-
-def _ranking(results: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Names best first under each criterion; a candidate with no counted sample comes last."""
-
-    def ranked(sign: float, name: str) -> list[str]:
-        def key(result: dict[str, Any]) -> tuple[bool, float]:
-            value = _mean(result, name)
-            return math.isnan(value), sign * value
-
-        return [r["name"] for r in sorted(results, key=key)]
-
-    ranking = {criterion: ranked(1.0, criterion) for criterion in CRITERIA}
-    ranking["accuracy"] = ranked(-1.0, "correct")
-    return ranking
-
-
 def compare_body(
     body: bytes | bytearray, devices: list[str], default: str, max_elements: int
-) -> bytes:
+) -> Reply:
     """``POST /compare``: request bytes to response bytes."""
     data = parse_object(body)
     labels_value = data.pop("labels", None)
@@ -288,7 +268,7 @@ def compare_body(
     labels = labels_array(
         labels_value, n, num_classes, options.ignore_index, may_hold_booleans=booleans
     )
-    device = _device(options, devices, default)
+    device = device_for(options, devices, default)
     results = [
         {
             "name": name,
@@ -298,4 +278,6 @@ def compare_body(
         }
         for k, (name, logits) in enumerate(arrays)
     ]
-    return _dumps({"candidates": results, "ranking": _ranking(results)})
+    ranking = rank({r["name"]: ScoreSums.from_dict(r["sums"]) for r in results})
+    body = _dumps({"candidates": results, "ranking": ranking})
+    return Reply(body, n, num_classes, results[0]["device"])

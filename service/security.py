@@ -16,14 +16,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-OPEN_PREFIX = "/v2/health/"
+# The health probes, which orchestrators call without credentials, and the dashboard's page and
+# files, which a browser loads without them (its API calls then send the key).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
+OPEN_PREFIXES = ("/v2/health/", "/static/")
 REALM = 'Bearer realm="fairloss"'
 
 
 def is_open(path: str) -> bool:
-    """The health probes, which orchestrators call without credentials."""
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIX)
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def bearer_token(authorization: str | None) -> bytes | None:

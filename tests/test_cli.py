@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from fairloss.cli import main
+from service.cli import main
 from tests.conftest import README_EXAMPLE, free_port, running_server
 
 LOGITS = np.array(README_EXAMPLE["logits"], dtype=np.float32)
@@ -263,7 +263,7 @@ def test_entry_point_is_main():
 def test_serve_runs_the_service(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
-    command = [sys.executable, "-m", "fairloss.cli", "serve", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
     with (tmp_path / "log").open("w+") as log:
         process = subprocess.Popen(
             [*command, "--port", str(port), "--device", "cpu"], env=env, stdout=log, stderr=log

@@ -214,7 +214,7 @@ def scripted(
         handler = score_body if request.url.path == "/score" else compare_body
         try:
             return httpx.Response(
-                200, content=handler(request.content, ["cpu"], "cpu", max_elements)
+                200, content=handler(request.content, ["cpu"], "cpu", max_elements).body
             )
         except ProblemError as problem:
             body = {"title": problem.title, "status": problem.status, "detail": problem.detail}
@@ -394,7 +394,7 @@ def test_client_settings_are_checked():
 
 def test_merging_in_process_bodies_gives_one_result():
     body = orjson.dumps(README_EXAMPLE)
-    parts = [orjson.loads(score_body(body, ["cpu"], "cpu", 100)) for _ in range(3)]
+    parts = [orjson.loads(score_body(body, ["cpu"], "cpu", 100).body) for _ in range(3)]
     merged = merge_scores(parts)
     assert merged.n == 6
     assert merged.sums.count == 6
@@ -412,7 +412,7 @@ def test_merging_in_process_bodies_gives_one_result():
                     ["cpu"],
                     "cpu",
                     100,
-                )
+                ).body
             )
         ]
         * 2

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import service.routes.score as score_route
 from service.app import create_app
-from service.scoring import score_body
+from service.scoring import Reply, score_body
 from service.settings import Settings
 from tests.conftest import README_EXAMPLE, assert_no_leak
 
@@ -217,7 +217,7 @@ async def slow_client(
     release = threading.Event()
     real = score_body
 
-    def slow(*args: Any) -> bytes:
+    def slow(*args: Any) -> Reply:
         assert release.wait(timeout=30)
         return real(*args)
 

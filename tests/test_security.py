@@ -31,7 +31,7 @@ PROTECTED = [
     ("GET", "/v2/models/fairloss/ready"),
     ("GET", "/no/such/route"),
 ]
-OPEN = ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
+OPEN = ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/static/app.js"]
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ async def test_every_route_but_the_probes_needs_a_key(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", OPEN)
-async def test_health_probes_need_no_key(client: httpx.AsyncClient, path: str) -> None:
+async def test_health_probes_and_the_dashboard_page_need_no_key(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 200
 

@@ -13,12 +13,12 @@ from service.observability import record_batch
 from service.payload import read_body, require_json
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
-from service.scoring import compare_body, score_body
+from service.scoring import Reply, compare_body, score_body
 from service.settings import SettingsDep
 
 router = APIRouter(tags=["scoring"])
 
-Handler = Callable[[bytes | bytearray, list[str], str, int], bytes]
+Handler = Callable[[bytes | bytearray, list[str], str, int], Reply]
 ERRORS = problems(400, 413, 415, 422, 503)
 
 
@@ -31,13 +31,13 @@ async def _answer(request: Request, settings: SettingsDep, handler: Handler) -> 
     require_json(request)
     state = request.app.state
     admission: Admission = state.admission
-    payload = await admission.compute(
+    reply = await admission.compute(
         lambda: read_body(request, settings.max_body_bytes),
         lambda body: handler(body, state.devices, state.default_device, settings.max_elements),
         settings.request_timeout_s,
     )
-    record_batch(request, payload)
-    return JSONBytes(payload)
+    record_batch(request, reply.n, reply.num_classes, reply.device)
+    return JSONBytes(reply.body)
 
 
 @router.post(

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from service.admission import Admission
 from service.errors import ProblemError
+from service.observability import record_batch
 from service.oip import HEADER_LENGTH, MODEL, MODEL_METADATA, SERVER_METADATA, Answer, infer
 from service.payload import read_body
 from service.responses import JSONBytes
@@ -72,12 +73,25 @@ async def server_metadata() -> JSONBytes:
     return JSONBytes(SERVER_METADATA)
 
 
-@router.get("/health/live", summary="Live: 200 with an empty body")
+EMPTY_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {}, "description": "Empty body"}}
+
+
+@router.get(
+    "/health/live",
+    summary="Live: 200 with an empty body",
+    response_class=Response,
+    responses=EMPTY_DOC,
+)
 async def live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready", summary="Ready: 200 with an empty body, else 400")
+@router.get(
+    "/health/ready",
+    summary="Ready: 200 with an empty body, else 400",
+    response_class=Response,
+    responses={**EMPTY_DOC, 400: ERROR_DOC},
+)
 async def ready(request: Request) -> Response:
     return _ready(request)
 
@@ -88,7 +102,12 @@ async def model_metadata(model_name: str) -> JSONBytes:
     return JSONBytes(MODEL_METADATA)
 
 
-@router.get("/models/{model_name}/ready", summary="Model ready: 200 with an empty body")
+@router.get(
+    "/models/{model_name}/ready",
+    summary="Model ready: 200 with an empty body",
+    response_class=Response,
+    responses={**EMPTY_DOC, 400: ERROR_DOC, 404: ERROR_DOC},
+)
 async def model_ready(model_name: str, request: Request) -> Response:
     _model(model_name)
     return _ready(request)
@@ -122,6 +141,7 @@ async def model_infer(model_name: str, request: Request, settings: SettingsDep) 
     answer = await admission.compute(
         lambda: read_body(request, settings.max_body_bytes), work, settings.request_timeout_s
     )
+    record_batch(request, answer.n, answer.num_classes, answer.device)
     if answer.header_length is None:
         return JSONBytes(answer.body)
     return Response(
