@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -42,11 +41,6 @@ class Settings(BaseSettings):
     api_keys: SecretList = Field(default_factory=list, repr=False)
     cors_origins: CommaList = Field(default_factory=list)
     log_level: str = "info"
-
-
-@lru_cache
-def environment_settings() -> Settings:
-    return Settings()
 
 
 def get_settings(request: Request) -> Settings:

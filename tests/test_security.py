@@ -58,7 +58,9 @@ async def test_every_route_but_the_probes_needs_a_key(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", OPEN)
-async def test_health_probes_and_the_dashboard_page_need_no_key(client: httpx.AsyncClient, path: str) -> None:
+async def test_health_probes_and_the_dashboard_page_need_no_key(
+    client: httpx.AsyncClient, path: str
+) -> None:
     response = await client.get(path)
     assert response.status_code == 200
 
