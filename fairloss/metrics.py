@@ -59,20 +59,22 @@ def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
 
 
 def calibration_bins(
-    confidence: Tensor, correct: Tensor, n_bins: int = 15
+    confidence: Tensor, correct: Tensor, n_bins: int = 15, counted: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-bin sample count, confidence sum and correct count over equal-width bins of (0, 1].
 
-    Bin ``b`` holds the confidences in ``(b / n_bins, (b + 1) / n_bins]``.
+    Bin ``b`` holds the confidences in ``(b / n_bins, (b + 1) / n_bins]``. Samples outside
+    ``counted`` take no part.
     """
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins}")
+    confidence = confidence.double()
+    weight = torch.ones_like(confidence) if counted is None else counted.double()
     upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins
-    index = torch.searchsorted(upper, confidence.double().contiguous()).clamp(max=n_bins - 1)
-    zeros = torch.zeros(n_bins, dtype=torch.float64, device=confidence.device)
-    count = zeros.index_add(0, index, torch.ones_like(index, dtype=torch.float64))
-    conf_sum = zeros.index_add(0, index, confidence.double())
-    correct_sum = zeros.index_add(0, index, correct.double())
+    index = torch.searchsorted(upper, confidence.contiguous()).clamp(max=n_bins - 1)
+    values = torch.stack([weight, confidence * weight, correct * weight], dim=1)
+    zeros = torch.zeros(n_bins, 3, dtype=torch.float64, device=confidence.device)
+    count, conf_sum, correct_sum = zeros.index_add(0, index, values).unbind(1)
     return count, conf_sum, correct_sum
 
 
@@ -181,28 +183,20 @@ def _add(mine: Any, theirs: Any) -> Any:
 
 
 def score_sums(terms: FairLossTerms, scores: SampleScores, n_bins: int = 15) -> ScoreSums:
-    """The sums of the counted samples of one batch."""
+    """The sums of the counted samples of one batch (in float64, in one pass)."""
     keep = terms.counted
-
-    def total(values: Tensor) -> float:
-        return float(values[keep].double().sum())
-
-    count, conf_sum, correct_sum = calibration_bins(
-        scores.confidence[keep], scores.correct[keep], n_bins
-    )
+    columns = {"count": keep, "correct": scores.correct}
+    columns.update({name: getattr(terms, name) for name in ("ce", "penalty", "total")})
+    columns.update({name: getattr(scores, name) for name in ("log_loss", "brier", "pll", "pbs")})
+    stacked = torch.stack([c.double() for c in columns.values()], dim=1) * keep.unsqueeze(1)
+    totals = dict(zip(columns, stacked.sum(dim=0).tolist(), strict=True))
+    bins = torch.stack(calibration_bins(scores.confidence, scores.correct, n_bins, keep), dim=1)
+    bin_count, bin_confidence, bin_correct = zip(*bins.tolist(), strict=True)
     return ScoreSums(
-        count=int(keep.sum()),
-        correct=int(scores.correct[keep].sum()),
-        ce=total(terms.ce),
-        penalty=total(terms.penalty),
-        total=total(terms.total),
-        log_loss=total(scores.log_loss),
-        brier=total(scores.brier),
-        pll=total(scores.pll),
-        pbs=total(scores.pbs),
-        bin_count=tuple(int(v) for v in count.tolist()),
-        bin_confidence=tuple(conf_sum.tolist()),
-        bin_correct=tuple(int(v) for v in correct_sum.tolist()),
+        **totals | {"count": int(totals["count"]), "correct": int(totals["correct"])},
+        bin_count=tuple(int(v) for v in bin_count),
+        bin_confidence=tuple(bin_confidence),
+        bin_correct=tuple(int(v) for v in bin_correct),
     )
 
 

@@ -10,7 +10,7 @@ that timed out, and the worker pool, sized to the limit, never queues.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -18,7 +18,7 @@ import anyio
 
 from service.errors import ProblemError
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Sized)
 R = TypeVar("R")
 
 
@@ -26,9 +26,14 @@ class Admission:
     """Counts the slots held. Changed on the event loop only, so it needs no lock."""
 
     def __init__(
-        self, limit: int, retry_after_s: int, reject: Callable[[str], None] = lambda _: None
+        self,
+        limit: int,
+        retry_after_s: int,
+        reject: Callable[[str], None] = lambda _: None,
+        inline_bytes: int = 0,
     ) -> None:
         self.limit = limit
+        self.inline_bytes = inline_bytes
         self.retry_after_s = retry_after_s
         self.reject = reject
         self.in_flight = 0
@@ -50,7 +55,9 @@ class Admission:
     async def compute(
         self, receive: Callable[[], Awaitable[T]], work: Callable[[T], R], timeout_s: float
     ) -> R:
-        """``work(await receive())`` in a worker thread, in a slot, within ``timeout_s``."""
+        """``work(await receive())`` in a slot, within ``timeout_s``: in a worker thread, or on
+        the event loop for a body shorter than ``inline_bytes``, whose work takes well under a
+        millisecond (a thread hop would cost more than it saves)."""
         self._admit()
         holders = 1
 
@@ -63,6 +70,8 @@ class Admission:
         try:
             with anyio.move_on_after(timeout_s):
                 value = await receive()
+                if len(value) < self.inline_bytes:
+                    return work(value)
                 future = asyncio.get_running_loop().run_in_executor(self.executor, work, value)
                 holders += 1
                 future.add_done_callback(leave)

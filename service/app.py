@@ -107,7 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.metrics = Metrics(in_flight=lambda: app.state.admission.in_flight)
     app.state.admission = Admission(
-        settings.max_concurrency, settings.retry_after_s, reject=app.state.metrics.reject
+        settings.max_concurrency,
+        settings.retry_after_s,
+        reject=app.state.metrics.reject,
+        inline_bytes=settings.inline_bytes,
     )
     install_error_handlers(app)
     app.include_router(health.router)

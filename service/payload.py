@@ -20,6 +20,7 @@ import orjson
 from starlette.requests import Request
 
 from service.errors import ProblemError, invalid
+from service.fastjson import parse_fast
 
 Loc = list[str | int]
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -86,7 +87,14 @@ def _collector_paused() -> Iterator[None]:
 
 
 def parse_object(body: bytes | bytearray) -> dict[str, Any]:
-    """Parse a JSON object; NaN and Infinity literals parse, to be refused later with a 422."""
+    """Parse a JSON object; NaN and Infinity literals parse, to be refused later with a 422.
+
+    Numeric ``logits`` and ``labels`` come back as numpy arrays when the fast path
+    (`service.fastjson`) can take the body, and as lists otherwise.
+    """
+    fast = parse_fast(body)
+    if fast is not None:
+        return fast
     try:
         with _collector_paused():
             data = orjson.loads(body)
@@ -162,36 +170,36 @@ def _ragged(rows: list[Any], width: int, loc: Loc) -> ProblemError:
 def logits_array(
     value: Any, loc: Loc, *, max_elements: int, float32: bool, may_hold_booleans: bool
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """An N x C float64 array of finite numbers (within float32 range when ``float32``)."""
-    if not isinstance(value, list):
+    """An N x C float64 array of finite numbers (within float32 range when ``float32``).
+
+    ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
+    """
+    if isinstance(value, np.ndarray):
+        rows, width = value.shape
+    elif not isinstance(value, list):
         raise invalid(f"Expected {_path(loc)} to be an array of rows", loc, "not_an_array")
-    if not value:
+    elif not value:
         raise invalid(f"Expected {_path(loc)} to hold at least one row", loc, "empty_batch")
-    first = value[0]
-    if not isinstance(first, list):
+    elif not isinstance(value[0], list):
         raise _ragged(value, 0, loc)
-    if len(first) < 2:
+    else:
+        rows, width = len(value), len(value[0])
+    if width < 2:
         raise invalid(
-            f"Expected at least 2 classes, but {_path(loc, 0)} has {len(first)}",
+            f"Expected at least 2 classes, but {_path(loc, 0)} has {width}",
             [*loc, 0],
             "too_few_classes",
         )
-    if len(value) * len(first) > max_elements:
+    if rows * width > max_elements:
         raise invalid(
-            f"{len(value)} x {len(first)} = {len(value) * len(first)} elements is more than "
+            f"{rows} x {width} = {rows * width} elements is more than "
             f"this server's limit of {max_elements}",
             loc,
             "too_many_elements",
         )
-    try:
-        array = np.asarray(value)
-    except ValueError:
-        raise _ragged(value, len(first), loc) from None
-    if array.ndim != 2 or array.dtype.kind not in "fiu":
-        raise _ragged(value, len(first), loc)
-    if may_hold_booleans and (problem := _first_non_number(value, loc)):
-        raise problem
-    array = array.astype(np.float64, copy=False)
+    array = (
+        value if isinstance(value, np.ndarray) else _matrix(value, width, loc, may_hold_booleans)
+    )
     finite = np.isfinite(array)
     if not finite.all():
         i, j = (int(k) for k in np.argwhere(~finite)[0])
@@ -211,12 +219,26 @@ def logits_array(
     return array
 
 
+def _matrix(
+    rows: list[Any], width: int, loc: Loc, may_hold_booleans: bool
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    try:
+        array = np.asarray(rows)
+    except ValueError:
+        raise _ragged(rows, width, loc) from None
+    if array.ndim != 2 or array.dtype.kind not in "fiu":
+        raise _ragged(rows, width, loc)
+    if may_hold_booleans and (problem := _first_non_number(rows, loc)):
+        raise problem
+    return array.astype(np.float64, copy=False)
+
+
 def labels_array(
     value: Any, n: int, num_classes: int, ignore_index: int | None, *, may_hold_booleans: bool
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """N integer labels, each in [0, C) or equal to ``ignore_index``."""
     loc: Loc = ["labels"]
-    if not isinstance(value, list):
+    if not isinstance(value, list | np.ndarray):
         raise invalid("Expected labels to be an array of integers", loc, "not_an_array")
     if len(value) != n:
         raise invalid(f"Expected {n} labels, one per row, but got {len(value)}", loc, "bad_length")
@@ -224,7 +246,11 @@ def labels_array(
         array = np.asarray(value)
     except ValueError:
         array = np.asarray([None])
-    if array.ndim != 1 or array.dtype.kind not in "iu" or may_hold_booleans:
+    if (
+        array.ndim != 1
+        or array.dtype.kind not in "iu"
+        or (isinstance(value, list) and may_hold_booleans)
+    ):
         for k, label in enumerate(value):
             if type(label) is not int:
                 raise invalid(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -171,6 +172,11 @@ def _dumps(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def _lists_present(values: Iterable[Any]) -> bool:
+    """Whether an array came as lists (the general path), which may hide JSON booleans."""
+    return any(isinstance(value, list) for value in values)
+
+
 def score_body(
     body: bytes | bytearray, devices: list[str], default: str, max_elements: int
 ) -> Reply:
@@ -181,7 +187,7 @@ def score_body(
     for name, value in arrays.items():
         if value is None:
             raise invalid(f"Field {name!r} is required", [name], "missing")
-    booleans = may_hold_booleans(body)
+    booleans = _lists_present(arrays.values()) and may_hold_booleans(body)
     logits = logits_array(
         arrays["logits"],
         ["logits"],
@@ -243,7 +249,8 @@ def compare_body(
     options = parse_options(data)
     if labels_value is None:
         raise invalid("Field 'labels' is required", ["labels"], "missing")
-    booleans = may_hold_booleans(body)
+    values = [labels_value, *(logits for _, logits in named)]
+    booleans = _lists_present(values) and may_hold_booleans(body)
     budget = max_elements
     arrays: list[tuple[str, np.ndarray[Any, Any]]] = []
     for k, (name, value) in enumerate(named):

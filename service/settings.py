@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=1, ge=0)
     workers: int = Field(default=1, gt=0)
     torch_threads: int = Field(default=0, ge=0)
+    inline_bytes: int = Field(default=16 * 1024, ge=0)
     graceful_shutdown_s: int = Field(default=8, gt=0)
     request_timeout_s: float = Field(default=60.0, gt=0)
     api_keys: SecretList = Field(default_factory=list, repr=False)
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    """The app's settings (``async``, so FastAPI calls it inline rather than in a thread)."""
     settings: Settings = request.app.state.settings
     return settings
 

@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import httpx
+import hypothesis
 import pytest
 from asgi_lifespan import LifespanManager
 
 from service.app import create_app
 from service.settings import Settings
+
+# CI runs the property tests on fixed examples, so a run's verdict does not depend on chance;
+# elsewhere hypothesis explores new ones each run.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 README_EXAMPLE: dict[str, Any] = {
     "logits": [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],

@@ -213,7 +213,8 @@ async def test_an_unexpected_error_is_logged_counted_and_not_leaked(
 async def slow_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, threading.Event]]:
-    """One slot, a 0.2 s limit, and a /score whose computation waits for ``release``."""
+    """One slot, a 0.2 s limit, and a /score whose computation (in a worker thread, however
+    small its body) waits for ``release``."""
     release = threading.Event()
     real = score_body
 
@@ -222,7 +223,7 @@ async def slow_client(
         return real(*args)
 
     monkeypatch.setattr(score_route, "score_body", slow)
-    app = create_app(Settings(max_concurrency=1, request_timeout_s=0.2))
+    app = create_app(Settings(max_concurrency=1, request_timeout_s=0.2, inline_bytes=0))
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
