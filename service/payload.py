@@ -157,14 +157,9 @@ def _ragged(rows: list[Any], width: int, loc: Loc) -> ProblemError:
                 [*loc, i],
                 "ragged_row",
             )
-        for j, value in enumerate(row):
-            if not _is_number(value):
-                return invalid(
-                    f"Expected a number at {_path(loc, i, j)}, but got {_describe(value)}",
-                    [*loc, i, j],
-                    "not_a_number",
-                )
-    return invalid(f"Expected {_path(loc)} to be an N x C array of numbers", loc, "bad_shape")
+    return _first_non_number(rows, loc) or invalid(
+        f"Expected {_path(loc)} to be an N x C array of numbers", loc, "bad_shape"
+    )
 
 
 def logits_array(
