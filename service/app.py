@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 import fairloss
@@ -96,7 +97,9 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load their scripts from the service, not from a CDN, so
+    # they work for a sidecar with no internet access.
+    app = FastAPIOffline(
         title="FairLoss scoring service",
         version=fairloss.__version__,
         description="Scores classifier outputs with FairLoss: cross-entropy plus a smooth "

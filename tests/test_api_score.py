@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,16 @@ async def test_docs_page(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "/openapi.json" in response.text
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_load_their_scripts_from_the_service_not_a_cdn(
+    client: httpx.AsyncClient, page: str
+) -> None:
+    html = (await client.get(page)).text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources
+    assert not [s for s in sources if s.startswith(("http:", "https:", "//"))]
+    for source in sources:
+        response = await client.get(source)
+        assert response.status_code == 200, source
