@@ -20,7 +20,7 @@ import fairloss
 from fairloss import fair_loss_terms
 from service.errors import ProblemError
 from service.payload import FLOAT32_MAX, parse_object
-from service.scoring import DTYPES, FAIRLOSS_TERMS, device_for, parse_options
+from service.scoring import DTYPES, FAIRLOSS_TERMS, class_weights, device_for, parse_options
 
 MODEL = "fairloss"
 HEADER_LENGTH = "inference-header-content-length"
@@ -101,9 +101,7 @@ def infer(
     _check_logits(logits, float32=options.precision == "float32")
     device = device_for(options, devices, default)
     z = torch.from_numpy(logits).to(device=device, dtype=DTYPES[options.precision])
-    weight = None
-    if options.class_weights is not None:
-        weight = torch.tensor(options.class_weights, dtype=torch.float64)
+    weight = class_weights(options, logits.shape[1])
     try:
         terms = fair_loss_terms(
             z,

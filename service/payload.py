@@ -269,15 +269,4 @@ def labels_array(
 
 def may_hold_booleans(body: bytes | bytearray) -> bool:
     """Whether a JSON ``true``/``false`` may be in ``body`` (numpy would read it as 1/0)."""
-    return _contains(body, b"true") or _contains(body, b"false")
-
-
-def _contains(body: bytes | bytearray, word: bytes) -> bool:
-    """``word in body``, several times faster on number-heavy bodies: the search for the first
-    byte is a ``memchr``, and in JSON numbers ``t`` and ``f`` never occur."""
-    start = body.find(word[:1])
-    for _ in range(16):
-        if start < 0 or body.startswith(word, start):
-            return start >= 0
-        start = body.find(word[:1], start + 1)
-    return start >= 0 and body.find(word, start) >= 0
+    return b"true" in body or b"false" in body

@@ -42,7 +42,8 @@ def parse_options(fields: dict[str, Any]) -> LossOptions:
         raise ProblemError(422, "Invalid request", detail, errors=errors) from None
 
 
-def _weights(options: LossOptions, num_classes: int) -> torch.Tensor | None:
+def class_weights(options: LossOptions, num_classes: int) -> torch.Tensor | None:
+    """The request's class weights as a tensor, one per class (a 422 otherwise)."""
     if options.class_weights is None:
         return None
     if len(options.class_weights) != num_classes:
@@ -100,7 +101,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score one batch on ``device``; the result's arrays are numpy, on the CPU."""
     num_classes = logits.shape[1]
-    weight = _weights(options, num_classes)
+    weight = class_weights(options, num_classes)
     z = torch.from_numpy(logits).to(device=device, dtype=DTYPES[options.precision])
     y = torch.from_numpy(labels).to(device)
     terms = fair_loss_terms(

@@ -327,6 +327,11 @@ ERRORS: list[tuple[str, Any, str]] = [
         "smooth_max_beta: Input should be greater than 0",
     ),
     (
+        "class weights not one per class",
+        json_request(parameters={"class_weights": [1.0, 2.0]}),
+        "Expected 3 class_weights, one per class, but got 2",
+    ),
+    (
         "unknown output",
         json_request(outputs=[{"name": "accuracy"}]),
         "outputs[0] names 'accuracy'; expected one of ce, penalty, total, each at most once",
