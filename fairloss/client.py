@@ -35,6 +35,7 @@ import orjson
 import torch
 from tqdm import tqdm
 
+from fairloss.headers import header_int
 from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
 
 Array = npt.NDArray[Any]
@@ -99,8 +100,9 @@ def _retry_after(response: httpx.Response | None) -> float:
     value = None if response is None else response.headers.get("retry-after")
     if value is None:
         return 0.0
-    if value.strip().isdigit():
-        return float(value)
+    seconds = header_int(value)
+    if seconds is not None:
+        return float(seconds)
     try:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):

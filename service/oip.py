@@ -18,6 +18,7 @@ import torch
 
 import fairloss
 from fairloss import fair_loss_terms
+from fairloss.headers import header_int
 from service.errors import ProblemError
 from service.payload import FLOAT32_MAX, parse_object
 from service.scoring import DTYPES, FAIRLOSS_TERMS, class_weights, device_for, parse_options
@@ -127,12 +128,13 @@ def infer(
 def _split(body: bytearray, header_length: str | None) -> int:
     if header_length is None:
         return len(body)
-    if not header_length.isdigit() or int(header_length) > len(body):
+    split = header_int(header_length)
+    if split is None or split > len(body):
         raise bad_request(
             f"Inference-Header-Content-Length is {header_length!r}; expected a number of bytes "
             f"no larger than the body ({len(body)} bytes)"
         )
-    return int(header_length)
+    return split
 
 
 def _object(value: Any, what: str, keys: frozenset[str] | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from starlette.requests import Request
 
+from fairloss.headers import header_int
 from service.errors import ProblemError, invalid
 from service.fastjson import parse_fast
 
@@ -53,9 +54,10 @@ async def read_body(request: Request, limit: int) -> bytearray:
     """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        length = header_int(declared)
+        if length is None:
             raise ProblemError(400, "Bad request", "Content-Length is not a number.")
-        if int(declared) > limit:
+        if length > limit:
             raise too_large(limit)
     body = bytearray()
     async for chunk in request.stream():

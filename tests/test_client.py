@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -224,7 +225,9 @@ def scripted(
 
 
 def busy(retry_after: str | None) -> Callable[[httpx.Request], httpx.Response]:
-    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    headers: dict[bytes, bytes] = (
+        {} if retry_after is None else {b"Retry-After": retry_after.encode()}
+    )
     problem = {"type": "/problems/server-busy", "title": "Server busy", "status": 503}
     return lambda _: httpx.Response(503, headers=headers, json={**problem, "detail": "busy"})
 
@@ -289,13 +292,36 @@ def test_connection_errors_past_the_attempts_are_raised(sleeps):
     assert len(seen) == 2
 
 
-def test_retry_after_as_an_http_date_is_honoured(sleeps):
-    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+NOW = 1_700_000_000.0  # a fixed clock, so the date below is always 30 s ahead of it
+
+
+def test_retry_after_as_an_http_date_is_honoured(sleeps, monkeypatch):
+    monkeypatch.setattr("fairloss.client.time.time", lambda: NOW)
+    date = email.utils.formatdate(NOW + 30, usegmt=True)
     seen: list[httpx.Request] = []
     with Client("http://fake", transport=scripted([busy(date)], seen), retry=FAST_RETRY) as c:
         c.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
     assert len(seen) == 2
-    assert sleeps[0] <= 0.01
+    assert sleeps == [30.0]
+
+
+def test_retry_after_in_the_past_waits_only_the_backoff(sleeps, monkeypatch):
+    monkeypatch.setattr("fairloss.client.time.time", lambda: NOW)
+    date = email.utils.formatdate(NOW - 30, usegmt=True)
+    with Client("http://fake", transport=scripted([busy(date)], []), retry=FAST_RETRY) as c:
+        c.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
+    assert len(sleeps) == 1
+    assert sleeps[0] <= FAST_RETRY.backoff_s
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\uff15", "-5", "+5", "1e3", "1_0", "5 5", "soon", ""])
+def test_a_retry_after_that_is_neither_seconds_nor_a_date_is_ignored(sleeps, value):
+    seen: list[httpx.Request] = []
+    with Client("http://fake", transport=scripted([busy(value)], seen), retry=FAST_RETRY) as c:
+        c.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
+    assert len(seen) == 2
+    assert len(sleeps) == 1
+    assert sleeps[0] <= FAST_RETRY.backoff_s
 
 
 def test_a_refused_chunk_names_its_rows():
