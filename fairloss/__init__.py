@@ -1,4 +1,4 @@
-"""FairLoss: cross-entropy plus a smooth penalty that makes correct predictions score better."""
+"""FairLoss: cross-entropy plus a smooth penalty, at most 1/C, for rows whose argmax is wrong."""
 
 from fairloss.functional import FairLossTerms, fair_loss, fair_loss_terms
 from fairloss.loss import FairLoss

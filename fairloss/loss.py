@@ -21,9 +21,15 @@ class FairLoss(nn.Module):
 
     ``gap`` is the smooth maximum ``logsumexp(beta * z) / beta`` minus the true logit, so the
     penalty is near 0 when the true class has the largest logit and near ``1/C`` when another
-    class beats it: a correct prediction always scores better than a wrong one. The gap is
-    computed shifted by the true logit, which keeps it exact on confident rows, and everything
-    is computed in at least float32 (``beta * z`` overflows float16).
+    class beats it. The penalty makes it rarer that a correct prediction scores worse than a
+    wrong one, but does not rule it out: it is at most ``1/C``, while the cross-entropy of a
+    barely-correct row can exceed that of a barely-wrong row by up to ``ln(C/2)`` (logits
+    ``[[0, 0.03, 0], [0.04, 0, -30]]``, labels ``[1, 1]``: the correct row 0 scores 1.0787, the
+    wrong row 1 scores 1.0467). The Penalized Log Loss and Penalized Brier Score of Ahmadian,
+    Ghatee & Wahlström (2025), in `fairloss.metrics`, are superior by construction; use
+    `fairloss.superior_violations` to count the inversions FairLoss leaves. The gap is computed
+    shifted by the true logit, which keeps it exact on confident rows, and everything is
+    computed in at least float32 (``beta * z`` overflows float16).
 
     Args:
         cross_entropy: an ``nn.CrossEntropyLoss(reduction="none")`` whose ``weight``,

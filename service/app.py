@@ -103,7 +103,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="FairLoss scoring service",
         version=fairloss.__version__,
         description="Scores classifier outputs with FairLoss: cross-entropy plus a smooth "
-        "penalty that makes a correct prediction always score better than a wrong one.",
+        "penalty, at most 1/C, for rows whose argmax is not the true class. The penalty makes it "
+        "rarer that a correct prediction scores worse than a wrong one, but does not rule it out; "
+        "the Penalized Log Loss (pll) and Penalized Brier Score (pbs) of Ahmadian, Ghatee & "
+        "Wahlström (2025) do, by construction. POST /compare counts the (correct, wrong) pairs "
+        "each criterion orders the wrong way.",
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -145,3 +145,25 @@ async def test_options_apply_to_every_candidate(client: httpx.AsyncClient) -> No
     )
     assert alone.status_code == 200
     assert result["candidates"][0]["reduced"] == alone.json()["reduced"]
+
+
+async def test_compare_counts_the_inversion_fairloss_leaves(client: httpx.AsyncClient) -> None:
+    """The counter-example to "a correct prediction always scores better": FairLoss orders the
+    correct row 0 after the wrong row 1; PLL and PBS do not."""
+    body = {
+        "labels": [1, 1],
+        "candidates": [{"name": "m", "logits": [[0, 0.03, 0], [0.04, 0, -30]]}],
+    }
+    [entry] = (await compare(client, body))["candidates"]
+    assert entry["per_sample"]["correct"] == [True, False]
+    assert entry["per_sample"]["total"] == [1.0787126, 1.0466806]
+    violations = entry["violations"]
+    assert violations["total"] == {"count": 1, "pairs": 1, "examples": [[0, 1]]}
+    assert violations["pll"] == {"count": 0, "pairs": 1, "examples": []}
+    assert violations["pbs"] == {"count": 0, "pairs": 1, "examples": []}
+
+
+async def test_the_openapi_description_makes_no_false_claim(client: httpx.AsyncClient) -> None:
+    description = (await client.get("/openapi.json")).json()["info"]["description"]
+    assert "always score better" not in description
+    assert "does not rule it out" in description

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from fairloss import FairLoss, fair_loss
+from fairloss import FairLoss, fair_loss, sample_scores, superior_violations
 
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "fairloss_cases.json").read_text()
@@ -221,3 +221,20 @@ def test_training_steps_reduce_the_loss_and_gradients_flow() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_a_correct_row_can_still_score_worse_than_a_wrong_one() -> None:
+    """FairLoss makes inversions rarer, not impossible: the penalty is at most 1/C, while the
+    cross-entropy gap between a barely-correct and a barely-wrong row reaches ln(C/2). The
+    paper's PLL and PBS order the same two rows correctly."""
+    logits = torch.tensor([[0.0, 0.03, 0.0], [0.04, 0.0, -30.0]])
+    labels = torch.tensor([1, 1])
+    total = FairLoss(reduction="none")(logits, labels)
+    assert total.tolist() == pytest.approx([1.0787126, 1.0466806], rel=1e-6)
+    scores = sample_scores(logits, labels)
+    assert scores.correct.tolist() == [True, False]
+    assert total[0] > total[1]
+    assert scores.pll[0] < scores.pll[1]
+    assert scores.pbs[0] < scores.pbs[1]
+    assert superior_violations(total, scores.correct).count == 1
+    assert superior_violations(scores.pll, scores.correct).count == 0
