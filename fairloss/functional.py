@@ -133,7 +133,8 @@ def fair_loss_terms(
     gap = penalty_gap(logits, safe_target, smooth_max_beta)
     penalty = torch.tanh(scaling_factor * gap / 2) / logits.shape[1]
     zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
-    ce = torch.where(counted, ce, zero)
+    # + 0.0 turns the -0.0 that cross_entropy gives a certain row (-log 1) into 0.0.
+    ce = torch.where(counted, ce + 0.0, zero)
     penalty = torch.where(counted, penalty, zero)
     return FairLossTerms(ce, penalty, ce + penalty, counted)
 

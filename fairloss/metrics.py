@@ -36,16 +36,23 @@ def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
     """Accuracy, log loss, Brier, Penalized Log Loss and Penalized Brier Score per sample.
 
     Brier sums the squared errors over the C classes (the paper's definition; its reference code
-    averages over classes instead, which divides by C). PLL adds ``ln(C)`` to the log loss and
-    PBS adds ``(C - 1) / C`` to the Brier score of a beaten sample.
+    averages over classes instead, which divides by C). It is computed as
+    ``(1 - p_y)^2 + sum_{c != y} p_c^2`` with ``1 - p_y = sum_{c != y} p_c``: sums of
+    non-negative terms, so a confident row keeps its relative precision. (``sum p^2 - 2 p_y + 1``
+    cancels to 0 in float32 once ``1 - p_y`` is below about 1e-4, and ``-expm1(log p_y)`` loses
+    digits too, since ``log p_y`` near 0 comes out of a log-sum-exp with an absolute error of
+    about 1e-7.) PLL adds ``ln(C)`` to the log loss and PBS adds ``(C - 1) / C`` to the Brier
+    score of a beaten sample. No column holds ``-0.0``: a certain row's log loss is ``0.0``.
     """
     num_classes = logits.shape[1]
     target = target.long().unsqueeze(1)
     log_probs = torch.log_softmax(logits, dim=1)
     probs = log_probs.exp()
     confidence, predicted = probs.max(dim=1)
-    log_loss = -log_probs.gather(1, target).squeeze(1)
-    brier = (probs**2).sum(dim=1) - 2 * probs.gather(1, target).squeeze(1) + 1
+    true_log_prob = log_probs.gather(1, target).squeeze(1)
+    log_loss = 0.0 - true_log_prob  # not -x, which turns log 1 = 0.0 into -0.0
+    others = probs.scatter(1, target, 0.0)
+    brier = others.sum(dim=1) ** 2 + (others**2).sum(dim=1)
     beaten = (logits.max(dim=1).values > logits.gather(1, target).squeeze(1)).to(log_loss.dtype)
     return SampleScores(
         predicted=predicted,

@@ -265,6 +265,8 @@ def _json_data(name: str, datatype: str, shape: list[int], data: Any, booleans: 
     except ValueError:
         array = np.asarray([None])
     if not isinstance(data, list) or array.dtype.kind not in kinds or (booleans and _bool_in(data)):
+        if name == "labels" and _integers_past_int64(array):
+            raise bad_request(f"Input 'labels' holds a value too large for {datatype}")
         wanted = "numbers" if name == "logits" else "integers"
         raise bad_request(f"Input {name!r} ({datatype}) must hold {wanted} in its 'data' array")
     if array.size != math.prod(shape):
@@ -277,6 +279,16 @@ def _json_data(name: str, datatype: str, shape: list[int], data: Any, booleans: 
     if datatype == "INT32" and ((array < -(2**31)) | (array >= 2**31)).any():
         raise bad_request(f"Input {name!r} holds a value too large for INT32")
     return array.astype(np.float64 if name == "logits" else np.int64, copy=False).reshape(shape)
+
+
+def _integers_past_int64(array: np.ndarray) -> bool:
+    """Whether every value is an integer and one lies outside int64. Integer literals past 64
+    bits parse as floats (rounded to at or past the bounds) or as Python ints."""
+    values = array.ravel().tolist()
+    integers = all(type(v) is int or (type(v) is float and v.is_integer()) for v in values)
+    return integers and any(
+        not -(2**63) <= v < 2**63 if type(v) is int else abs(v) >= 2**63 for v in values
+    )
 
 
 def _data_may_hold_booleans(body: bytearray, split: int, request: dict[str, Any]) -> bool:

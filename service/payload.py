@@ -249,7 +249,7 @@ def labels_array(
         or (isinstance(value, list) and may_hold_booleans)
     ):
         for k, label in enumerate(value):
-            if type(label) is not int:
+            if type(label) is not int and not _integer_past_64_bits(label):
                 raise invalid(
                     f"Expected an integer class label at labels[{k}], but got {_describe(label)}",
                     [*loc, k],
@@ -267,6 +267,13 @@ def labels_array(
             "label_out_of_range",
         )
     return array.astype(np.int64, copy=False)
+
+
+def _integer_past_64_bits(value: object) -> bool:
+    """Whether ``value`` is what the JSON parser makes of an integer literal past 64 bits: orjson
+    keeps integers in [-2**63, 2**64) as ints and gives a float, rounded to at or past those
+    bounds, for any other. Such a label is out of range, not "not an integer"."""
+    return type(value) is float and value.is_integer() and not -(2**63) < value < 2**64
 
 
 def may_hold_booleans(body: bytes | bytearray) -> bool:

@@ -273,6 +273,31 @@ async def test_large_batch_round_trips(client: httpx.AsyncClient) -> None:
 # The routes around /score.
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+async def test_certain_rows_give_zero_not_negative_zero(
+    client: httpx.AsyncClient, precision: str
+) -> None:
+    body = {
+        "logits": [[100, 0], [0, 100]],
+        "labels": [0, 1],
+        "precision": precision,
+        "extra_columns": ["confidence", "log_loss", "brier", "pll", "pbs"],
+    }
+    response = await client.post("/score", json=body)
+    assert response.status_code == 200
+    assert re.search(rb"-0(\.0*)?([eE][-+]?\d+)?[],}]", response.content) is None
+    assert response.json()["per_sample"]["ce"] == [0.0, 0.0]
+    infer = {
+        "inputs": [
+            {"name": "logits", "datatype": "FP32", "shape": [2, 2], "data": [100, 0, 0, 100]},
+            {"name": "labels", "datatype": "INT64", "shape": [2], "data": [0, 1]},
+        ]
+    }
+    response = await client.post("/v2/models/fairloss/infer", json=infer)
+    assert response.status_code == 200
+    assert re.search(rb"-0(\.0*)?([eE][-+]?\d+)?[],}]", response.content) is None
+
+
 async def test_healthz(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 import random
 from typing import Any
@@ -77,6 +78,49 @@ def test_sample_scores_match_a_plain_python_loop_with_ties() -> None:
         log_loss = -math.log(probs[label])
         assert scores.pll[i].item() == pytest.approx(log_loss + beaten * math.log(4), abs=1e-12)
         assert scores.pbs[i].item() == pytest.approx(brier + beaten * 0.75, abs=1e-12)
+
+
+def decimal_brier(row: list[float], label: int) -> float:
+    """Brier summed over classes, from the float logits, in 50-digit decimal arithmetic."""
+    with decimal.localcontext() as context:
+        context.prec = 50
+        top = max(row)
+        exps = [(decimal.Decimal(z) - decimal.Decimal(top)).exp() for z in row]
+        total = sum(exps)
+        return float(sum((e / total - (c == label)) ** 2 for c, e in enumerate(exps)))
+
+
+def test_brier_of_a_confident_float32_row_keeps_its_digits() -> None:
+    """The field report: ``[[10, 0, 0]]``, label 0, gave 0.0 in float32."""
+    scores = sample_scores(torch.tensor([[10.0, 0.0, 0.0]]), torch.tensor([0]))
+    assert scores.brier.item() == pytest.approx(1.2364676e-08, rel=1e-6)
+    assert scores.pbs.item() == pytest.approx(1.2364676e-08, rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 5.0, 10.0, 20.0, 30.0])
+def test_float32_brier_and_pbs_within_1e_5_relative_of_a_decimal_reference(scale: float) -> None:
+    generator = torch.Generator().manual_seed(int(scale))
+    logits = torch.randn(300, 5, generator=generator) * scale
+    # Mostly confident and correct rows, the case that cancelled; a fifth are wrong.
+    target = logits.argmax(dim=1)
+    target[::5] = torch.randint(0, 5, (60,), generator=generator)
+    scores = sample_scores(logits, target)
+    for i, (row, label) in enumerate(zip(logits.tolist(), target.tolist(), strict=True)):
+        brier = decimal_brier(row, label)
+        beaten = max(row) > row[label]
+        assert scores.brier[i].item() == pytest.approx(brier, rel=1e-5, abs=1e-30)
+        assert scores.pbs[i].item() == pytest.approx(brier + beaten * 0.8, rel=1e-5, abs=1e-30)
+
+
+def test_no_column_holds_negative_zero() -> None:
+    """A certain row (log 1 = 0) once gave -0.0 for its cross-entropy and log loss."""
+    logits = torch.tensor([[100.0, 0.0], [0.0, 100.0], [0.0, 0.0]])
+    target = torch.tensor([0, 1, 0])
+    terms = fair_loss_terms(logits, target)
+    scores = sample_scores(logits, target)
+    columns = [*terms[:3], scores.confidence, scores.log_loss, scores.brier, scores.pll, scores.pbs]
+    for column in columns:
+        assert not column.signbit().any(), column
 
 
 # --- Calibration -----------------------------------------------------------------------------

@@ -304,6 +304,18 @@ ERRORS: list[tuple[str, Any, str]] = [
         "Expected every label in [0, 3), but got 3 at index 1",
     ),
     (
+        "label of 2 to the 64",
+        b'{"inputs": [{"name": "logits", "datatype": "FP64", "shape": [1, 2], "data": [0, 1]},'
+        b'{"name": "labels", "datatype": "INT64", "shape": [1], "data": [18446744073709551616]}]}',
+        "Input 'labels' holds a value too large for INT64",
+    ),
+    (
+        "label below int64",
+        b'{"inputs": [{"name": "logits", "datatype": "FP64", "shape": [1, 2], "data": [0, 1]},'
+        b'{"name": "labels", "datatype": "INT64", "shape": [1], "data": [-9223372036854775809]}]}',
+        "Input 'labels' holds a value too large for INT64",
+    ),
+    (
         "non-finite logit",
         b'{"inputs": [{"name": "logits", "datatype": "FP64", "shape": [1, 2], "data": [0, NaN]},'
         b'{"name": "labels", "datatype": "INT64", "shape": [1], "data": [0]}]}',
