@@ -102,7 +102,7 @@ def parse_object(body: bytes | bytearray) -> dict[str, Any]:
             data = orjson.loads(body)
     except orjson.JSONDecodeError:
         try:
-            data = json.loads(body)
+            data = json.loads(_utf8_text(body))
         except (ValueError, RecursionError) as exc:
             raise ProblemError(
                 400, "Bad request", f"The body is not valid JSON: {_first_line(exc)}"
@@ -110,6 +110,28 @@ def parse_object(body: bytes | bytearray) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProblemError(400, "Bad request", "The body must be a JSON object.")
     return data
+
+
+def _utf8_text(body: bytes | bytearray) -> str:
+    """The body as UTF-8 text (a leading byte order mark is allowed, as RFC 8259 permits), for
+    the general parser; ``json.loads`` given bytes would guess UTF-16 or UTF-32 instead."""
+    try:
+        text = bytes(body).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProblemError(
+            400,
+            "Bad request",
+            f"The body is not UTF-8: byte {exc.start} is 0x{body[exc.start]:02x}. "
+            "Send JSON encoded as UTF-8.",
+        ) from None
+    if "\x00" in text:
+        raise ProblemError(
+            400,
+            "Bad request",
+            "The body is not UTF-8 JSON: it holds NUL bytes, as UTF-16 and UTF-32 text does. "
+            "Send JSON encoded as UTF-8.",
+        )
+    return text
 
 
 def _first_line(exc: Exception) -> str:

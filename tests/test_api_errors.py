@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 
 from service.settings import Settings
@@ -75,7 +76,7 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
     ("string", b'"logits"', 400, None, None, "must be a JSON object"),
     ("number", b"42", 400, None, None, "must be a JSON object"),
     ("null", b"null", 400, None, None, "must be a JSON object"),
-    ("invalid_utf8", b'{"logits": "\xff\xfe", "labels": [0]}', 400, None, None, "not valid JSON"),
+    ("invalid_utf8", b'{"logits": "\xff\xfe", "labels": [0]}', 400, None, None, "not UTF-8"),
     (
         "nan",
         score_body('"logits": [[1.0, 2.0], [NaN, 0.5]], "labels": [0, 1]'),
@@ -874,6 +875,47 @@ async def test_compare_rejects_bodies_that_are_not_objects(
     client: httpx.AsyncClient, body: bytes
 ) -> None:
     assert_problem(await client.post("/compare", content=body, headers=JSON), 400)
+
+
+# Encodings other than UTF-8, each with an ASCII name and a non-ASCII one (ASCII text in Latin-1
+# is UTF-8, so Latin-1 gets the non-ASCII one only).
+NOT_UTF8 = [
+    *((encoding, name) for encoding in ("utf-16", "utf-32") for name in ("model", "modèle")),
+    *((f"{e}-{o}", n) for e in ("utf-16", "utf-32") for o in ("le", "be") for n in ("m", "mè")),
+    ("latin-1", "modèle"),
+]
+
+
+@pytest.mark.parametrize("route", ["/score", "/compare", "/v2/models/fairloss/infer"])
+@pytest.mark.parametrize(("encoding", "name"), NOT_UTF8)
+async def test_bodies_not_encoded_as_utf8_get_400(
+    client: httpx.AsyncClient, route: str, encoding: str, name: str
+) -> None:
+    """json.loads, given bytes, decodes UTF-16 and UTF-32 by itself: such bodies were scored."""
+    text = {
+        "/score": '{"logits": [[1, 2]], "labels": [0], "name": "%s"}',
+        "/compare": '{"labels": [0], "candidates": [{"name": "%s", "logits": [[1, 2]]}]}',
+        "/v2/models/fairloss/infer": '{"id": "%s", "inputs": []}',
+    }[route] % name
+    body = text.encode(encoding)
+    response = await client.post(route, content=body, headers=JSON)
+    assert response.status_code == 400
+    detail = response.json()["error" if route.startswith("/v2") else "detail"]
+    if name.isascii() and not body.startswith((b"\xff", b"\xfe", b"\x00\x00\xfe")):
+        assert detail.startswith("The body is not UTF-8 JSON: it holds NUL bytes")
+    else:  # a byte order mark, or a non-ASCII letter, is a byte UTF-8 does not allow there
+        bad = next(k for k, b in enumerate(body) if b >= 0x80)
+        assert detail.startswith(f"The body is not UTF-8: byte {bad} is 0x{body[bad]:02x}.")
+    assert detail.endswith("Send JSON encoded as UTF-8.")
+    assert (await client.post("/score", json=README_EXAMPLE)).status_code == 200
+
+
+async def test_a_utf8_byte_order_mark_is_allowed(client: httpx.AsyncClient) -> None:
+    """RFC 8259 lets a parser ignore it; the text is still UTF-8."""
+    body = b"\xef\xbb\xbf" + orjson.dumps(README_EXAMPLE)
+    response = await client.post("/score", content=body, headers=JSON)
+    assert response.status_code == 200
+    assert response.json()["per_sample"]["total"] == [1.0919719, 1.3013917]
 
 
 async def test_compare_refuses_text_plain(client: httpx.AsyncClient) -> None:
