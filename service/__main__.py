@@ -8,6 +8,7 @@ from types import FrameType
 
 import uvicorn
 
+from service.logs import log_config
 from service.settings import Settings
 
 
@@ -26,6 +27,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # One JSON stream on stdout for uvicorn's lines, the service's and Python's warnings;
+        # uvicorn's access line is off, the service writes its own (with the request id).
+        log_config=log_config(settings.log_level),
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,

@@ -75,7 +75,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Innermost first: API keys; CORS, so preflights need no key; ids, logs, metrics outermost."""
+    """Innermost first: API keys; CORS, so preflights need no key; ids, logs, metrics outermost
+    (and its 500s, so that they too carry the request's id)."""
     if settings.api_keys:
         keys = [key.get_secret_value() for key in settings.api_keys]
         app.add_middleware(BearerAuthMiddleware, keys=keys)
@@ -92,6 +93,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         metrics=app.state.metrics,
         templates=RouteTemplates(app),
         logger=access_logger(settings.log_level),
+        on_error=app.exception_handlers[Exception],
     )
 
 

@@ -2,27 +2,29 @@
 
 The middleware never touches bodies, so streamed request bodies keep streaming. Routes leave
 what they learned about a request (N, C, device) in the request's state, where the middleware
-reads it when the response is done.
+reads it when the response is done. While it answers a request, the request's id is in
+`service.logs.request_id`, so every line logged meanwhile carries it.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
-import sys
 import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import logs
 
 REASONS = ("busy", "too_large", "invalid", "unauthorized", "timeout")
 STATUS_REASONS = {
@@ -78,22 +80,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _StdoutHandler(logging.Handler):
-    """Writes each record as one line to the current ``sys.stdout`` (looked up per record)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stdout.write(self.format(record) + "\n")
-            sys.stdout.flush()
-        except Exception:
-            self.handleError(record)
-
-
 def access_logger(level: str) -> logging.Logger:
+    """The access log (``service.access``), at ``level``; where its lines go is the logging
+    configuration's business (`service.logs.log_config`: JSON on stdout)."""
     logger = logging.getLogger("service.access")
-    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
-        logger.addHandler(_StdoutHandler())
-        logger.propagate = False
     logger.setLevel(logging.getLevelNamesMapping().get(level.upper(), logging.INFO))
     return logger
 
@@ -132,16 +122,31 @@ def _route(scope: Scope, templates: RouteTemplates) -> str:
     return route if isinstance(route, str) else templates.find(scope["path"])
 
 
+ErrorHandler = Callable[[Request, Exception], Response | Awaitable[Response]]
+
+
 class ObservabilityMiddleware:
-    """Request ids, metrics and one JSON access-log line per HTTP request."""
+    """Request ids, metrics and one JSON access-log line per HTTP request.
+
+    An exception that reaches it before the response has started is answered here, by the app's
+    own handler for ``Exception`` (``on_error``): inside the request, so the handler's log line
+    has the request's id, and through this middleware, so the 500 has ``X-Request-ID`` (Starlette's
+    outermost ServerErrorMiddleware would send it without one).
+    """
 
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, templates: RouteTemplates, logger: logging.Logger
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        templates: RouteTemplates,
+        logger: logging.Logger,
+        on_error: ErrorHandler,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.templates = templates
         self.logger = logger
+        self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,7 +156,7 @@ class ObservabilityMiddleware:
         request_id = _request_id(scope)
         state: dict[str, Any] = {**scope.get("state", {}), "request_id": request_id}
         scope["state"] = state
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -160,10 +165,26 @@ class ObservabilityMiddleware:
                 MutableHeaders(scope=message).append("X-Request-ID", request_id)
             await send(message)
 
+        token = logs.request_id.set(request_id)
+        reset = True
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                if status is not None:
+                    # Too late for a 500: the server drops the connection and logs the error.
+                    # The id stays set so that its line has it too: under uvicorn, each request
+                    # runs in a task (and a context) of its own.
+                    reset = False
+                    raise
+                response = self.on_error(Request(scope, receive), exc)
+                if inspect.isawaitable(response):
+                    response = await response
+                await response(scope, receive, send_with_id)
         finally:
-            self._done(scope, state, status, time.perf_counter() - start)
+            self._done(scope, state, status or 500, time.perf_counter() - start)
+            if reset:
+                logs.request_id.reset(token)
 
     def _done(self, scope: Scope, state: dict[str, Any], status: int, duration: float) -> None:
         route = _route(scope, self.templates)
@@ -174,8 +195,7 @@ class ObservabilityMiddleware:
             self.metrics.samples.inc(state["n"])
         if status in STATUS_REASONS:
             self.metrics.reject(STATUS_REASONS[status])
-        line = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        fields = {
             "request_id": state["request_id"],
             "method": method,
             "route": route,
@@ -185,4 +205,4 @@ class ObservabilityMiddleware:
             "num_classes": state.get("num_classes"),
             "device": state.get("device"),
         }
-        self.logger.info(orjson.dumps(line).decode())
+        self.logger.info("%s %s %s", method, route, status, extra={"fields": fields})

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import service.routes.score as score_route
 from service.app import create_app
+from service.logs import JsonFormatter, RequestIdFilter
 from service.scoring import Reply, score_body
 from service.settings import Settings
 from tests.conftest import README_EXAMPLE, assert_no_leak
@@ -35,18 +36,25 @@ TIMED_OUT = {
 
 
 class Lines(logging.Handler):
+    """The service's log lines, as the JSON objects that `python -m service` writes."""
+
     def __init__(self) -> None:
         super().__init__()
+        self.addFilter(RequestIdFilter())
+        self.setFormatter(JsonFormatter())
         self.lines: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(orjson.loads(record.getMessage()))
+        self.lines.append(orjson.loads(self.format(record)))
+
+    def of(self, logger: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["logger"] == logger]
 
 
 @pytest.fixture
 def access_log() -> Iterator[Lines]:
     handler = Lines()
-    logger = logging.getLogger("service.access")
+    logger = logging.getLogger("service")
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
@@ -148,11 +156,12 @@ async def test_each_request_gets_one_json_access_line(
     assert response.headers["x-request-id"] == "run-7.a"
     bad = await client.post("/score", json={"logits": [[1.0]], "labels": [0]})
     assert bad.status_code == 422
-    first, second = access_log.lines
+    first, second = access_log.of("service.access")
     assert set(first) == {
-        "time", "request_id", "method", "route", "status", "duration_s", "n", "num_classes",
-        "device",
+        "time", "level", "logger", "message", "request_id", "method", "route", "status",
+        "duration_s", "n", "num_classes", "device",
     }  # fmt: skip
+    assert (first["level"], first["message"]) == ("INFO", "POST /score 200")
     assert first["request_id"] == "run-7.a"
     assert (first["method"], first["route"], first["status"]) == ("POST", "/score", 200)
     assert (first["n"], first["num_classes"], first["device"]) == (2, 3, "cpu")
@@ -174,7 +183,7 @@ async def test_a_missing_or_unsafe_request_id_is_replaced(
     assert generated.encode() != given
     assert len(generated) == 32
     assert int(generated, 16) >= 0
-    assert access_log.lines[0]["request_id"] == generated
+    assert access_log.of("service.access")[0]["request_id"] == generated
 
 
 @pytest.mark.anyio
@@ -191,11 +200,10 @@ async def test_an_unexpected_error_is_logged_counted_and_not_leaked(
         raise RuntimeError("secret detail in /work/main/service/scoring.py")
 
     monkeypatch.setattr(score_route, "score_body", broken)
-    transport = client._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    transport.raise_app_exceptions = False
-    response = await client.post("/score", json=README_EXAMPLE)
+    # The transport raises what the app lets out: the middleware must answer, not re-raise.
+    response = await client.post("/score", json=README_EXAMPLE, headers={"X-Request-ID": "e-1"})
     assert response.status_code == 500
+    assert response.headers["x-request-id"] == "e-1"
     assert response.json() == {
         "type": "/problems/internal-error",
         "title": "Internal error",
@@ -203,7 +211,11 @@ async def test_an_unexpected_error_is_logged_counted_and_not_leaked(
         "detail": "The server failed to answer this request.",
     }
     assert_no_leak(response.text)
-    assert access_log.lines[0]["status"] == 500
+    (error,) = access_log.of("service.errors")
+    assert (error["level"], error["request_id"]) == ("ERROR", "e-1")
+    assert "RuntimeError: secret detail" in error["exception"]
+    (access,) = access_log.of("service.access")
+    assert (access["request_id"], access["status"]) == ("e-1", 500)
     metrics = await scrape(client)
     assert metrics[requests_total("/score", "POST", 500)] == 1
     assert metrics[IN_FLIGHT] == 0
