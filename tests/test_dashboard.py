@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 import os
+import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+DASH = "\N{EN DASH}"  # between the first and last row numbers of the samples note
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
@@ -61,6 +67,23 @@ async def test_everything_the_page_loads_is_served_here(client: httpx.AsyncClien
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in text
         assert "//cdn" not in text
+
+
+@pytest.mark.anyio
+async def test_the_page_claims_superiority_only_for_pll_and_pbs(client: httpx.AsyncClient):
+    """FairLoss makes inversions rarer, not impossible: "always scores better" is PLL and PBS."""
+    texts = [(await client.get(path)).text for path in ("/", "/static/app.js")]
+    # Join strings concatenated across lines and comments continued on the next line.
+    joined = [re.sub(r"\s+", " ", re.sub(r"[\"`]\s*\+\s*[\"`]|\n\s*//", " ", t)) for t in texts]
+    claims = [
+        m for text in joined for m in re.finditer(r"always (scores?|ranks?) (better|lower)", text)
+    ]
+    assert len(claims) == 1
+    claim = claims[0].string[claims[0].start() - 100 : claims[0].end()]
+    assert (
+        "PLL and PBS are superior by construction: under them a correct prediction always" in claim
+    )
+    assert "FairLoss only makes such inversions rarer" in joined[1]
 
 
 @pytest.mark.anyio
@@ -173,3 +196,230 @@ def test_a_refused_request_shows_the_problem_in_chromium(page):
     page.click("#run-score")
     page.wait_for_function("document.querySelector('#error').textContent.startsWith('labels:')")
     assert page.inner_text("#error").startswith("labels: not valid JSON")
+
+
+# ---------------------------------------------------------------------------------------------
+# Many samples: which rows are shown, labels that never overlap, hints that read as hints
+
+
+def random_batch(n: int, classes: int = 10, seed: int = 0) -> tuple[list[list[float]], list[int]]:
+    """`n` rows of random logits, about half of them correct: the true logit gets U(0, 3) more."""
+    rng = random.Random(seed)
+    labels = [rng.randrange(classes) for _ in range(n)]
+    logits = []
+    for label in labels:
+        row = [round(rng.gauss(0, 1), 3) for _ in range(classes)]
+        row[label] = round(row[label] + rng.uniform(0, 3), 3)
+        logits.append(row)
+    return logits, labels
+
+
+def compare_batch(page: Any, n: int) -> tuple[list[int], set[int]]:
+    """Compare one random candidate of `n` rows; the labels and the flipped samples drawn."""
+    logits, labels = random_batch(n)
+    page.evaluate(
+        """([logits, labels]) => {
+            document.querySelectorAll('.candidate').forEach((box, k) => k && box.remove());
+            document.querySelector('.candidate-logits').value = logits;
+            document.querySelector('#labels').value = labels;
+        }""",
+        [json.dumps(logits), json.dumps(labels)],
+    )
+    page.click("#run-compare")
+    page.wait_for_function(
+        "document.querySelector('#summary [data-metric=ece] .note')?.textContent"
+        f" === '{n:,} samples on cpu' && document.querySelector('#flips li')"
+    )
+    flipped = {int(i) for i in _attrs(page, "#scatter circle.flip", "data-index")}
+    return labels, flipped
+
+
+def _attrs(page: Any, selector: str, name: str) -> list[str]:
+    values: list[str] = page.eval_on_selector_all(
+        selector, f"nodes => nodes.map(n => n.getAttribute('{name}'))"
+    )
+    return values
+
+
+def _boxes(page: Any, selector: str) -> list[dict[str, float]]:
+    boxes: list[dict[str, float]] = page.eval_on_selector_all(
+        selector,
+        "nodes => nodes.map(n => { const r = n.getBoundingClientRect();"
+        " return {x: r.x, y: r.y, width: r.width, height: r.height}; })",
+    )
+    return boxes
+
+
+def _intersect(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def assert_pair_labels_apart(page: Any, flipped: set[int]) -> None:
+    """One label per flipped sample; no two labels overlap, though their points do."""
+    assert len(flipped) >= 2
+    assert sorted(
+        int(i) for i in _attrs(page, "#scatter text.point-label", "data-index")
+    ) == sorted(flipped)
+    texts = page.locator("#scatter text.point-label").all_text_contents()
+    assert sorted(texts) == sorted(f"#{i}" for i in flipped)
+    assert page.locator("#scatter line.leader").count() == len(flipped)
+    points = _boxes(page, "#scatter circle.flip")
+    # The data makes the test bite: labels placed beside their points would collide.
+    assert any(_intersect(a, b) for k, a in enumerate(points) for b in points[k + 1 :])
+    labels = _boxes(page, "#scatter text.point-label")
+    chart = _boxes(page, "#scatter svg")[0]
+    for k, a in enumerate(labels):
+        assert a["width"] > 0
+        assert a["height"] > 0
+        assert chart["y"] <= a["y"]
+        assert a["y"] + a["height"] <= chart["y"] + chart["height"]
+        assert a["x"] + a["width"] <= chart["x"] + chart["width"]
+        for b in labels[k + 1 :]:
+            assert not _intersect(a, b), (a, b)
+
+
+def table_indices(page: Any) -> list[int]:
+    return [int(i) for i in _attrs(page, "#samples tbody tr", "data-index")]
+
+
+@needs_chromium
+def test_hints_read_as_hints_in_chromium(page):
+    page.reload()
+    page.wait_for_function("document.querySelector('#server-info').textContent.includes('service')")
+    empty = page.locator("#placeholder")
+    assert empty.is_visible()
+    assert empty.inner_text().startswith("Run Score or Compare to see the results here")
+    assert empty.evaluate("e => getComputedStyle(e).fontStyle") == "italic"
+    assert empty.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
+
+    fields = page.locator("textarea[placeholder], input[placeholder]")
+    assert fields.count() == 6
+    for k in range(fields.count()):
+        field = fields.nth(k)
+        hint = field.get_attribute("placeholder")
+        assert re.match(r"(e\.g\. |default: |only if )", hint), hint
+        style = field.evaluate(
+            """e => { const h = getComputedStyle(e, '::placeholder'), d = getComputedStyle(e);
+            return {hint: [h.fontStyle, h.color], data: [d.fontStyle, d.color]}; }"""
+        )
+        assert style["hint"][0] == "italic", hint
+        assert style["data"][0] == "normal", hint
+        assert style["hint"][1] != style["data"][1], hint
+    for textarea in (page.locator(".candidate-logits"), page.locator("#labels")):
+        assert textarea.get_attribute("placeholder").startswith("e.g. [")
+        family = textarea.evaluate(
+            "e => [getComputedStyle(e, '::placeholder').fontFamily, getComputedStyle(e).fontFamily]"
+        )
+        assert "monospace" in family[1]
+        assert "monospace" not in family[0]
+
+    page.click("#load-example")
+    page.click("#run-score")
+    page.wait_for_selector("#samples tbody tr")
+    hint = page.locator("#flips .empty")
+    assert hint.inner_text().startswith("Run Compare to see which (correct, wrong) sample pairs")
+    assert hint.evaluate("e => getComputedStyle(e).fontStyle") == "italic"
+    assert page.inner_text("#samples-note") == "All 2 rows shown, by sample #."
+    assert page.inner_text("#scatter-note") == "All 2 samples drawn."
+
+
+@needs_chromium
+def test_2000_samples_in_chromium(page):
+    n = 2000
+    labels, flipped = compare_batch(page, n)
+    assert len(flipped) == 6
+    assert_pair_labels_apart(page, flipped)
+    assert page.locator("#scatter circle.point").count() == n
+    assert page.inner_text("#scatter-note") == (
+        "All 2,000 samples drawn, including the 6 samples of the flipped pairs"
+        " (labelled on the right)."
+    )
+    assert page.inner_text("#histogram-note") == "All 2,000 samples counted."
+    assert page.inner_text("#flips-rule").startswith("Listed: the 5 examples the service returns")
+    why = page.inner_text("#flips-why")
+    assert "FairLoss only makes such inversions rarer: its penalty is at most 1/C = 0.100" in why
+    assert "up to ln(C/2) = 1.609" in why
+    ce, total = page.inner_text("#summary [data-metric=violations] .value").split(" → ")
+    assert f"counts the inversions left: {total} of 999,600 pairs" in why
+    assert f"against {ce} under cross-entropy" in why
+
+    # The table: one page of 500 rows, the flipped samples first, then by sample #.
+    order = sorted(flipped) + [i for i in range(n) if i not in flipped]
+    rule = "the 6 samples of the flipped pairs first, then the rest by sample #"
+    assert page.inner_text("#samples-note") == (
+        f"Rows 1{DASH}500 of 2,000 shown (page 1 of 4), {rule}. 1,500 not shown:"
+        " use previous / next, more rows per page, or download all 2,000 rows as CSV."
+    )
+    assert table_indices(page) == order[:500]
+    assert page.locator("#samples tr.flipped").count() == 6
+    assert page.is_disabled("#page-prev")
+    page.click("#page-next")
+    page.wait_for_function(
+        "document.querySelector('#samples-note').textContent.startsWith('Rows 501')"
+    )
+    assert page.inner_text("#samples-note").startswith(
+        f"Rows 501{DASH}1,000 of 2,000 shown (page 2 of 4), {rule}."
+    )
+    assert table_indices(page) == order[500:1000]
+    page.select_option("#table-size", "2000")
+    assert page.inner_text("#samples-note") == f"All 2,000 rows shown, {rule}."
+    assert table_indices(page) == order
+    assert page.is_disabled("#page-next")
+
+    # Every row, every column: the CSV, built in the page from the response.
+    assert page.inner_text("#download-csv") == "download all 2,000 rows (CSV)"
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    assert download.value.suggested_filename == "model-a-per-sample.csv"
+    with open(download.value.path(), newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == n
+    assert [int(r["sample"]) for r in rows] == list(range(n))
+    assert [int(r["label"]) for r in rows] == labels
+    assert {"ce", "penalty", "total", "predicted", "correct"} <= set(rows[0])
+    for r in rows[:50]:
+        assert math.isclose(float(r["ce"]) + float(r["penalty"]), float(r["total"]), rel_tol=1e-5)
+
+    # Another order: the page holds the rows with the highest totals, as the CSV says.
+    page.select_option("#table-size", "100")
+    page.select_option("#table-order", "total")
+    assert page.inner_text("#samples-note").startswith(
+        f"Rows 1{DASH}100 of 2,000 shown (page 1 of 20), by FairLoss total, highest first."
+    )
+    by_total = sorted(range(n), key=lambda i: (-float(rows[i]["total"]), i))
+    assert table_indices(page) == by_total[:100]
+    page.select_option("#table-size", "500")
+    page.select_option("#table-order", "flips")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-2000.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard-2000.png").stat().st_size > 10_000
+
+
+@needs_chromium
+def test_20000_samples_in_chromium(page):
+    n = 20_000
+    _, flipped = compare_batch(page, n)
+    assert len(flipped) == 6
+    assert_pair_labels_apart(page, flipped)
+    drawn = len(set(range(0, n, 5)) | flipped)
+    assert page.locator("#scatter circle.point").count() == drawn
+    assert page.inner_text("#scatter-note") == (
+        f"{drawn:,} of 20,000 samples drawn: one in every 5 by sample # (#0, #5, #10, …) plus the"
+        f" 6 samples of the flipped pairs (labelled on the right); {n - drawn:,} not drawn."
+        " Every sample is in the table below and in its CSV."
+    )
+    assert page.inner_text("#samples-note").startswith(
+        f"Rows 1{DASH}500 of 20,000 shown (page 1 of 40), the 6 samples of the flipped pairs first"
+    )
+    assert "19,500 not shown" in page.inner_text("#samples-note")
+    assert table_indices(page)[:6] == sorted(flipped)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-20000.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard-20000.png").stat().st_size > 10_000

@@ -10,14 +10,16 @@ const README_EXAMPLE = {
   logits: [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],
   labels: [0, 0],
 };
-const TABLE_ROWS = 500; // samples listed in the table (flipped ones are always listed)
-const PLOT_POINTS = 4000; // samples drawn in the scatter plot (flipped ones are always drawn)
+const PLOT_POINTS = 4000; // at most about this many samples drawn in the scatter (flipped ones always are)
+const LABEL_GAP = 16; // least distance, in SVG units, between two labels in the scatter's label column
 const HISTOGRAM_BINS = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
 const maxOf = (values) => values.reduce((a, b) => Math.max(a, b), -Infinity); // no spread: arrays may be long
 const fmt = (x, digits = 4) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits));
+const count = (k) => k.toLocaleString("en-US"); // 20000 -> "20,000"
+const plural = (k, one, many = `${one}s`) => `${count(k)} ${k === 1 ? one : many}`;
 
 // ---------------------------------------------------------------------------------------------
 // Calling the API
@@ -161,8 +163,8 @@ function ticks(max, count = 5, integer = false) {
 }
 
 // A chart frame: the plot area, scales from data to pixels, and both axes with ticks and titles.
-function frame(xMax, yMax, xTitle, yTitle, { width = 520, height = 300, xTicks = null, yInteger = false } = {}) {
-  const m = { left: 56, right: 14, top: 12, bottom: 44 };
+function frame(xMax, yMax, xTitle, yTitle, { width = 520, height = 300, right = 14, xTicks = null, yInteger = false } = {}) {
+  const m = { left: 56, right, top: 12, bottom: 44 };
   const x = (v) => m.left + (v / xMax) * (width - m.left - m.right);
   const y = (v) => height - m.bottom - (v / yMax) * (height - m.top - m.bottom);
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
@@ -181,7 +183,7 @@ function frame(xMax, yMax, xTitle, yTitle, { width = 520, height = 300, xTicks =
     svg("text", { class: "title", x: (m.left + width - m.right) / 2, y: height - 6, "text-anchor": "middle" }, [xTitle]),
     svg("text", { class: "title", transform: `translate(14 ${(m.top + y(0)) / 2}) rotate(-90)`, "text-anchor": "middle" }, [yTitle]),
   );
-  return { root, x, y };
+  return { root, x, y, m, width, height };
 }
 
 const fmtTick = (v) => String(Number(v.toPrecision(2)));
@@ -190,6 +192,7 @@ const fmtTick = (v) => String(Number(v.toPrecision(2)));
 // Rendering a result
 
 let view = null; // the last response, shaped as { mode, labels, candidates, ranking }
+let shown = null; // the candidate shown: { result, flipped, page }; the table's controls re-render from it
 
 // The server's example pairs (i correct, j wrong) that cross-entropy scores the wrong way round,
 // and whether FairLoss's total puts them back in order.
@@ -207,7 +210,8 @@ function render(index) {
   renderScatter(result, pairs, flipped);
   renderHistogram(result);
   renderFlips(result, pairs);
-  renderSamples(result, flipped);
+  shown = { result, flipped, page: 0 };
+  renderSamples();
   renderRanking();
   $("placeholder").hidden = true;
   $("output").hidden = false;
@@ -231,42 +235,77 @@ function renderSummary(result) {
     card("total", `FairLoss total (${how})`, fmt(reduced.total)),
     card("pll", "PLL (mean)", fmt(metrics.pll), "penalized log loss"),
     card("pbs", "PBS (mean)", fmt(metrics.pbs), "penalized Brier score"),
-    card("ece", "ECE", fmt(metrics.ece), `${result.n} samples on ${result.device}`),
+    card("ece", "ECE", fmt(metrics.ece), `${count(result.n)} samples on ${result.device}`),
   ];
   if (result.violations) {
     const { ce, total } = result.violations;
-    cards.push(card("violations", "pairs in the wrong order", `${ce.count} → ${total.count}`, `CE → FairLoss, of ${ce.pairs} (correct, wrong) pairs`));
+    cards.push(card("violations", "pairs in the wrong order", `${count(ce.count)} → ${count(total.count)}`, `CE → FairLoss, of ${count(ce.pairs)} (correct, wrong) pairs`));
   }
   $("summary").replaceChildren(...cards);
 }
 
-// Sample indices to draw or list: `limit` of them, every `stride`-th, plus the flipped ones.
-function pick(n, limit, flipped, stride = Math.max(1, Math.ceil(n / limit))) {
+// The samples the scatter draws: all of them up to PLOT_POINTS, otherwise one in every `stride`
+// by sample # (#0, #stride, #2·stride, …); the flipped ones always. The rule is stated under the plot.
+function plotted(n, flipped) {
+  const stride = Math.max(1, Math.ceil(n / PLOT_POINTS));
   const chosen = new Set(flipped);
-  for (let i = 0; i < n && chosen.size < limit + flipped.size; i += stride) chosen.add(i);
-  return [...chosen].sort((a, b) => a - b);
+  for (let i = 0; i < n; i += stride) chosen.add(i);
+  return { stride, indices: [...chosen].sort((a, b) => a - b) };
+}
+
+// Label positions for a column of labels: as close to each label's target height as they can be,
+// in the same order, never closer than `gap` to each other and inside [top, bottom] when
+// (count - 1) * gap fits there. Targets must be sorted ascending.
+function spreadLabels(targets, top, bottom, gap) {
+  const at = [];
+  targets.forEach((t, k) => at.push(Math.max(t, k ? at[k - 1] + gap : top))); // push down past the one above
+  for (let k = at.length - 1; k >= 0; k -= 1) {
+    at[k] = Math.min(at[k], k === at.length - 1 ? bottom : at[k + 1] - gap); // then up, off the bottom
+  }
+  return at;
 }
 
 function renderScatter(result, pairs, flipped) {
   const { ce, total, correct } = result.per_sample;
+  const n = ce.length;
   const max = Math.max(maxOf(ce), maxOf(total), 1e-6) * 1.08;
-  const { root, x, y } = frame(max, max, "cross-entropy", "FairLoss total");
+  // The flipped samples are labelled in a column right of the plot, so the chart is tall enough
+  // for all their labels at LABEL_GAP apart: labels never overlap, however close their points are.
+  const height = Math.max(300, flipped.size * LABEL_GAP + 56);
+  const { root, x, y, m, width } = frame(max, max, "cross-entropy", "FairLoss total", { height, right: 66 });
   root.append(svg("line", { class: "diagonal", x1: x(0), y1: y(0), x2: x(max), y2: y(max) }));
   for (const { i, j, fixed } of pairs) {
     root.append(svg("line", { class: `pair ${fixed ? "fixed" : ""}`, x1: x(ce[i]), y1: y(total[i]), x2: x(ce[j]), y2: y(total[j]) }));
   }
-  const radius = ce.length <= 200 ? 6 : ce.length <= 2000 ? 4 : 2.5;
-  for (const i of pick(ce.length, PLOT_POINTS, flipped)) {
-    const kind = correct[i] ? "ok" : "bad";
+  const radius = n <= 200 ? 6 : n <= 2000 ? 4 : 2.5;
+  const { stride, indices } = plotted(n, flipped);
+  const point = (i) => {
     const tip = `#${i}: label ${view.labels[i]}, predicted ${result.per_sample.predicted[i]}\nCE ${fmt(ce[i])}, total ${fmt(total[i])}`;
+    const kind = correct[i] ? "ok" : "bad";
+    const attrs = { class: `point ${kind} ${flipped.has(i) ? "flip" : ""}`, cx: x(ce[i]), cy: y(total[i]), r: flipped.has(i) ? 6 : radius, "data-index": i };
+    return svg("circle", attrs, [svg("title", {}, [tip])]);
+  };
+  root.append(...indices.filter((i) => !flipped.has(i)).map(point)); // flipped ones last: on top
+  const labelled = [...flipped].sort((a, b) => total[b] - total[a] || a - b); // top of the plot first
+  root.append(...labelled.map(point));
+
+  const column = width - m.right + 10;
+  const at = spreadLabels(labelled.map((i) => y(total[i]) + 4), m.top + 10, y(0) + 4, LABEL_GAP);
+  labelled.forEach((i, k) => {
     root.append(
-      svg("circle", { class: `point ${kind} ${flipped.has(i) ? "flip" : ""}`, cx: x(ce[i]), cy: y(total[i]), r: flipped.has(i) ? 7 : radius, "data-index": i }, [
-        svg("title", {}, [tip]),
-      ]),
+      svg("line", { class: "leader", x1: x(ce[i]) + 6, y1: y(total[i]), x2: column - 3, y2: at[k] - 4 }),
+      svg("text", { class: "point-label", x: column, y: at[k], "data-index": i }, [`#${i}`]),
     );
-    if (flipped.has(i)) root.append(svg("text", { class: "point-label", x: x(ce[i]) + 9, y: y(total[i]) + 4 }, [`#${i}`]));
-  }
+  });
   $("scatter").replaceChildren(root);
+
+  const drawn = indices.length;
+  const inPairs = flipped.size ? `, including the ${plural(flipped.size, "sample")} of the flipped pairs (labelled on the right)` : "";
+  $("scatter-note").textContent = drawn === n
+    ? `All ${plural(n, "sample")} drawn${inPairs}.`
+    : `${count(drawn)} of ${count(n)} samples drawn: one in every ${stride} by sample # (#0, #${stride}, #${2 * stride}, …)` +
+      `${flipped.size ? ` plus the ${plural(flipped.size, "sample")} of the flipped pairs (labelled on the right)` : ""}; ` +
+      `${count(n - drawn)} not drawn. Every sample is in the table below and in its CSV.`;
 }
 
 function renderHistogram(result) {
@@ -294,16 +333,20 @@ function renderHistogram(result) {
     }
   });
   $("histogram").replaceChildren(root);
+  const binned = bins.reduce((sum, b) => sum + b.ok + b.bad, 0);
+  $("histogram-note").textContent = binned === penalty.length
+    ? `All ${plural(binned, "sample")} counted.`
+    : `${count(binned)} of ${count(penalty.length)} samples counted: the others' label is ignore_index.`;
 }
 
 function renderFlips(result, pairs) {
   const box = $("flips");
   if (!result.violations) {
-    box.replaceChildren(el("p", { class: "hint" }, ["Press Compare to find the samples whose order cross-entropy flips."]));
+    box.replaceChildren(el("p", { class: "empty" }, ["Run Compare to see which (correct, wrong) sample pairs cross-entropy puts in the wrong order."]));
     return;
   }
   if (!pairs.length) {
-    box.replaceChildren(el("p", { class: "hint" }, ["Cross-entropy orders every (correct, wrong) pair correctly here."]));
+    box.replaceChildren(el("p", { class: "rule" }, ["Cross-entropy orders every (correct, wrong) pair correctly here."]));
     return;
   }
   const { ce, total } = result.per_sample;
@@ -314,18 +357,58 @@ function renderFlips(result, pairs) {
       ` (${fmt(total[i])} vs ${fmt(total[j])}).`,
     ]),
   );
-  const count = result.violations.ce.count;
+  const { ce: byCe, total: byTotal } = result.violations;
+  const C = result.num_classes;
   box.replaceChildren(
     el("div", { class: "flips" }, [
-      el("h3", {}, [`Order flipped by cross-entropy: ${count} pair${count === 1 ? "" : "s"}`, count > pairs.length ? `, ${pairs.length} shown` : ""]),
+      el("h3", {}, [`Order flipped by cross-entropy: ${count(byCe.count)} of ${plural(byCe.pairs, "(correct, wrong) pair")}`]),
+      el("p", { class: "rule", id: "flips-rule" }, [
+        `Listed: the ${plural(pairs.length, "example")} the service returns, the correct samples that cross-entropy `
+        + "scores worst, each against the wrong sample it scores best. The counts cover every pair.",
+      ]),
       el("ul", {}, items),
+      // Why FairLoss can keep a flip. Careful: FairLoss guarantees no such order; only the paper's
+      // PLL and PBS do, by construction.
+      el("p", { class: "rule", id: "flips-why" }, [
+        "The paper's PLL and PBS are superior by construction: "
+        + "under them a correct prediction always scores better than a wrong one. "
+        + "FairLoss only makes such inversions rarer: its penalty is at most "
+        + `1/C = ${fmt(1 / C, 3)}, while the cross-entropy of a barely-correct sample can exceed a barely-wrong `
+        + `one's by up to ln(C/2) = ${fmt(Math.log(C / 2), 3)}. /compare counts the inversions left: `
+        + `${count(byTotal.count)} of ${count(byTotal.pairs)} pairs under the FairLoss total, against `
+        + `${count(byCe.count)} under cross-entropy.`,
+      ]),
     ]),
   );
 }
 
-function renderSamples(result, flipped) {
-  const { ce, penalty, total, predicted, correct } = result.per_sample;
-  const rows = pick(ce.length, TABLE_ROWS, flipped, 1); // the first rows, and the flipped ones
+// The table lists one page of samples in the order picked above it; the note under the controls
+// says which rows are shown and how to see the others (the other pages, or the CSV of all rows).
+const ORDERS = {
+  flips: (ps, flipped) => (a, b) => flipped.has(b) - flipped.has(a) || a - b,
+  index: () => (a, b) => a - b,
+  total: (ps) => (a, b) => ps.total[b] - ps.total[a] || a - b,
+  ce: (ps) => (a, b) => ps.ce[b] - ps.ce[a] || a - b,
+};
+
+function orderRule(order, flipped) {
+  if (order === "flips" && flipped.size) return `the ${plural(flipped.size, "sample")} of the flipped pairs first, then the rest by sample #`;
+  return { flips: "by sample #", index: "by sample #", total: "by FairLoss total, highest first", ce: "by cross-entropy, highest first" }[order];
+}
+
+function renderSamples() {
+  const { result, flipped } = shown;
+  const ps = result.per_sample;
+  const { ce, penalty, total, predicted, correct } = ps;
+  const n = ce.length;
+  const order = $("table-order").value;
+  const size = Number($("table-size").value);
+  const pages = Math.max(1, Math.ceil(n / size));
+  shown.page = Math.min(Math.max(shown.page, 0), pages - 1);
+  const from = shown.page * size;
+  const all = Array.from({ length: n }, (_, i) => i).sort(ORDERS[order](ps, flipped));
+  const rows = all.slice(from, from + size);
+
   const titles = ["#", "label", "predicted", "correct", "cross-entropy", "penalty", "FairLoss total", ""];
   const head = el("thead", {}, [el("tr", {}, titles.map((h, k) => el("th", { class: k >= 4 && k <= 6 ? "num" : "" }, [h])))]);
   const body = el("tbody", {}, rows.map((i) =>
@@ -341,7 +424,32 @@ function renderSamples(result, flipped) {
     ]),
   ));
   $("samples").replaceChildren(head, body);
-  $("samples-note").textContent = rows.length < ce.length ? `(${rows.length} of ${ce.length} shown)` : `(${ce.length})`;
+
+  const rule = orderRule(order, flipped);
+  $("samples-note").textContent = rows.length === n
+    ? `All ${plural(n, "row")} shown, ${rule}.`
+    : `Rows ${count(from + 1)}–${count(from + rows.length)} of ${count(n)} shown (page ${shown.page + 1} of ${pages}), ${rule}. `
+      + `${count(n - rows.length)} not shown: use previous / next, more rows per page, or download all ${count(n)} rows as CSV.`;
+  $("page-prev").disabled = shown.page === 0;
+  $("page-next").disabled = shown.page === pages - 1;
+  $("download-csv").textContent = `download all ${plural(n, "row")} (CSV)`;
+}
+
+// Every per-sample column of the candidate shown, one row per sample, saved as a CSV file. The file
+// is built here from the response already received, so nothing is fetched.
+function downloadCsv() {
+  const { result } = shown;
+  const columns = Object.keys(result.per_sample);
+  const lines = [["sample", "label", ...columns].join(",")];
+  for (let i = 0; i < view.labels.length; i += 1) {
+    lines.push([i, view.labels[i], ...columns.map((c) => result.per_sample[c][i])].join(","));
+  }
+  const url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+  const link = el("a", { href: url, download: `${result.name ?? "scores"}-per-sample.csv` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
 }
 
 // One row per candidate, one column per criterion: the value and the candidate's rank under it.
@@ -370,8 +478,8 @@ function renderRanking() {
         const rank = view.ranking[criterion].indexOf(c.name) + 1;
         return el("td", { class: `num ${rank === 1 ? "best" : ""}`, "data-criterion": criterion }, [value(c), el("span", { class: "rank" }, [`#${rank}`])]);
       }),
-      el("td", { class: "num" }, [`${c.violations.ce.count} / ${c.violations.ce.pairs}`]),
-      el("td", { class: "num" }, [`${c.violations.total.count} / ${c.violations.total.pairs}`]),
+      el("td", { class: "num" }, [`${count(c.violations.ce.count)} / ${count(c.violations.ce.pairs)}`]),
+      el("td", { class: "num" }, [`${count(c.violations.total.count)} / ${count(c.violations.total.pairs)}`]),
     ]),
   ));
   $("ranking").replaceChildren(head, body);
@@ -458,6 +566,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("run-score").addEventListener("click", () => run(runScore));
   $("run-compare").addEventListener("click", () => run(runCompare));
   $("candidate-select").addEventListener("change", (event) => render(Number(event.target.value)));
+  const showPage = (page) => {
+    shown.page = page;
+    renderSamples();
+  };
+  $("page-prev").addEventListener("click", () => showPage(shown.page - 1));
+  $("page-next").addEventListener("click", () => showPage(shown.page + 1));
+  for (const id of ["table-order", "table-size"]) $(id).addEventListener("change", () => showPage(0));
+  $("download-csv").addEventListener("click", downloadCsv);
   $("labels-file").addEventListener("change", async (event) => {
     $("labels").value = await event.target.files[0].text();
   });
