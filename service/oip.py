@@ -20,7 +20,7 @@ import fairloss
 from fairloss import fair_loss_terms
 from fairloss.headers import header_int
 from service.errors import ProblemError
-from service.payload import FLOAT32_MAX, parse_object
+from service.payload import FLOAT32_MAX, SEND_MORE, parse_object
 from service.scoring import DTYPES, FAIRLOSS_TERMS, class_weights, device_for, parse_options
 
 MODEL = "fairloss"
@@ -213,7 +213,8 @@ def _input(
     count = math.prod(shape)
     if count > max_elements:
         raise bad_request(
-            f"Input {name!r} has {count} elements, more than this server's limit of {max_elements}"
+            f"Input {name!r} has {count} elements, more than this server's limit of "
+            f"{max_elements}. To send more: {SEND_MORE}; or raise FAIRLOSS_MAX_ELEMENTS."
         )
     parameters = _object(spec.get("parameters", {}), f"Input {name!r} parameters", None)
     size = parameters.pop("binary_data_size", None)

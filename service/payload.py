@@ -44,9 +44,21 @@ def require_json(request: Request) -> None:
     )
 
 
+# How to score more rows than one request holds; said with every 413 and element-limit 422.
+SEND_MORE = (
+    "the Python client (Client, in the fairloss package) splits any number of rows into "
+    "requests under this server's limits"
+)
+
+
 def too_large(limit: int) -> ProblemError:
     return ProblemError(
-        413, "Content too large", f"The request body is larger than the limit of {limit} bytes."
+        413,
+        "Content too large",
+        f"The request body is larger than the limit of {limit} bytes. To send more: {SEND_MORE}; "
+        "binary tensors through the Open Inference Protocol (POST /v2/models/fairloss/infer) "
+        "take 4 bytes a float32 logit, against about 20 as JSON text; or raise "
+        "FAIRLOSS_MAX_BODY_BYTES on the server.",
     )
 
 
@@ -212,7 +224,8 @@ def logits_array(
     if rows * width > max_elements:
         raise invalid(
             f"{rows} x {width} = {rows * width} elements is more than "
-            f"this server's limit of {max_elements}",
+            f"this server's limit of {max_elements}. To send more: {SEND_MORE}; or raise "
+            "FAIRLOSS_MAX_ELEMENTS on the server.",
             loc,
             "too_many_elements",
         )

@@ -926,6 +926,15 @@ async def test_compare_refuses_text_plain(client: httpx.AsyncClient) -> None:
 # Limits: elements, body bytes, concurrency.
 
 
+TOO_LARGE_2000 = (
+    "The request body is larger than the limit of 2000 bytes. To send more: the Python client "
+    "(Client, in the fairloss package) splits any number of rows into requests under this server's "
+    "limits; binary tensors through the Open Inference Protocol (POST "
+    "/v2/models/fairloss/infer) take 4 bytes a float32 logit, against about 20 as JSON text; or "
+    "raise FAIRLOSS_MAX_BODY_BYTES on the server."
+)
+
+
 class TestLimits:
     @pytest.fixture
     def settings(self) -> Settings:
@@ -941,7 +950,11 @@ class TestLimits:
         problem = assert_problem(
             await client.post("/score", json=body), 422, loc=["logits"], kind="too_many_elements"
         )
-        assert problem["detail"] == ("5 x 3 = 15 elements is more than this server's limit of 12")
+        assert problem["detail"] == (
+            "5 x 3 = 15 elements is more than this server's limit of 12. To send more: the "
+            "Python client (Client, in the fairloss package) splits any number of rows into "
+            "requests under this server's limits; or raise FAIRLOSS_MAX_ELEMENTS on the server."
+        )
 
     async def test_compare_counts_elements_of_all_candidates(
         self, client: httpx.AsyncClient
@@ -966,7 +979,7 @@ class TestLimits:
         response = await client.post("/score", content=body, headers=JSON)
         assert response.request.headers["content-length"] == str(len(body))
         problem = assert_problem(response, 413)
-        assert problem["detail"] == "The request body is larger than the limit of 2000 bytes."
+        assert problem["detail"] == TOO_LARGE_2000
 
     async def test_chunked_body_over_the_limit(self, client: httpx.AsyncClient) -> None:
         async def chunks() -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ from tests.conftest import running_server
 
 INFER = "/v2/models/fairloss/infer"
 LIMIT = 4096
+ELEMENTS = 200
 LOGITS = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]
 
 
@@ -155,7 +156,7 @@ def test_tritonclient_sees_the_error_message(triton_client):
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(max_body_bytes=LIMIT)
+    return Settings(max_body_bytes=LIMIT, max_elements=ELEMENTS)
 
 
 async def post(client: httpx.AsyncClient, body: Any, **headers: str) -> httpx.Response:
@@ -438,13 +439,26 @@ async def test_other_content_types_get_415(client):
 
 
 @pytest.mark.anyio
+async def test_input_over_the_element_limit_names_the_ways_to_send_more(client):
+    request = with_input(0, shape=[101, 2], data=[0.5] * 202)
+    response = await post(client, request)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"Input 'logits' has 202 elements, more than this server's limit of {ELEMENTS}. "
+        "To send more: the Python client (Client, in the fairloss package) splits any number "
+        "of rows into requests under this server's limits; or raise FAIRLOSS_MAX_ELEMENTS."
+    }
+
+
+@pytest.mark.anyio
 async def test_body_over_the_limit_gets_413(client):
     request = with_input(0, shape=[2, 300], data=[0.123456789] * 600)
     response = await post(client, request)
     assert response.status_code == 413
-    assert response.json() == {
-        "error": f"The request body is larger than the limit of {LIMIT} bytes."
-    }
+    error = response.json()["error"]
+    assert error.startswith(f"The request body is larger than the limit of {LIMIT} bytes. ")
+    assert "the Python client (Client, in the fairloss package) splits" in error
+    assert error.endswith("or raise FAIRLOSS_MAX_BODY_BYTES on the server.")
 
 
 @pytest.mark.anyio
