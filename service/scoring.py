@@ -30,6 +30,13 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FAIRLOSS_TERMS = ("ce", "penalty", "total")
 
 
+def field_errors(errors: list[dict[str, Any]]) -> ProblemError:
+    """A 422 for errors in pydantic's form (``loc``, ``msg``, ``type``), whatever found them;
+    the detail reads ``candidates.0.epoch: Extra inputs are not permitted``."""
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+    return ProblemError(422, "Invalid request", detail, errors=errors)
+
+
 def parse_options(fields: dict[str, Any]) -> LossOptions:
     try:
         return LossOptions.model_validate(fields)
@@ -38,8 +45,7 @@ def parse_options(fields: dict[str, Any]) -> LossOptions:
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        raise ProblemError(422, "Invalid request", detail, errors=errors) from None
+        raise field_errors(errors) from None
 
 
 def class_weights(options: LossOptions, num_classes: int) -> torch.Tensor | None:
@@ -208,6 +214,10 @@ def score_body(
     return Reply(_dumps(result), logits.shape[0], logits.shape[1], result["device"])
 
 
+CANDIDATE = ("name", "logits")
+EXTRA = "Extra inputs are not permitted"  # pydantic's words for an unknown top-level field
+
+
 def _candidates(value: Any) -> list[tuple[str, Any]]:
     if not isinstance(value, list) or not value:
         raise invalid(
@@ -217,12 +227,21 @@ def _candidates(value: Any) -> list[tuple[str, Any]]:
         )
     named: list[tuple[str, Any]] = []
     for k, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) != {"name", "logits"}:
+        if not isinstance(item, dict):
             raise invalid(
-                f"Expected candidates[{k}] to be an object with exactly 'name' and 'logits'",
+                f"Expected candidates[{k}] to be an object with 'name' and 'logits'",
                 ["candidates", k],
                 "bad_candidate",
             )
+        errors = [
+            {"loc": ["candidates", k, key], "msg": message, "type": kind}
+            for key, message, kind in (
+                *((key, "Field required", "missing") for key in CANDIDATE if key not in item),
+                *((key, EXTRA, "extra_forbidden") for key in item if key not in CANDIDATE),
+            )
+        ]
+        if errors:
+            raise field_errors(errors)
         name = item["name"]
         if not isinstance(name, str) or not name:
             raise invalid(

@@ -745,23 +745,23 @@ BAD_COMPARE_BODIES: list[tuple[str, dict[str, Any], list[str | int], str, str]] 
     (
         "candidate_without_name",
         {"labels": [0, 1], "candidates": [{"logits": ROWS}]},
-        ["candidates", 0],
-        "bad_candidate",
-        "exactly 'name' and 'logits'",
+        ["candidates", 0, "name"],
+        "missing",
+        "candidates.0.name: Field required",
     ),
     (
         "candidate_without_logits",
         {"labels": [0, 1], "candidates": [candidate("a"), {"name": "b"}]},
-        ["candidates", 1],
-        "bad_candidate",
-        "exactly 'name' and 'logits'",
+        ["candidates", 1, "logits"],
+        "missing",
+        "candidates.1.logits: Field required",
     ),
     (
         "candidate_with_extra_key",
         {"labels": [0, 1], "candidates": [{**candidate("a"), "epoch": 3}]},
-        ["candidates", 0],
-        "bad_candidate",
-        "exactly 'name' and 'logits'",
+        ["candidates", 0, "epoch"],
+        "extra_forbidden",
+        "candidates.0.epoch: Extra inputs are not permitted",
     ),
     (
         "candidate_not_an_object",
@@ -916,6 +916,43 @@ async def test_a_utf8_byte_order_mark_is_allowed(client: httpx.AsyncClient) -> N
     response = await client.post("/score", content=body, headers=JSON)
     assert response.status_code == 200
     assert response.json()["per_sample"]["total"] == [1.0919719, 1.3013917]
+
+
+async def test_every_unknown_field_of_a_candidate_is_named(client: httpx.AsyncClient) -> None:
+    """The field report: a candidate's "temperature" was answered without its name."""
+    body = {
+        "labels": [0],
+        "candidates": [
+            {"name": "a", "logits": [[1, 2]]},
+            {"name": "b", "logits": [[1, 2]], "temperature": 2, "epoch": 3},
+        ],
+    }
+    response = await client.post("/compare", json=body)
+    assert response.status_code == 422
+    assert response.json() == {
+        "type": "/problems/invalid-request",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "candidates.1.temperature: Extra inputs are not permitted; "
+        "candidates.1.epoch: Extra inputs are not permitted",
+        "errors": [
+            {
+                "loc": ["candidates", 1, "temperature"],
+                "msg": "Extra inputs are not permitted",
+                "type": "extra_forbidden",
+            },
+            {
+                "loc": ["candidates", 1, "epoch"],
+                "msg": "Extra inputs are not permitted",
+                "type": "extra_forbidden",
+            },
+        ],
+    }
+    # worded as an unknown top-level field is
+    top = await client.post("/score", json={**README_EXAMPLE, "temperature": 2})
+    assert top.json()["errors"] == [
+        {"loc": ["temperature"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+    ]
 
 
 async def test_compare_refuses_text_plain(client: httpx.AsyncClient) -> None:
