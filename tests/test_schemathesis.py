@@ -24,6 +24,7 @@ Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 # answer to many schema-valid bodies; those answers are still checked against the schema.
 pytestmark = pytest.mark.timeout(240)
 COUNTS: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+VERDICTS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,8 @@ def _table() -> str:
         counts = COUNTS[f"{method} {path}"]
         by_class = [sum(n for s, n in counts.items() if s // 100 == k) for k in (2, 4, 5)]
         cells = " | ".join(map(str, by_class))
-        rows.append(f"| {method} {path} | {counts.total()} | {cells} | ok |")
+        verdict = VERDICTS.get(f"{method} {path}", "not run")
+        rows.append(f"| {method} {path} | {counts.total()} | {cells} | {verdict} |")
     total = sum(c.total() for c in COUNTS.values())
     fivexx = sum(n for c in COUNTS.values() for s, n in c.items() if s >= 500)
     rows.append(f"| all {len(OPERATIONS)} operations | {total} | | | {fivexx} | |")
@@ -80,7 +82,12 @@ def _check(case: Case) -> None:
     case.validate_response(response, excluded_checks=[positive_data_acceptance])
     assert response.status_code < 500
     if response.status_code >= 400:
-        assert_no_leak(response.text)
+        # An error may quote what the request itself sent (a model named "service.0"); only
+        # what the server adds of its own can leak.
+        text = response.text
+        for value in (case.path_parameters or {}).values():
+            text = text.replace(str(value), "")
+        assert_no_leak(text)
 
 
 def _fuzz(operation: Operation, mode: GenerationMode) -> None:
@@ -112,9 +119,11 @@ def test_every_response_matches_the_schema(
     api_schema: schemathesis.BaseSchema, method: str, path: str
 ) -> None:
     operation = api_schema[path][method]
+    VERDICTS[f"{method} {path}"] = "FAILED"
     try:
         _fuzz(operation, GenerationMode.POSITIVE)
         with contextlib.suppress(Unsatisfiable):  # when nothing in the request can be invalid
             _fuzz(operation, GenerationMode.NEGATIVE)
+        VERDICTS[f"{method} {path}"] = "ok"
     finally:
         SUMMARY_TABLES["schemathesis (every response validated against /openapi.json)"] = _table()
