@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from service.settings import Settings
-
-yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
