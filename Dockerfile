@@ -30,11 +30,12 @@ ENV PATH=/opt/venv/bin:$PATH
 # torch first and alone: the big, rarely changing layer.
 RUN pip install ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"} \
         ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
-# Then the runtime dependencies, read from pyproject.toml (no dev extras). Headers, CMake files,
+# Then the service's dependencies: the core's and the `service` extra, read from pyproject.toml
+# (neither the client's nor the dev extras). Headers, CMake files,
 # C++ test binaries and static libraries only serve extension builds: dropped, with pip.
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *p['optional-dependencies']['service'], sep='\n')" > requirements.txt \
     && pip install ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"} -r requirements.txt \
     && pip uninstall -y pip \
     && cd /opt/venv/lib/python3*/site-packages/torch \
@@ -45,6 +46,7 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
 FROM deps AS app
 COPY README.md ./
 COPY fairloss ./fairloss
+COPY fairloss_client ./fairloss_client
 COPY service ./service
 RUN python -m ensurepip --default-pip >/dev/null \
     && { pip install --no-deps --no-build-isolation . 2>/dev/null || pip install --no-deps . ; } \

@@ -12,9 +12,6 @@ from torch import Tensor
 Reduction = Literal["none", "mean", "sum"]
 REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
 
-# torch's own default, used only when no label may be ignored (labels are then checked in range).
-_TORCH_IGNORE_INDEX = -100
-
 
 class FairLossTerms(NamedTuple):
     """Per-sample terms, each of shape (N,). Ignored samples hold 0 in every term."""
@@ -99,6 +96,34 @@ def penalty_gap(logits: Tensor, target: Tensor, smooth_max_beta: float) -> Tenso
     return torch.logsumexp(smooth_max_beta * (logits - true_logit), dim=1) / smooth_max_beta
 
 
+def penalty(
+    logits: Tensor, target: Tensor, smooth_max_beta: float, scaling_factor: float
+) -> Tensor:
+    """Per-sample ``tanh(scaling_factor * gap / 2) / C``: near 0 when the true class has the
+    largest logit, near ``1/C`` when another class beats it. ``target`` must be in ``[0, C)``."""
+    gap = penalty_gap(logits, target, smooth_max_beta)
+    return torch.tanh(scaling_factor * gap / 2) / logits.shape[1]
+
+
+def cross_entropy(
+    log_probs: Tensor, target: Tensor, weight: Tensor | None = None, label_smoothing: float = 0.0
+) -> Tensor:
+    """Per-sample cross-entropy from log-probabilities, as ``F.cross_entropy`` computes it.
+
+    ``(1 - eps) * w[y] * nll[y] + eps / C * sum_c w[c] * nll[c]``, with ``nll = -log_probs``,
+    ``eps = label_smoothing`` and ``w`` the class weights (ones when None). Taking log-softmax
+    as an argument lets one log-softmax feed the loss and the scoring rules. ``target`` must be
+    in ``[0, C)``. Never ``-0.0``: a certain row's cross-entropy is ``0.0``.
+    """
+    nll = F.nll_loss(log_probs, target, weight=weight, reduction="none")
+    if label_smoothing:
+        weighted = log_probs if weight is None else log_probs * weight
+        smooth = -weighted.sum(dim=1) / log_probs.shape[1]
+        nll = (1 - label_smoothing) * nll + label_smoothing * smooth
+    # + 0.0 turns the -0.0 that a certain row gives (-log 1) into 0.0.
+    return nll + 0.0
+
+
 def fair_loss_terms(
     logits: Tensor,
     target: Tensor,
@@ -113,30 +138,49 @@ def fair_loss_terms(
     check_options(smooth_max_beta, scaling_factor, label_smoothing)
     check_inputs(logits, target, ignore_index, weight)
     logits = logits.to(compute_dtype(logits.dtype))
-    target = target.long()
-    counted = (
-        torch.ones_like(target, dtype=torch.bool)
-        if ignore_index is None
-        else target != ignore_index
-    )
-    safe_target = torch.where(counted, target, 0)
     if weight is not None:
         weight = weight.to(device=logits.device, dtype=logits.dtype)
-    ce = F.cross_entropy(
+    counted, safe_target = counted_labels(target, ignore_index)
+    return terms_of(
         logits,
+        torch.log_softmax(logits, dim=1),
         safe_target,
+        counted,
+        smooth_max_beta=smooth_max_beta,
+        scaling_factor=scaling_factor,
         weight=weight,
-        reduction="none",
         label_smoothing=label_smoothing,
-        ignore_index=_TORCH_IGNORE_INDEX,
     )
-    gap = penalty_gap(logits, safe_target, smooth_max_beta)
-    penalty = torch.tanh(scaling_factor * gap / 2) / logits.shape[1]
+
+
+def counted_labels(target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor]:
+    """Which samples count, and the labels with ignored ones replaced by 0 (a valid index)."""
+    target = target.long()
+    if ignore_index is None:
+        return torch.ones_like(target, dtype=torch.bool), target
+    counted = target != ignore_index
+    return counted, torch.where(counted, target, 0)
+
+
+def terms_of(
+    logits: Tensor,
+    log_probs: Tensor,
+    target: Tensor,
+    counted: Tensor,
+    *,
+    smooth_max_beta: float,
+    scaling_factor: float,
+    weight: Tensor | None,
+    label_smoothing: float,
+) -> FairLossTerms:
+    """The terms from logits already in the compute dtype and their log-softmax; ``target`` in
+    ``[0, C)`` everywhere (ignored samples hold any valid label and score 0)."""
+    ce = cross_entropy(log_probs, target, weight, label_smoothing)
+    pen = penalty(logits, target, smooth_max_beta, scaling_factor)
     zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
-    # + 0.0 turns the -0.0 that cross_entropy gives a certain row (-log 1) into 0.0.
-    ce = torch.where(counted, ce + 0.0, zero)
-    penalty = torch.where(counted, penalty, zero)
-    return FairLossTerms(ce, penalty, ce + penalty, counted)
+    ce = torch.where(counted, ce, zero)
+    pen = torch.where(counted, pen, zero)
+    return FairLossTerms(ce, pen, ce + pen, counted)
 
 
 def reduce(values: Tensor, counted: Tensor, reduction: Reduction) -> Tensor:

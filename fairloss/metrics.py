@@ -9,7 +9,7 @@ rule, so on an exact tie a sample can be neither correct nor beaten.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import methodcaller
 from typing import Any, NamedTuple
@@ -44,9 +44,13 @@ def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
     about 1e-7.) PLL adds ``ln(C)`` to the log loss and PBS adds ``(C - 1) / C`` to the Brier
     score of a beaten sample. No column holds ``-0.0``: a certain row's log loss is ``0.0``.
     """
+    return scores_of(logits, torch.log_softmax(logits, dim=1), target)
+
+
+def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores:
+    """`sample_scores` from logits and their log-softmax (one log-softmax for every score)."""
     num_classes = logits.shape[1]
     target = target.long().unsqueeze(1)
-    log_probs = torch.log_softmax(logits, dim=1)
     probs = log_probs.exp()
     confidence, predicted = probs.max(dim=1)
     true_log_prob = log_probs.gather(1, target).squeeze(1)
@@ -88,7 +92,18 @@ def calibration_bins(
 def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:
     """Top-label ECE: sum over bins of ``|accuracy - confidence|`` weighted by the bin's share."""
     count, conf_sum, correct_sum = calibration_bins(confidence, correct, n_bins)
-    return float((correct_sum - conf_sum).abs().sum() / count.sum())
+    return calibration_error(count.tolist(), conf_sum.tolist(), correct_sum.tolist())
+
+
+def calibration_error(
+    count: Sequence[float], confidence: Sequence[float], correct: Sequence[float]
+) -> float:
+    """ECE from per-bin sample counts, confidence sums and correct counts (Guo et al. 2017):
+    ``sum_b |correct_b - confidence_b| / sum_b count_b``; NaN when no sample counts."""
+    total = sum(count)
+    if not total:
+        return math.nan
+    return sum(abs(k - c) for k, c in zip(correct, confidence, strict=True)) / total
 
 
 @dataclass(frozen=True)
@@ -128,32 +143,9 @@ class ScoreSums:
 
     @property
     def ece(self) -> float:
-        if not self.count:
-            return math.nan
-        gaps = (abs(k - c) for k, c in zip(self.bin_correct, self.bin_confidence, strict=True))
-        return sum(gaps) / self.count
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the scalar sums, and the calibration bins under ``bins``."""
-        scalars = {f.name: getattr(self, f.name) for f in fields(self) if f.name in SUMMED}
-        bins = {"count": self.bin_count, "confidence": self.bin_confidence}
-        return {**scalars, "bins": {**bins, "correct": self.bin_correct}}
-
-    @classmethod
-    def from_dict(cls, body: Mapping[str, Any]) -> ScoreSums:
-        """The inverse of `to_dict`."""
-        bins = body["bins"]
-        return cls(
-            count=int(body["count"]),
-            correct=int(body["correct"]),
-            **{name: float(body[name]) for name in SUMMED[2:]},
-            bin_count=tuple(int(v) for v in bins["count"]),
-            bin_confidence=tuple(float(v) for v in bins["confidence"]),
-            bin_correct=tuple(int(v) for v in bins["correct"]),
-        )
+        return calibration_error(self.bin_count, self.bin_confidence, self.bin_correct)
 
 
-SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
 # Criteria that rank candidates by their mean (lower is better); accuracy ranks highest first.
 CRITERIA = ("ce", "total", "brier", "pll", "pbs")
 

@@ -37,7 +37,18 @@ class Admission:
         self.retry_after_s = retry_after_s
         self.reject = reject
         self.in_flight = 0
-        self.executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="fairloss")
+        self.executor: ThreadPoolExecutor | None = None
+
+    def open(self) -> None:
+        """Start the worker threads (the app's lifespan calls it at start-up)."""
+        self.executor = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix="fairloss")
+
+    def close(self) -> None:
+        """Stop the worker threads once the computations still running return (at shutdown,
+        when the server has answered every request it took; one that timed out may still run)."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
 
     def _problem(self, reason: str, title: str, detail: str) -> ProblemError:
         self.reject(reason)
@@ -72,6 +83,8 @@ class Admission:
                 value = await receive()
                 if len(value) < self.inline_bytes:
                     return work(value)
+                if self.executor is None:
+                    raise RuntimeError("Admission.open() was not called (the app's lifespan)")
                 future = asyncio.get_running_loop().run_in_executor(self.executor, work, value)
                 holders += 1
                 future.add_done_callback(leave)

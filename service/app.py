@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -15,9 +16,12 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 import fairloss
+from fairloss.devices import available_devices, resolve_device
+from fairloss.errors import InputError
+from fairloss.scoring import score_batch
 from service.admission import Admission
-from service.devices import available_devices, resolve_device
-from service.errors import ProblemError, install_error_handlers
+from service.deps import Devices
+from service.errors import install_error_handlers
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
 from service.routes import health, metrics, score, v2
 from service.routes.dashboard import install_dashboard
@@ -29,8 +33,8 @@ log = logging.getLogger("service")
 
 
 def _warm_up(device: str) -> None:
-    logits = torch.tensor([[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]], device=device)
-    fairloss.fair_loss_terms(logits, torch.tensor([0, 0], device=device))
+    logits = np.array([[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]])
+    score_batch(logits, np.array([0, 0]), default_device=device)
 
 
 @asynccontextmanager
@@ -38,23 +42,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    devices = available_devices()
+    available = available_devices()
     try:
-        default = resolve_device(settings.device, devices)
-    except ProblemError as exc:
-        raise RuntimeError(f"FAIRLOSS_DEVICE={settings.device!r}: {exc.detail}") from None
-    for device in devices:
+        default = resolve_device(settings.device, available)
+    except InputError as exc:
+        raise RuntimeError(f"FAIRLOSS_DEVICE={settings.device!r}: {exc}") from None
+    for device in available:
         _warm_up(device)
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which big JSON bodies (many lists) would otherwise trigger.
     gc.collect()
     gc.freeze()
-    app.state.devices = devices
-    app.state.default_device = default
+    app.state.devices = Devices(available, default)
+    app.state.admission.open()
     app.state.ready = True
-    log.info("ready on %s (devices: %s)", default, ", ".join(devices))
-    yield
-    app.state.ready = False
+    log.info("ready on %s (devices: %s)", default, ", ".join(available))
+    try:
+        yield
+    finally:
+        app.state.ready = False
+        app.state.admission.close()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Container, Iterable
 from typing import Any
 
 import orjson
@@ -11,7 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from fairloss.errors import InputError
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+EXTRA = "Extra inputs are not permitted"  # pydantic's words for an unknown field
 log = logging.getLogger("service.errors")
 
 
@@ -35,14 +39,34 @@ class ProblemError(Exception):
         self.headers = headers
 
 
-def invalid(detail: str, loc: list[str | int], kind: str) -> ProblemError:
-    """A 422 for one bad value at ``loc`` (e.g. ``["logits", 3]``)."""
-    return ProblemError(
-        422,
-        "Invalid request",
-        detail,
-        errors=[{"loc": loc, "msg": detail, "type": kind}],
-    )
+def invalid(detail: str, loc: list[str | int], kind: str) -> InputError:
+    """The domain error for one bad value at ``loc`` (e.g. ``["logits", 3]``), as the core
+    raises it: a 422 problem on ``/score`` and ``/compare``, a 400 on the OIP route."""
+    return InputError(detail, loc, kind)
+
+
+def field_errors(errors: list[dict[str, Any]]) -> ProblemError:
+    """A 422 for several errors in pydantic's form (``loc``, ``msg``, ``type``), whatever found
+    them; the detail reads ``candidates.0.epoch: Extra inputs are not permitted``."""
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+    return ProblemError(422, "Invalid request", detail, errors=errors)
+
+
+def unknown_fields(fields: Iterable[str], known: Container[str], *loc: str | int) -> None:
+    """A 422 naming every field of ``fields`` (at ``loc``) that is not ``known``."""
+    errors = [
+        {"loc": [*loc, name], "msg": EXTRA, "type": "extra_forbidden"}
+        for name in fields
+        if name not in known
+    ]
+    if errors:
+        raise field_errors(errors)
+
+
+def input_problem(error: InputError) -> ProblemError:
+    """The 422 for the core's domain error."""
+    errors = [{"loc": list(error.loc), "msg": error.message, "type": error.kind}]
+    return ProblemError(422, "Invalid request", error.message, errors=errors)
 
 
 def problem_response(problem: ProblemError) -> Response:
@@ -74,6 +98,11 @@ async def _on_problem(_: Request, exc: Exception) -> Response:
     return problem_response(exc)
 
 
+async def _on_input(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InputError)
+    return problem_response(input_problem(exc))
+
+
 async def _on_validation(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc.errors())
@@ -103,6 +132,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(InputError, _on_input)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

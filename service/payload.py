@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,12 +20,13 @@ import numpy as np
 import orjson
 from starlette.requests import Request
 
-from fairloss.headers import header_int
+from fairloss.errors import InputError, describe, path
+from fairloss.scoring import check_shape, label_out_of_range
 from service.errors import ProblemError, invalid
 from service.fastjson import parse_fast
+from service.wire import header_int
 
 Loc = list[str | int]
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def require_json(request: Request) -> None:
@@ -46,7 +48,7 @@ def require_json(request: Request) -> None:
 
 # How to score more rows than one request holds; said with every 413 and element-limit 422.
 SEND_MORE = (
-    "the Python client (Client, in the fairloss package) splits any number of rows into "
+    "the Python client (Client, in the fairloss_client package) splits any number of rows into "
     "requests under this server's limits"
 )
 
@@ -154,101 +156,74 @@ def _is_number(value: object) -> bool:
     return type(value) is float or type(value) is int
 
 
-def _describe(value: object) -> str:
-    kinds = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
-    if _is_number(value):
-        return f"the number {value!r}"
-    return "null" if value is None else kinds.get(type(value), type(value).__name__)
-
-
-def _first_non_number(rows: list[Any], loc: Loc) -> ProblemError | None:
+def _first_non_number(rows: list[Any], loc: Loc) -> InputError | None:
     for i, row in enumerate(rows):
         for j, value in enumerate(row):
             if not _is_number(value):
                 return invalid(
-                    f"Expected a number at {_path(loc, i, j)}, but got {_describe(value)}",
+                    f"Expected a number at {path([*loc, i, j])}, but got {describe(value)}",
                     [*loc, i, j],
                     "not_a_number",
                 )
     return None
 
 
-def _path(loc: Loc, *index: int) -> str:
-    """``["candidates", 1, "logits"], 2, 0`` -> ``candidates[1].logits[2][0]``."""
-    parts = (f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*loc, *index])
-    return "".join(parts).lstrip(".")
-
-
-def _ragged(rows: list[Any], width: int, loc: Loc) -> ProblemError:
+def _ragged(rows: list[Any], width: int, loc: Loc) -> InputError:
     for i, row in enumerate(rows):
         if not isinstance(row, list):
             return invalid(
-                f"Expected {_path(loc, i)} to be an array of numbers, but got {_describe(row)}",
+                f"Expected {path([*loc, i])} to be an array of numbers, but got {describe(row)}",
                 [*loc, i],
                 "not_a_row",
             )
         if len(row) != width:
             return invalid(
-                f"Ragged rows: {_path(loc, i)} has {len(row)} numbers, row 0 has {width}",
+                f"Ragged rows: {path([*loc, i])} has {len(row)} numbers, row 0 has {width}",
                 [*loc, i],
                 "ragged_row",
             )
     return _first_non_number(rows, loc) or invalid(
-        f"Expected {_path(loc)} to be an N x C array of numbers", loc, "bad_shape"
+        f"Expected {path(loc)} to be an N x C array of numbers", loc, "bad_shape"
     )
 
 
 def logits_array(
-    value: Any, loc: Loc, *, max_elements: int, float32: bool, may_hold_booleans: bool
+    value: Any, loc: Loc, *, max_elements: int, may_hold_booleans: bool
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """An N x C float64 array of finite numbers (within float32 range when ``float32``).
+    """An N x C float64 array, N x C within ``max_elements``; its values are checked by the
+    core (`fairloss.scoring`), which also words a bad shape.
 
     ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
     """
     if isinstance(value, np.ndarray):
         rows, width = value.shape
     elif not isinstance(value, list):
-        raise invalid(f"Expected {_path(loc)} to be an array of rows", loc, "not_an_array")
-    elif not value:
-        raise invalid(f"Expected {_path(loc)} to hold at least one row", loc, "empty_batch")
-    elif not isinstance(value[0], list):
+        raise invalid(f"Expected {path(loc)} to be an array of rows", loc, "not_an_array")
+    elif value and not isinstance(value[0], list):
         raise _ragged(value, 0, loc)
     else:
-        rows, width = len(value), len(value[0])
-    if width < 2:
+        rows, width = len(value), len(value[0]) if value else 0
+    try:
+        check_shape((rows, width))
+    except InputError as error:
+        raise error.within(*loc[:-1]) from None
+    element_limit((rows, width), max_elements, loc)
+    if isinstance(value, np.ndarray):
+        return value
+    return _matrix(value, width, loc, may_hold_booleans)
+
+
+def element_limit(shape: Sequence[int], limit: int, loc: Loc) -> None:
+    """An error at ``loc`` when an array of ``shape`` holds more than ``limit`` elements."""
+    count = math.prod(shape)
+    if count > limit:
+        sizes = " x ".join(map(str, shape))
         raise invalid(
-            f"Expected at least 2 classes, but {_path(loc, 0)} has {width}",
-            [*loc, 0],
-            "too_few_classes",
-        )
-    if rows * width > max_elements:
-        raise invalid(
-            f"{rows} x {width} = {rows * width} elements is more than "
-            f"this server's limit of {max_elements}. To send more: {SEND_MORE}; or raise "
-            "FAIRLOSS_MAX_ELEMENTS on the server.",
+            f"{sizes} = {count} elements is more than this server's limit of {limit}. "
+            f"To send more: {SEND_MORE}; or raise FAIRLOSS_MAX_ELEMENTS on the server.",
             loc,
             "too_many_elements",
         )
-    array = (
-        value if isinstance(value, np.ndarray) else _matrix(value, width, loc, may_hold_booleans)
-    )
-    finite = np.isfinite(array)
-    if not finite.all():
-        i, j = (int(k) for k in np.argwhere(~finite)[0])
-        raise invalid(
-            f"Expected finite numbers, but {_path(loc, i, j)} is {array[i, j]}",
-            [*loc, i, j],
-            "not_finite",
-        )
-    if float32 and (too_big := np.abs(array) > FLOAT32_MAX).any():
-        i, j = (int(k) for k in np.argwhere(too_big)[0])
-        raise invalid(
-            f"{_path(loc, i, j)} = {array[i, j]} is too large for float32; "
-            'send "precision": "float64"',
-            [*loc, i, j],
-            "too_large_for_precision",
-        )
-    return array
 
 
 def _matrix(
@@ -268,7 +243,8 @@ def _matrix(
 def labels_array(
     value: Any, n: int, num_classes: int, ignore_index: int | None, *, may_hold_booleans: bool
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """N integer labels, each in [0, C) or equal to ``ignore_index``."""
+    """N integer labels as int64; their range is checked by the core (`fairloss.scoring`),
+    except for integers past int64, which are out of range here, worded as the core words it."""
     loc: Loc = ["labels"]
     if not isinstance(value, list | np.ndarray):
         raise invalid("Expected labels to be an array of integers", loc, "not_an_array")
@@ -286,21 +262,18 @@ def labels_array(
         for k, label in enumerate(value):
             if type(label) is not int and not _integer_past_64_bits(label):
                 raise invalid(
-                    f"Expected an integer class label at labels[{k}], but got {_describe(label)}",
+                    f"Expected an integer class label at labels[{k}], but got {describe(label)}",
                     [*loc, k],
                     "not_an_integer",
                 )
-    allowed = (array >= 0) & (array < num_classes)
-    if ignore_index is not None:
-        allowed |= array == ignore_index
-    if not allowed.all():
-        k = int(np.argmin(allowed))
-        also = "" if ignore_index is None else f" or equal to ignore_index {ignore_index}"
-        raise invalid(
-            f"Expected labels in [0, {num_classes}){also}, but labels[{k}] is {value[k]}",
-            [*loc, k],
-            "label_out_of_range",
-        )
+    if array.dtype.kind != "i":  # uint64 past int64, or Python ints and floats past 64 bits
+        past = [
+            k
+            for k, label in enumerate(value)
+            if type(label) is float or not -(2**63) <= label < 2**63
+        ]
+        if past:
+            raise label_out_of_range(past[0], value[past[0]], num_classes, ignore_index)
     return array.astype(np.int64, copy=False)
 
 

@@ -1,54 +1,64 @@
-"""Request options (validated with pydantic) and the documented shapes of bodies.
+"""The documented shapes of bodies, for ``/openapi.json``.
 
-Only the small options are validated through pydantic; logits and labels are checked as arrays
-(`service.payload`). The request and response models document the API in ``/openapi.json``.
+The loss options' model is built from the core's one declaration (`fairloss.options`), so the
+schema cannot drift from what the core checks. Bodies are not validated through these models:
+the codecs read them (`service.json_codec`) and the core checks them (`fairloss.scoring`).
+Only `ResponseOptions`, which shape the JSON answer and exist nowhere else, are validated here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
 
-INT64 = 2**63
+from fairloss.options import Spec, specs
 
 README_LOGITS: JsonValue = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]
 README_LABELS: JsonValue = [0, 0]
 
-Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 ExtraColumn = Literal["confidence", "log_loss", "brier", "pll", "pbs"]
 
 
-class LossOptions(BaseModel):
-    """Everything a scoring request may carry besides its arrays; unknown fields are refused."""
+def _field(default: Any, doc: str, spec: Spec) -> tuple[Any, Any]:
+    """A pydantic field documenting one declared option: its type, bounds and default."""
+    types: dict[str, Any] = {
+        "number": float,
+        "integer": int,
+        "choice": Literal[spec.choices] if spec.choices else str,
+        "weights": list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+        "device": str,
+    }
+    kind = types[spec.kind]
+    bounds = {k: getattr(spec, k) for k in ("gt", "ge", "le", "lt") if getattr(spec, k) is not None}
+    return (kind | None if spec.nullable else kind), Field(default, description=doc, **bounds)
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    smooth_max_beta: float = Field(1000.0, gt=0, allow_inf_nan=False)
-    scaling_factor: float = Field(1000.0, gt=0, allow_inf_nan=False)
-    class_weights: list[Weight] | None = Field(None, description="C non-negative weights")
-    label_smoothing: float = Field(0.0, ge=0, le=1)
-    ignore_index: int | None = Field(
-        None, ge=-INT64, lt=INT64, description="label of samples that score 0 and do not count"
-    )
-    reduction: Literal["mean", "sum"] = "mean"
-    device: str | None = Field(
-        None, description="'auto', 'cpu', 'cuda' or 'cuda:K'; the server default when absent"
-    )
-    precision: Literal["float32", "float64"] = "float32"
-    ece_bins: int = Field(15, ge=1, le=1000, description="equal-width bins for the ECE")
+LossOptions: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "LossOptions",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: _field(*declared) for name, declared in specs().items()},
+)
+
+
+class ResponseOptions(BaseModel):
+    """What the JSON answer holds besides the aggregates; unknown fields are for the codec."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
     per_sample: bool = Field(True, description="false: aggregates only, no per-sample columns")
     extra_columns: list[ExtraColumn] = Field(
         default_factory=list, description="more per-sample columns to return"
     )
 
 
-class ScoreRequest(LossOptions):
+class ScoreRequest(LossOptions, ResponseOptions):
     logits: list[list[float]] = Field(description="N x C logits, one row per sample")
     labels: list[int] = Field(description="N class labels in [0, C) or equal to ignore_index")
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"logits": README_LOGITS, "labels": README_LABELS}]}
+        extra="forbid",
+        json_schema_extra={"examples": [{"logits": README_LOGITS, "labels": README_LABELS}]},
     )
 
 
@@ -59,11 +69,12 @@ class Candidate(BaseModel):
     logits: list[list[float]]
 
 
-class CompareRequest(LossOptions):
+class CompareRequest(LossOptions, ResponseOptions):
     labels: list[int]
     candidates: list[Candidate] = Field(min_length=1, description="unique names, one shape")
 
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -71,7 +82,7 @@ class CompareRequest(LossOptions):
                     "candidates": [{"name": "model-a", "logits": README_LOGITS}],
                 }
             ]
-        }
+        },
     )
 
 

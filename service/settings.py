@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -42,12 +41,3 @@ class Settings(BaseSettings):
     api_keys: SecretList = Field(default_factory=list, repr=False)
     cors_origins: CommaList = Field(default_factory=list)
     log_level: str = "info"
-
-
-async def get_settings(request: Request) -> Settings:
-    """The app's settings (``async``, so FastAPI calls it inline rather than in a thread)."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -19,6 +19,7 @@ async def _thread_of(admission: Admission, body: bytes) -> int:
 @pytest.mark.anyio
 async def test_a_body_shorter_than_inline_bytes_is_computed_on_the_event_loop() -> None:
     admission = Admission(limit=2, retry_after_s=1, inline_bytes=100)
+    admission.open()
     assert await _thread_of(admission, b"x" * 99) == threading.get_ident()
     assert admission.in_flight == 0
 
@@ -26,6 +27,7 @@ async def test_a_body_shorter_than_inline_bytes_is_computed_on_the_event_loop() 
 @pytest.mark.anyio
 async def test_a_body_of_inline_bytes_or_more_is_computed_in_a_worker_thread() -> None:
     admission = Admission(limit=2, retry_after_s=1, inline_bytes=100)
+    admission.open()
     assert await _thread_of(admission, b"x" * 100) != threading.get_ident()
     assert admission.in_flight == 0
 
@@ -33,4 +35,5 @@ async def test_a_body_of_inline_bytes_or_more_is_computed_in_a_worker_thread() -
 @pytest.mark.anyio
 async def test_inline_bytes_zero_sends_every_body_to_a_worker_thread() -> None:
     admission = Admission(limit=2, retry_after_s=1, inline_bytes=0)
+    admission.open()
     assert await _thread_of(admission, b"") != threading.get_ident()

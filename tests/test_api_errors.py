@@ -446,7 +446,7 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         422,
         ["scaling_factor"],
         "float_type",
-        "valid number",
+        "finite number larger than 0, but got a string",
     ),
     (
         "boolean_number",
@@ -454,7 +454,7 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         422,
         ["smooth_max_beta"],
         "float_type",
-        "valid number",
+        "finite number larger than 0, but got a boolean",
     ),
     (
         "float_ignore_index",
@@ -494,7 +494,7 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         422,
         ["class_weights", 1],
         "greater_than_equal",
-        "class_weights.1",
+        "class_weights[1]",
     ),
     (
         "nan_class_weight",
@@ -502,7 +502,7 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         422,
         ["class_weights", 0],
         "finite_number",
-        "class_weights.0",
+        "class_weights[0]",
     ),
     (
         "unknown_reduction",
@@ -965,7 +965,8 @@ async def test_compare_refuses_text_plain(client: httpx.AsyncClient) -> None:
 
 TOO_LARGE_2000 = (
     "The request body is larger than the limit of 2000 bytes. To send more: the Python client "
-    "(Client, in the fairloss package) splits any number of rows into requests under this server's "
+    "(Client, in the fairloss_client package) splits any number of rows into requests under "
+    "this server's "
     "limits; binary tensors through the Open Inference Protocol (POST "
     "/v2/models/fairloss/infer) take 4 bytes a float32 logit, against about 20 as JSON text; or "
     "raise FAIRLOSS_MAX_BODY_BYTES on the server."
@@ -989,7 +990,7 @@ class TestLimits:
         )
         assert problem["detail"] == (
             "5 x 3 = 15 elements is more than this server's limit of 12. To send more: the "
-            "Python client (Client, in the fairloss package) splits any number of rows into "
+            "Python client (Client, in the fairloss_client package) splits any number of rows into "
             "requests under this server's limits; or raise FAIRLOSS_MAX_ELEMENTS on the server."
         )
 

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import csv
+import errno
+import functools
 import json
 import os
+import pickle
+import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import torch
 
-from service.cli import main
+from fairloss_client import Client, Retry
+from fairloss_client.cli import main
 from tests.conftest import README_EXAMPLE, free_port, running_server
 
 LOGITS = np.array(README_EXAMPLE["logits"], dtype=np.float32)
@@ -195,57 +203,519 @@ def test_options_reach_the_scoring(capsys, tmp_path):
     assert ["ce", "(mean)", "1.091957"] in lines
 
 
-@pytest.mark.parametrize(
-    ("make", "argv", "message"),
-    [
-        (lambda d: np.save(d / "x.npy", LOGITS), ["score", "x.npy"], "no labels: give a file"),
-        (lambda d: (d / "x.txt").write_text("1"), ["score", "x.txt"], "expected a .npz, .npy"),
-        (lambda d: np.savez(d / "x.npz", labels=LABELS), ["score", "x.npz"], "holds no `logits`"),
-        (lambda d: (d / "x.npy").write_bytes(b"junk"), ["score", "x.npy"], "x.npy: cannot read"),
-        (lambda d: torch.save([1, 2], d / "x.pt"), ["score", "x.pt"], "not list"),
-        (
-            lambda d: np.savez(d / "x.npz", logits=LOGITS, labels=np.array([0, 3])),
-            ["score", "x.npz"],
-            "Expected every label in [0, 3), but got 3 at index 1",
-        ),
-        (
-            lambda d: np.savez(d / "x.npz", logits=LOGITS, labels=LABELS),
-            ["score", "x.npz", "--output", "x.txt"],
-            "--output takes a .csv or .json file",
-        ),
-        (
-            lambda d: np.savez(d / "x.npz", logits=LOGITS, labels=LABELS),
-            ["compare", "x.npz", "x.npz"],
-            "two files are named 'x'",
-        ),
-        (
-            lambda d: np.savez(d / "x.npz", logits=LOGITS, labels=LABELS),
-            ["score", "x.npz", "--smooth-max-beta", "-1"],
-            "smooth_max_beta: Input should be greater than 0",
-        ),
-        (
-            lambda d: np.savez(d / "x.npz", logits=LOGITS, labels=LABELS),
-            ["score", "x.npz", "--device", "tpu"],
-            "tpu",
-        ),
-    ],
-)
-def test_bad_input_exits_1_with_one_line(capsys, tmp_path, monkeypatch, make, argv, message):
+# Every error the command can meet: one line on stderr, "fairloss: error: ...", status 1, and no
+# traceback. Each case sets up its files (and, for the network, a stand-in transport) in a fresh
+# directory, runs `main` there, or a real `python -m fairloss_client.cli` where the case says
+# so, and names the phrase that the one line must hold. `{port}` is a port where nothing listens,
+# `{server}` a running service, `{keyed}` one that needs the key "sekrit", `{gpus}` the number of
+# GPUs here (so `cuda:{gpus}` never exists).
+
+REPO = Path(__file__).resolve().parents[1]
+HTML_404 = "<html>\n<head><title>404</title></head>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n"
+
+
+@dataclass
+class Context:
+    path: Path
+    monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest
+
+
+Setup = Callable[[Context], None]
+
+
+def good_file(ctx: Context) -> None:
+    np.savez(ctx.path / "x.npz", logits=LOGITS, labels=LABELS)
+
+
+def no_retries(ctx: Context, transport: httpx.BaseTransport | None = None) -> None:
+    """Fail on the first transport error rather than after the client's backoff."""
+    client = functools.partial(Client, retry=Retry(attempts=1), transport=transport)
+    ctx.monkeypatch.setattr("fairloss_client.cli_remote.Client", client)
+
+
+def answering(handler: Callable[[httpx.Request], httpx.Response]) -> Setup:
+    """A stand-in service: ``handler`` answers (or raises) for every request."""
+
+    def setup(ctx: Context) -> None:
+        good_file(ctx)
+        no_retries(ctx, httpx.MockTransport(handler))
+
+    return setup
+
+
+def raising(exc: Exception) -> Setup:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return answering(handler)
+
+
+def unresolvable(request: httpx.Request) -> httpx.Response:
+    """What httpx raises when DNS knows no such host (a real lookup would depend on the network)."""
+    cause = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    raise httpx.ConnectError("[Errno -2] Name or service not known", request=request) from cause
+
+
+def unwritable_directory(ctx: Context) -> None:
+    good_file(ctx)
+    locked = ctx.path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    ctx.request.addfinalizer(lambda: locked.chmod(0o700))
+    if os.access(locked, os.W_OK):  # root: modes do not bind, so refuse as the OS would
+        real_open = Path.open
+
+        def refusing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+            if self.parent.resolve() == locked.resolve():
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return real_open(self, *args, **kwargs)
+
+        ctx.monkeypatch.setattr(Path, "open", refusing_open)
+
+
+def then(*steps: Setup) -> Setup:
+    def setup(ctx: Context) -> None:
+        for step in steps:
+            step(ctx)
+
+    return setup
+
+
+def clean_serve_environment(ctx: Context) -> None:
+    """`fairloss serve` sets FAIRLOSS_* for the service it starts; undo that after the test."""
+    for name in ("HOST", "PORT", "DEVICE", "WORKERS"):
+        ctx.monkeypatch.setenv(f"FAIRLOSS_{name}", "")
+        ctx.monkeypatch.delenv(f"FAIRLOSS_{name}")
+
+
+def writing(**writers: Callable[[Path], object]) -> Setup:
+    """Write each named file with its writer: ``writing(**{"x.npz": lambda p: ...})``."""
+
+    def setup(ctx: Context) -> None:
+        for name, write in writers.items():
+            write(ctx.path / name)
+
+    return setup
+
+
+class Unpicklable:
+    """Not a tensor: `torch.load(weights_only=True)` refuses a pickle of it."""
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]
+    phrase: str
+    setup: Setup = good_file
+    process: bool = False  # run a real `python -m fairloss_client.cli` rather than `main`
+    stdout: str | None = None  # a file for the process's stdout
+
+    def param(self) -> Any:
+        return pytest.param(self, id=self.id)
+
+
+URL_CASES = [
+    Case(
+        "url-without-scheme",
+        ["score", "x.npz", "--url", "127.0.0.1:8000"],
+        "--url 127.0.0.1:8000: expected an http:// or https:// URL with a host; "
+        "did you mean http://127.0.0.1:8000?",
+        process=True,
+    ),
+    Case(
+        "url-ftp-scheme",
+        ["score", "x.npz", "--url", "ftp://127.0.0.1/"],
+        "--url ftp://127.0.0.1/: expected an http:// or https:// URL with a host",
+    ),
+    Case(
+        "url-without-host",
+        ["score", "x.npz", "--url", "http://"],
+        "expected an http:// or https:// URL with a host",
+    ),
+    Case("url-invalid", ["score", "x.npz", "--url", "http://[::1"], "not a valid URL"),
+    Case(
+        "url-port-out-of-range",
+        ["score", "x.npz", "--url", "http://127.0.0.1:99999"],
+        "port 99999 is out of range",
+    ),
+    Case(
+        "connection-refused",
+        ["score", "x.npz", "--url", "http://127.0.0.1:{port}"],
+        "cannot reach http://127.0.0.1:{port}: connection refused",
+        process=True,
+    ),
+    Case(
+        "connection-refused-compare",
+        ["compare", "x.npz", "--url", "http://127.0.0.1:{port}/"],
+        "cannot reach http://127.0.0.1:{port}: connection refused",
+        setup=then(good_file, no_retries),
+    ),
+    Case(
+        "dns-failure",
+        ["score", "x.npz", "--url", "http://nowhere.invalid"],
+        "cannot reach http://nowhere.invalid: cannot resolve host 'nowhere.invalid'",
+        setup=answering(unresolvable),
+    ),
+    Case(
+        "connect-timeout",
+        ["score", "x.npz", "--url", "http://10.255.255.1"],
+        "cannot reach http://10.255.255.1: timed out connecting",
+        setup=raising(httpx.ConnectTimeout("timed out")),
+    ),
+    Case(
+        "read-timeout",
+        ["score", "x.npz", "--url", "http://slow.test"],
+        "http://slow.test: timed out waiting for an answer",
+        setup=raising(httpx.ReadTimeout("timed out")),
+    ),
+    Case(
+        "connection-dropped",
+        ["score", "x.npz", "--url", "http://flaky.test"],
+        "lost the connection to http://flaky.test: Server disconnected",
+        setup=raising(httpx.RemoteProtocolError("Server disconnected without sending a response.")),
+    ),
+    Case(
+        "not-the-service",
+        ["score", "x.npz", "--url", "http://web.test"],
+        "http://web.test does not answer like the FairLoss scoring service",
+        setup=answering(lambda request: httpx.Response(200, html="<html>\n<p>hi</p>\n</html>")),
+    ),
+    Case(
+        "html-404",
+        ["score", "x.npz", "--url", "http://web.test/app"],
+        "HTTP 404: <html> <head><title>404</title></head> <body> <h1>Not Found</h1> </body> "
+        "</html>; is http://web.test/app the FairLoss scoring service?",
+        setup=answering(lambda request: httpx.Response(404, html=HTML_404)),
+    ),
+    Case(
+        "service-refuses-422",
+        ["score", "x.npz", "--url", "{server}", "--device", "cuda:99"],
+        "HTTP 422 for rows 0..1: Device 'cuda:99' does not exist on this server",
+    ),
+    Case(
+        "401-without-api-key",
+        ["score", "x.npz", "--url", "{keyed}"],
+        "HTTP 401: This server needs an API key: send Authorization: Bearer <key>; "
+        "give one with --api-key KEY or FAIRLOSS_API_KEY",
+    ),
+    Case(
+        "401-wrong-api-key",
+        ["score", "x.npz", "--url", "{keyed}", "--api-key", "wrong"],
+        "HTTP 401: The API key is not valid; check the key given by --api-key",
+    ),
+    Case(
+        "api-key-not-ascii",
+        ["score", "x.npz", "--url", "{keyed}", "--api-key", "clé"],
+        "--api-key (or FAIRLOSS_API_KEY): expected printable ASCII",
+    ),
+    Case(
+        "concurrency-0",
+        ["score", "x.npz", "--url", "{server}", "--concurrency", "0"],
+        "--concurrency 0: expected 1 or more",
+    ),
+    Case(
+        "bad-option-before-any-request",
+        ["score", "x.npz", "--url", "http://127.0.0.1:{port}", "--label-smoothing", "2"],
+        "--label-smoothing 2.0: Expected `label_smoothing` to be a finite number in [0, 1], but "
+        "got 2.0",
+    ),
+]
+
+FILE_CASES = [
+    Case(
+        "file-missing",
+        ["score", "x.npz"],
+        "x.npz: cannot read it: no such file or directory",
+        setup=lambda ctx: None,
+    ),
+    Case(
+        "file-is-a-directory",
+        ["score", "d.npz"],
+        "d.npz: cannot read it: is a directory",
+        setup=lambda ctx: (ctx.path / "d.npz").mkdir(),
+    ),
+    Case(
+        "labels-missing",
+        ["score", "x.npz", "--labels", "y.npy"],
+        "y.npy: cannot read it: no such file or directory",
+    ),
+    Case(
+        "unknown-suffix",
+        ["score", "x.txt"],
+        "expected a .npz, .npy",
+        setup=writing(**{"x.txt": lambda p: p.write_text("1")}),
+    ),
+    Case(
+        "npz-truncated",
+        ["score", "x.npz"],
+        "x.npz: cannot read it as a numpy .npy or .npz file (File is not a zip file)",
+        setup=writing(**{"x.npz": lambda p: p.write_bytes(b"PK\x03\x04 truncated")}),
+    ),
+    Case(
+        "npy-junk",
+        ["score", "x.npy"],
+        "x.npy: cannot read it as a numpy .npy or .npz file",
+        setup=writing(**{"x.npy": lambda p: p.write_bytes(b"junk")}),
+    ),
+    Case(
+        "npz-without-logits",
+        ["score", "x.npz"],
+        "x.npz: holds no `logits`",
+        setup=writing(**{"x.npz": lambda p: np.savez(p, labels=LABELS)}),
+    ),
+    Case(
+        "npy-without-labels",
+        ["score", "x.npy"],
+        "no labels: give a file",
+        setup=writing(**{"x.npy": lambda p: np.save(p, LOGITS)}),
+    ),
+    Case(
+        "pt-pickle-of-an-object",
+        ["score", "x.pt"],
+        "x.pt: torch.load(weights_only=True) refuses it",
+        setup=writing(**{"x.pt": lambda p: p.write_bytes(pickle.dumps(Unpicklable()))}),
+    ),
+    Case(
+        "pt-with-numpy-inside",
+        ["score", "x.pt"],
+        "x.pt: torch.load(weights_only=True) refuses it (Unsupported global: GLOBAL numpy",
+        setup=writing(**{"x.pt": lambda p: torch.save({"logits": LOGITS, "labels": LABELS}, p)}),
+    ),
+    Case(
+        "pt-junk",
+        ["score", "x.pt"],
+        "x.pt: cannot read it as a torch.save file",
+        setup=writing(**{"x.pt": lambda p: p.write_bytes(b"junk")}),
+    ),
+    Case(
+        "pt-of-a-list",
+        ["score", "x.pt"],
+        "expected a tensor or a dict of tensors, not list",
+        setup=writing(**{"x.pt": lambda p: torch.save([1, 2], p)}),
+    ),
+    Case(
+        "shape-mismatch",
+        ["score", "x.npz"],
+        "x.npz: 2 rows of logits, but 3 labels (in x.npz)",
+        setup=writing(**{"x.npz": lambda p: np.savez(p, logits=LOGITS, labels=[0, 1, 2])}),
+    ),
+    Case(
+        "shape-mismatch-compare",
+        ["compare", "x.npz", "y.npy"],
+        "y.npy: 3 rows of logits, but 2 labels (in x.npz)",
+        setup=then(good_file, writing(**{"y.npy": lambda p: np.save(p, np.ones((3, 3)))})),
+    ),
+    Case(
+        "label-out-of-range",
+        ["score", "x.npz"],
+        "x: Expected labels in [0, 3), but labels[1] is 3",
+        setup=writing(**{"x.npz": lambda p: np.savez(p, logits=LOGITS, labels=[0, 3])}),
+    ),
+    Case("same-names", ["compare", "x.npz", "x.npz"], "two files are named 'x'"),
+    Case(
+        "output-suffix",
+        ["score", "x.npz", "--output", "x.txt"],
+        "--output takes a .csv or .json file",
+    ),
+    Case(
+        "output-directory-missing",
+        ["score", "x.npz", "--output", "no/such/out.csv"],
+        "--output no/such/out.csv: no such directory no/such",
+    ),
+    Case(
+        "output-is-a-directory",
+        ["score", "x.npz", "--output", "out.json"],
+        "--output out.json: is a directory",
+        setup=then(good_file, writing(**{"out.json": Path.mkdir})),
+    ),
+    Case(
+        "output-permission-denied",
+        ["compare", "x.npz", "--output", "locked/out.csv"],
+        "--output locked/out.csv: cannot write it: permission denied",
+        setup=unwritable_directory,
+    ),
+    Case(
+        "stdout-full",
+        ["score", "x.npz"],
+        "cannot write to standard output: no space left on device",
+        process=True,
+        stdout="/dev/full",
+    ),
+]
+
+OPTION_CASES = [
+    Case(
+        "smooth-max-beta-negative",
+        ["score", "x.npz", "--smooth-max-beta", "-1"],
+        "--smooth-max-beta -1.0: Expected `smooth_max_beta` to be a finite number larger than 0, "
+        "but got -1.0",
+    ),
+    Case(
+        "smooth-max-beta-nan",
+        ["score", "x.npz", "--smooth-max-beta", "nan"],
+        "--smooth-max-beta nan: Expected `smooth_max_beta` to be a finite number larger than 0, "
+        "but got nan",
+    ),
+    Case(
+        "ignore-index-too-large",
+        ["score", "x.npz", "--ignore-index", str(2**64)],
+        f"--ignore-index {2**64}: Expected `ignore_index` to be an integer in [-2**63, 2**63)",
+    ),
+    Case(
+        "device-unknown",
+        ["score", "x.npz", "--device", "tpu"],
+        "--device tpu: Unknown device 'tpu': use 'auto', 'cpu', 'cuda' or 'cuda:K'. Devices here:",
+    ),
+    Case(
+        "device-without-gpu",
+        ["score", "x.npz", "--device", "cuda:{gpus}"],
+        "--device cuda:{gpus}: Device 'cuda:{gpus}' does not exist on this server. Devices here:",
+    ),
+    Case(
+        "serve-port-out-of-range",
+        ["serve", "--port", "99999"],
+        "--port or FAIRLOSS_PORT: Input should be less than or equal to 65535",
+        setup=clean_serve_environment,
+    ),
+    Case(
+        "serve-device-unknown",
+        ["serve", "--device", "tpu", "--port", "0"],
+        "--device or FAIRLOSS_DEVICE tpu: Unknown device 'tpu'",
+        setup=clean_serve_environment,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def keyed_url() -> Iterator[str]:
+    with running_server({"FAIRLOSS_API_KEYS": "sekrit"}) as server:
+        yield server.url
+
+
+def run_process(
+    argv: Sequence[str], cwd: Path, stdout: Any = subprocess.PIPE
+) -> subprocess.CompletedProcess[str]:
+    """A real `python -m fairloss_client.cli ARGV`, without the FAIRLOSS_* of this environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "fairloss_client.cli", *argv]
+    return subprocess.run(
+        command, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120
+    )
+
+
+def assert_one_error_line(code: int, out: str, err: str, phrase: str) -> None:
+    assert "Traceback" not in out + err
+    assert code == 1, err
+    assert err.startswith("fairloss: error: "), err
+    assert err.endswith("\n"), err
+    assert err.count("\n") == 1, err
+    assert phrase in err, err
+
+
+@pytest.mark.parametrize("case", [c.param() for c in URL_CASES + FILE_CASES + OPTION_CASES])
+def test_every_error_is_one_line_and_status_1(
+    case: Case, capsys, tmp_path, monkeypatch, request
+) -> None:
+    if case.stdout is not None and not Path(case.stdout).exists():
+        pytest.skip(f"no {case.stdout} here")
     monkeypatch.chdir(tmp_path)
-    make(tmp_path)
-    code, out, err = run(capsys, *argv)
-    assert (code, out) == (1, "")
-    assert err.startswith("fairloss: error: ")
-    assert err.count("\n") == 1
-    assert message in err
+    monkeypatch.delenv("FAIRLOSS_API_KEY", raising=False)
+    case.setup(Context(tmp_path, monkeypatch, request))
+    values = {"port": str(free_port()), "gpus": str(torch.cuda.device_count())}
+    for name, fixture in (("server", "server_url"), ("keyed", "keyed_url")):
+        if any(f"{{{name}}}" in a for a in case.argv):
+            values[name] = request.getfixturevalue(fixture)
+    argv = [a.format(**values) for a in case.argv]
+    phrase = case.phrase.format(**values)
+    if case.process:
+        if case.stdout is None:
+            done = run_process(argv, tmp_path)
+        else:
+            with open(case.stdout, "w") as stdout:
+                done = run_process(argv, tmp_path, stdout)
+        code, out, err = done.returncode, done.stdout or "", done.stderr
+    else:
+        code, out, err = run(capsys, *argv)
+        assert out == ""
+    assert_one_error_line(code, out, err, phrase)
 
 
-def test_a_refusal_from_the_service_exits_1(capsys, tmp_path, server_url):
-    path = tmp_path / "x.npz"
-    np.savez(path, logits=LOGITS, labels=LABELS)
-    code, _, err = run(capsys, "score", path, "--url", server_url, "--label-smoothing", "2")
-    assert code == 1
-    assert err.startswith("fairloss: error: HTTP 422 for rows 0..1: label_smoothing: ")
+def test_a_closed_stdout_pipe_exits_quietly(tmp_path, files):
+    """`fairloss score x.npz | head -1`, with `head` gone before the table is written."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    output = tmp_path / "out.csv"
+    for argv, codes in (
+        (["score", str(files["npz"]), "--output", str(output)], {1}),
+        (["compare", str(files["npz"]), str(files["pt"])], {1}),
+        (["--help"], {0, 1}),  # argparse itself may swallow the failed write and exit 0
+    ):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fairloss_client.cli", *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()  # the reader goes away before the command has written anything
+        err = process.stderr.read()
+        process.stderr.close()
+        assert err == b"", argv
+        assert process.wait(timeout=120) in codes, argv
+    assert output.read_text().startswith("index,label,ce,")  # written before the table
+
+
+def test_interrupt_exits_130_with_one_line(capsys, files, monkeypatch):
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fairloss_client.cli.load", interrupted)
+    try:
+        code, out, err = run(capsys, "score", files["npz"])
+    except KeyboardInterrupt:
+        pytest.fail("main let KeyboardInterrupt through")
+    assert (code, out, err) == (130, "", "fairloss: error: interrupted\n")
+
+
+def test_ctrl_c_while_waiting_for_the_service(tmp_path, files):
+    """SIGINT while the command waits for an answer that never comes: one line, status 130."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        silent.settimeout(120)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fairloss_client.cli", "score", str(files["npz"]), "--url", url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        connection, _ = silent.accept()  # the command has connected and waits for /info
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (130, "", "fairloss: error: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["score", "--help"], ["compare", "--help"]], ids=" ".join
+)
+def test_help_reads_cleanly(capsys, argv):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert out.startswith("usage: fairloss")
+    assert "``" not in out
+    if argv == ["--help"]:
+        assert "Serve the FairLoss scoring service, or score and compare files of logits." in out
 
 
 def test_usage_errors_exit_2(capsys):
@@ -263,7 +733,7 @@ def test_entry_point_is_main():
 def test_serve_runs_the_service(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "fairloss_client.cli", "serve", "--host", "127.0.0.1"]
     with (tmp_path / "log").open("w+") as log:
         process = subprocess.Popen(
             [*command, "--port", str(port), "--device", "cpu"], env=env, stdout=log, stderr=log

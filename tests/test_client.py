@@ -1,4 +1,4 @@
-"""`fairloss.client`: chunking under the server's limits, retries, and exact merging."""
+"""`fairloss_client`: chunking under the server's limits, retries, and exact merging."""
 
 from __future__ import annotations
 
@@ -14,16 +14,11 @@ import pytest
 import torch
 
 import fairloss
-from fairloss.client import (
-    AsyncClient,
-    Client,
-    Retry,
-    ServiceError,
-    merge_comparisons,
-    merge_scores,
-)
-from service.errors import ProblemError
-from service.scoring import compare_body, score_body
+from fairloss.errors import InputError
+from fairloss_client import AsyncClient, Client, Retry, ServiceError
+from fairloss_client.results import merge_comparisons, merge_scores
+from service.errors import ProblemError, input_problem
+from service.json_codec import compare_body, score_body
 from tests.conftest import README_EXAMPLE, running_server
 
 FAST_RETRY = Retry(attempts=4, backoff_s=0.001, max_backoff_s=0.01)
@@ -214,10 +209,9 @@ def scripted(
             return step(request)
         handler = score_body if request.url.path == "/score" else compare_body
         try:
-            return httpx.Response(
-                200, content=handler(request.content, ["cpu"], "cpu", max_elements).body
-            )
-        except ProblemError as problem:
+            return httpx.Response(200, content=handler(request.content, "cpu", max_elements).body)
+        except (ProblemError, InputError) as error:
+            problem = input_problem(error) if isinstance(error, InputError) else error
             body = {"title": problem.title, "status": problem.status, "detail": problem.detail}
             return httpx.Response(problem.status, json=body)
 
@@ -239,7 +233,7 @@ def dropped(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def sleeps(monkeypatch) -> list[float]:
     waited: list[float] = []
-    monkeypatch.setattr("fairloss.client.time.sleep", waited.append)
+    monkeypatch.setattr("fairloss_client.client.time.sleep", waited.append)
     return waited
 
 
@@ -296,7 +290,7 @@ NOW = 1_700_000_000.0  # a fixed clock, so the date below is always 30 s ahead o
 
 
 def test_retry_after_as_an_http_date_is_honoured(sleeps, monkeypatch):
-    monkeypatch.setattr("fairloss.client.time.time", lambda: NOW)
+    monkeypatch.setattr("fairloss_client.plan.time.time", lambda: NOW)
     date = email.utils.formatdate(NOW + 30, usegmt=True)
     seen: list[httpx.Request] = []
     with Client("http://fake", transport=scripted([busy(date)], seen), retry=FAST_RETRY) as c:
@@ -306,7 +300,7 @@ def test_retry_after_as_an_http_date_is_honoured(sleeps, monkeypatch):
 
 
 def test_retry_after_in_the_past_waits_only_the_backoff(sleeps, monkeypatch):
-    monkeypatch.setattr("fairloss.client.time.time", lambda: NOW)
+    monkeypatch.setattr("fairloss_client.plan.time.time", lambda: NOW)
     date = email.utils.formatdate(NOW - 30, usegmt=True)
     with Client("http://fake", transport=scripted([busy(date)], []), retry=FAST_RETRY) as c:
         c.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
@@ -420,7 +414,7 @@ def test_client_settings_are_checked():
 
 def test_merging_in_process_bodies_gives_one_result():
     body = orjson.dumps(README_EXAMPLE)
-    parts = [orjson.loads(score_body(body, ["cpu"], "cpu", 100).body) for _ in range(3)]
+    parts = [orjson.loads(score_body(body, "cpu", 100).body) for _ in range(3)]
     merged = merge_scores(parts)
     assert merged.n == 6
     assert merged.sums.count == 6
@@ -435,7 +429,6 @@ def test_merging_in_process_bodies_gives_one_result():
                             "candidates": [{"name": "a", "logits": README_EXAMPLE["logits"]}],
                         }
                     ),
-                    ["cpu"],
                     "cpu",
                     100,
                 ).body

@@ -7,9 +7,10 @@ import pytest
 import torch
 from asgi_lifespan import LifespanManager
 
+from fairloss.devices import available_devices, resolve_device
+from fairloss.errors import InputError
 from service.app import create_app
-from service.devices import available_devices, resolve_device
-from service.errors import ProblemError
+from service.errors import input_problem
 from service.settings import Settings
 from tests.conftest import README_EXAMPLE
 
@@ -20,7 +21,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 def test_available_devices_match_torch() -> None:
     devices = available_devices()
-    assert devices == ["cpu", *(f"cuda:{k}" for k in range(torch.cuda.device_count()))]
+    assert devices == ("cpu", *(f"cuda:{k}" for k in range(torch.cuda.device_count())))
 
 
 @pytest.mark.parametrize(
@@ -56,9 +57,9 @@ def test_resolve_device(name: str, devices: list[str], want: str) -> None:
     ],
 )
 def test_resolve_device_refuses(name: str, devices: list[str], kind: str, detail: str) -> None:
-    with pytest.raises(ProblemError) as raised:
+    with pytest.raises(InputError) as raised:
         resolve_device(name, devices)
-    problem = raised.value
+    problem = input_problem(raised.value)
     assert problem.status == 422
     assert problem.detail.startswith(detail)
     assert problem.detail.endswith(f"Devices here: {', '.join(devices)}")
@@ -86,7 +87,7 @@ async def test_server_default_device_is_used_and_reported() -> None:
     ):
         info = (await client.get("/info")).json()
         assert info["default_device"] == "cpu"
-        assert info["devices"] == available_devices()
+        assert info["devices"] == list(available_devices())
         response = await client.post("/score", json=README_EXAMPLE)
         assert response.status_code == 200
         assert response.json()["device"] == "cpu"

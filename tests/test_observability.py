@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import service.routes.score as score_route
 from service.app import create_app
+from service.json_codec import Reply, score_body
 from service.logs import JsonFormatter, RequestIdFilter
-from service.scoring import Reply, score_body
 from service.settings import Settings
 from tests.conftest import README_EXAMPLE, assert_no_leak
 

@@ -139,7 +139,7 @@ def test_tritonclient_health_and_metadata(triton_client):
         {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
         {"name": "labels", "datatype": "INT64", "shape": [-1]},
     ]
-    assert [o["name"] for o in model["outputs"]] == ["ce", "penalty", "total"]
+    assert [o["name"] for o in model["outputs"]] == ["ce", "penalty", "total", "reduced", "ece"]
 
 
 def test_tritonclient_sees_the_error_message(triton_client):
@@ -147,7 +147,7 @@ def test_tritonclient_sees_the_error_message(triton_client):
     labels = np.array([0, 2, 1], dtype=np.int64)
     with pytest.raises(InferenceServerException) as caught:
         triton_client.infer("fairloss", inputs(logits, labels, binary=True))
-    assert caught.value.message() == "Expected every label in [0, 2), but got 2 at index 1"
+    assert caught.value.message() == "Expected labels in [0, 2), but labels[1] is 2"
     assert caught.value.status() == "400"
 
 
@@ -287,7 +287,7 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "one class",
         with_input(0, shape=[6, 1]),
-        "Input 'logits' has shape [6, 1]; expected at least one sample and 2 classes",
+        "Expected at least 2 classes, but logits[0] has 1",
     ),
     (
         "data not matching shape",
@@ -297,12 +297,12 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "labels not one per row",
         with_input(1, shape=[3], data=[0, 0, 0]),
-        "Input 'labels' has shape [3]; expected [2], one label per row of 'logits'",
+        "Expected 2 labels, one per row, but got 3",
     ),
     (
         "label out of range",
         with_input(1, data=[0, 3]),
-        "Expected every label in [0, 3), but got 3 at index 1",
+        "Expected labels in [0, 3), but labels[1] is 3",
     ),
     (
         "label of 2 to the 64",
@@ -320,7 +320,7 @@ ERRORS: list[tuple[str, Any, str]] = [
         "non-finite logit",
         b'{"inputs": [{"name": "logits", "datatype": "FP64", "shape": [1, 2], "data": [0, NaN]},'
         b'{"name": "labels", "datatype": "INT64", "shape": [1], "data": [0]}]}',
-        "Input 'logits' must hold finite numbers, but element 1 (row 0) is nan",
+        "Expected finite numbers, but logits[0][1] is nan",
     ),
     (
         "too large for FP32",
@@ -330,14 +330,12 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "unknown parameter",
         json_request(parameters={"temperature": 2}),
-        "Unknown parameter(s) 'temperature'; this model takes class_weights, device, "
-        "ignore_index, label_smoothing, precision, scaling_factor, smooth_max_beta and "
-        "binary_data_output",
+        "parameters.temperature: Extra inputs are not permitted",
     ),
     (
         "bad parameter value",
         json_request(parameters={"smooth_max_beta": -1}),
-        "smooth_max_beta: Input should be greater than 0",
+        "Expected `smooth_max_beta` to be a finite number larger than 0, but got -1",
     ),
     (
         "class weights not one per class",
@@ -347,7 +345,8 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "unknown output",
         json_request(outputs=[{"name": "accuracy"}]),
-        "outputs[0] names 'accuracy'; expected one of ce, penalty, total, each at most once",
+        "outputs[0] names 'accuracy'; expected one of ce, penalty, total, reduced, ece, each at "
+        "most once",
     ),
     (
         "both data and binary size",
@@ -444,9 +443,11 @@ async def test_input_over_the_element_limit_names_the_ways_to_send_more(client):
     response = await post(client, request)
     assert response.status_code == 400
     assert response.json() == {
-        "error": f"Input 'logits' has 202 elements, more than this server's limit of {ELEMENTS}. "
-        "To send more: the Python client (Client, in the fairloss package) splits any number "
-        "of rows into requests under this server's limits; or raise FAIRLOSS_MAX_ELEMENTS."
+        "error": f"101 x 2 = 202 elements is more than this server's limit of {ELEMENTS}. "
+        "To send more: the Python client (Client, in the fairloss_client package) splits any "
+        "number "
+        "of rows into requests under this server's limits; or raise FAIRLOSS_MAX_ELEMENTS on "
+        "the server."
     }
 
 
@@ -457,7 +458,7 @@ async def test_body_over_the_limit_gets_413(client):
     assert response.status_code == 413
     error = response.json()["error"]
     assert error.startswith(f"The request body is larger than the limit of {LIMIT} bytes. ")
-    assert "the Python client (Client, in the fairloss package) splits" in error
+    assert "the Python client (Client, in the fairloss_client package) splits" in error
     assert error.endswith("or raise FAIRLOSS_MAX_BODY_BYTES on the server.")
 
 

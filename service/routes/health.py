@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from fastapi import APIRouter, Request
 
 import fairloss
+from fairloss.options import ScoringOptions
+from service.deps import DevicesDep, SettingsDep
 from service.errors import ProblemError
 from service.responses import problems
-from service.schemas import LossOptions
-from service.settings import SettingsDep
+from service.schemas import ResponseOptions
 
 router = APIRouter(tags=["health"])
 
@@ -29,13 +31,14 @@ async def readyz(request: Request) -> dict[str, str]:
 
 
 @router.get("/info", summary="Version, devices, defaults and limits")
-async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def info(settings: SettingsDep, devices: DevicesDep) -> dict[str, Any]:
+    options = {k: v for k, v in asdict(ScoringOptions()).items() if k != "device"}
     return {
         "version": fairloss.__version__,
         "torch_version": torch.__version__,
-        "devices": request.app.state.devices,
-        "default_device": request.app.state.default_device,
-        "defaults": LossOptions().model_dump(exclude={"device"}),
+        "devices": devices.available,
+        "default_device": devices.default,
+        "defaults": {**options, **ResponseOptions().model_dump()},
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
             "max_elements": settings.max_elements,

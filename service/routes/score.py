@@ -8,17 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from service.admission import Admission
+from service.deps import AdmissionDep, DevicesDep, SettingsDep
+from service.json_codec import Reply, compare_body, score_body
 from service.observability import record_batch
 from service.payload import read_body, require_json
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
-from service.scoring import Reply, compare_body, score_body
-from service.settings import SettingsDep
 
 router = APIRouter(tags=["scoring"])
 
-Handler = Callable[[bytes | bytearray, list[str], str, int], Reply]
+Handler = Callable[[bytes | bytearray, str, int], Reply]
 ERRORS = problems(400, 413, 415, 422, 503)
 
 
@@ -27,13 +26,17 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-async def _answer(request: Request, settings: SettingsDep, handler: Handler) -> JSONBytes:
+async def _answer(
+    request: Request,
+    settings: SettingsDep,
+    admission: AdmissionDep,
+    devices: DevicesDep,
+    handler: Handler,
+) -> JSONBytes:
     require_json(request)
-    state = request.app.state
-    admission: Admission = state.admission
     reply = await admission.compute(
         lambda: read_body(request, settings.max_body_bytes),
-        lambda body: handler(body, state.devices, state.default_device, settings.max_elements),
+        lambda body: handler(body, devices.default, settings.max_elements),
         settings.request_timeout_s,
     )
     record_batch(request, reply.n, reply.num_classes, reply.device)
@@ -48,8 +51,10 @@ async def _answer(request: Request, settings: SettingsDep, handler: Handler) -> 
     openapi_extra=_body_doc(ScoreRequest),
     summary="Per-sample cross-entropy, penalty and total of one batch",
 )
-async def score(request: Request, settings: SettingsDep) -> JSONBytes:
-    return await _answer(request, settings, score_body)
+async def score(
+    request: Request, settings: SettingsDep, admission: AdmissionDep, devices: DevicesDep
+) -> JSONBytes:
+    return await _answer(request, settings, admission, devices, score_body)
 
 
 @router.post(
@@ -60,5 +65,7 @@ async def score(request: Request, settings: SettingsDep) -> JSONBytes:
     openapi_extra=_body_doc(CompareRequest),
     summary="Score candidates against the same labels, rank them, count superior violations",
 )
-async def compare(request: Request, settings: SettingsDep) -> JSONBytes:
-    return await _answer(request, settings, compare_body)
+async def compare(
+    request: Request, settings: SettingsDep, admission: AdmissionDep, devices: DevicesDep
+) -> JSONBytes:
+    return await _answer(request, settings, admission, devices, compare_body)

@@ -17,13 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from service.admission import Admission
+from fairloss.errors import InputError
+from service.deps import AdmissionDep, DevicesDep, SettingsDep
 from service.errors import ProblemError
 from service.observability import record_batch
 from service.oip import HEADER_LENGTH, MODEL, MODEL_METADATA, SERVER_METADATA, Answer, infer
 from service.payload import read_body
 from service.responses import JSONBytes
-from service.settings import SettingsDep
 
 log = logging.getLogger("service.v2")
 ACCEPTED_MEDIA = ("application/json", "application/octet-stream")
@@ -47,6 +47,8 @@ class OipRoute(APIRoute):
             except ProblemError as exc:
                 status = 400 if exc.status == 422 else exc.status
                 return error_response(status, exc.detail, exc.headers)
+            except InputError as exc:
+                return error_response(400, exc.message)
             except Exception:
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return error_response(500, "The server failed to answer this request.")
@@ -119,7 +121,13 @@ async def model_ready(model_name: str, request: Request) -> Response:
     response_class=JSONBytes,
     responses=dict.fromkeys((400, 404, 413, 415, 503), ERROR_DOC),
 )
-async def model_infer(model_name: str, request: Request, settings: SettingsDep) -> Response:
+async def model_infer(
+    model_name: str,
+    request: Request,
+    settings: SettingsDep,
+    admission: AdmissionDep,
+    devices: DevicesDep,
+) -> Response:
     _model(model_name)
     content_type = request.headers.get("content-type")
     media = (content_type or "application/json").split(";", 1)[0].strip().lower()
@@ -129,14 +137,10 @@ async def model_infer(model_name: str, request: Request, settings: SettingsDep) 
             "Unsupported media type",
             f"Expected application/json, application/octet-stream or none, not {media}",
         )
-    admission: Admission = request.app.state.admission
-    state = request.app.state
     header_length = request.headers.get(HEADER_LENGTH)
 
     def work(body: bytearray) -> Answer:
-        return infer(
-            body, header_length, state.devices, state.default_device, settings.max_elements
-        )
+        return infer(body, header_length, devices.default, settings.max_elements)
 
     answer = await admission.compute(
         lambda: read_body(request, settings.max_body_bytes), work, settings.request_timeout_s

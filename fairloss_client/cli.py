@@ -1,0 +1,253 @@
+"""The ``fairloss`` command: serve the scoring service, or score and compare files of logits.
+
+``fairloss score FILE`` and ``fairloss compare FILE...`` read ``.npz`` (arrays ``logits`` and
+``labels``), ``.npy`` (logits; labels from ``--labels``) and ``.pt`` files (a dict of ``logits``
+and ``labels`` tensors, loaded with ``weights_only=True``). Without ``--url`` they score in this
+process with `fairloss.score_batch`; with it, through `fairloss_client.Client`. The scoring
+options' flags are derived from `fairloss.ScoringOptions`.
+
+Every error the command meets is one line on stderr, ``fairloss: error: ...``, and exit status
+1. An interrupt exits with 130; a closed stdout pipe (``| head``) exits quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fairloss.errors import InputError
+from fairloss.options import OPTION_NAMES, ScoringOptions, specs
+from fairloss.scoring import score_batch
+from fairloss_client.cli_files import check_output, load, write_output
+from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason
+from fairloss_client.plan import as_labels, as_logits, as_numpy
+from fairloss_client.results import CompareResult, ScoreResult, compare_result, score_result
+
+DESCRIPTION = "Serve the FairLoss scoring service, or score and compare files of logits."
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+SERVE_FLAGS = ("host", "port", "device", "workers")
+
+
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _weights(text: str) -> list[float]:
+    """``--class-weights 1,2.5,1``: comma-separated numbers."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas: {text!r}"
+        ) from None
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per scoring option, from its declaration (absent: the option's default)."""
+    for name, (default, doc, spec) in specs().items():
+        kinds: dict[str, dict[str, Any]] = {
+            "number": {"type": float},
+            "integer": {"type": int},
+            "choice": {"choices": spec.choices},
+            "weights": {"type": _weights, "metavar": "W1,W2,..."},
+            "device": {},
+        }
+        shown = "" if default is None else f" (default {default})"
+        parser.add_argument(flag(name), help=doc + shown, **kinds[spec.kind])
+
+
+def options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The scoring options given on the command line, checked (a bad one names its flag)."""
+    given = {k: getattr(args, k) for k in OPTION_NAMES if getattr(args, k) is not None}
+    try:
+        ScoringOptions(**given)
+    except InputError as exc:
+        name = str(exc.loc[0])
+        raise CliError(f"{flag(name)} {_shown(getattr(args, name))}: {exc}") from None
+    return given
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def in_process(
+    logits: Mapping[str, Any], labels: Any, options: dict[str, Any], compare: bool
+) -> ScoreResult | CompareResult:
+    """Score here with the core; a fault in a file's data names the file."""
+    checked = ScoringOptions(**options)
+    batches = {}
+    for name, value in logits.items():
+        try:
+            z = as_logits(value, name, checked.precision)
+            batches[name] = score_batch(
+                z, as_labels(labels, z.shape[0]), checked, default_device="auto", violations=compare
+            )
+        except InputError as exc:
+            where = f"{flag('device')} {checked.device}" if exc.loc[:1] == ("device",) else name
+            raise CliError(f"{where}: {exc}") from None
+    if compare:
+        return compare_result(batches)
+    (only,) = batches.values()
+    return score_result(only)
+
+
+def run_files(args: argparse.Namespace) -> None:
+    """``score`` or ``compare``: check the flags, read, score, write, print."""
+    remote: ModuleType | None = None
+    if args.url is not None:
+        remote = importlib.import_module("fairloss_client.cli_remote")  # only here: needs httpx
+        args.url = remote.check_url(args.url)
+    if args.output is not None:
+        check_output(args.output)
+    options = options_of(args)
+    paths = [args.file] if args.command == "score" else args.files
+    logits, labels = load(paths, args.labels)
+    compare = args.command == "compare"
+    result = (
+        in_process(logits, labels, options, compare)
+        if remote is None
+        else remote.remote(
+            args.url,
+            logits,
+            labels,
+            options,
+            compare=compare,
+            api_key=args.api_key,
+            concurrency=args.concurrency,
+            progress=args.progress,
+        )
+    )
+    # The file first: `fairloss score x.npz --output y.csv | head -1` still writes y.csv.
+    if args.output is not None:
+        write_output(args.output, result, as_numpy(labels))
+    _print(format_score(result) if isinstance(result, ScoreResult) else format_compare(result))
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Run the service as ``python -m service`` does; flags override ``FAIRLOSS_*``."""
+    for name in SERVE_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"FAIRLOSS_{name.upper()}"] = str(value)
+    try:
+        from service.__main__ import checked_settings, run
+    except ImportError as exc:
+        raise CliError(f"serve needs the service: pip install '.[service]' ({exc})") from None
+    run(checked_settings(SERVE_FLAGS))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit finds no closed pipe to complain of,
+    as https://docs.python.org/3/library/signal.html#note-on-sigpipe recommends."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no stdout, or one without a descriptor
+        pass
+
+
+def _print(text: str) -> None:
+    """``text`` on stdout, flushed now, so that a closed pipe shows here and not at exit."""
+    if sys.stdout is None:  # started with stdout closed
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _silence_stdout()
+        said = (exc.strerror or reason(exc)).lower()
+        raise CliError(f"cannot write to standard output: {said}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fairloss", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serving = commands.add_parser("serve", help="run the scoring service")
+    serving.add_argument("--host", help="interface to listen on (FAIRLOSS_HOST)")
+    serving.add_argument("--port", type=int, help="port (FAIRLOSS_PORT)")
+    serving.add_argument("--device", help="auto, cpu, cuda or cuda:K (FAIRLOSS_DEVICE)")
+    serving.add_argument("--workers", type=int, help="worker processes (FAIRLOSS_WORKERS)")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--labels", type=Path, help="labels: a .npy array, or a .npz or .pt file holding 'labels'"
+    )
+    common.add_argument(
+        "--url", help="a running service, http://HOST:PORT; without it, score in this process"
+    )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("FAIRLOSS_API_KEY"),
+        help="Bearer key (FAIRLOSS_API_KEY)",
+    )
+    common.add_argument(
+        "--output", type=Path, help="write per-sample results to FILE.csv or FILE.json"
+    )
+    common.add_argument("--concurrency", type=int, default=4, help="chunks in flight (with --url)")
+    common.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar (default: when on a terminal)",
+    )
+    add_option_flags(common)
+
+    scoring = commands.add_parser("score", parents=[common], help="score one file of logits")
+    scoring.add_argument("file", type=Path)
+    comparing = commands.add_parser("compare", parents=[common], help="compare files of logits")
+    comparing.add_argument("files", type=Path, nargs="+")
+    return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; argparse's own exits (``--help``, usage errors: status 2) pass through."""
+    try:
+        return _parser().parse_args(argv)
+    except SystemExit:
+        _print("")  # flush --help's text now, so that `fairloss --help | head -1` is quiet too
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; an error is one line on stderr and status 1, never a traceback."""
+    try:
+        args = _parse(argv)
+        if args.command == "serve":
+            serve(args)
+        else:
+            run_files(args)
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout's reader went away (`| head`): nothing more to say
+        _silence_stdout()
+        return EXIT_ERROR
+    except CliError as exc:
+        error(str(exc))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        error(f"{where}{exc.strerror or reason(exc)}")
+    except MemoryError:
+        error("out of memory")
+    except (ValueError, TypeError, RuntimeError) as exc:  # bad data, worded by whoever saw it
+        error(reason(exc))
+    except Exception as exc:  # the last resort: a bug, but still one line rather than a traceback
+        error(f"unexpected {type(exc).__name__}: {reason(exc)}")
+    else:
+        return 0
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""`Client` and `AsyncClient`: thin drivers that send the chunks `fairloss_client.plan` makes.
+
+Inputs are split into chunks under the server's limits (read from ``GET /info``), sent
+concurrently, retried by tenacity on 502/503/504 and connection errors as `Retry` says, and
+merged (`fairloss_client.results`): the chunks' sums add up to the aggregates that one request
+for the whole dataset gives, and superior violations are counted over the merged columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+)
+from tqdm import tqdm
+
+from fairloss.options import ScoringOptions
+from fairloss_client.plan import (
+    ArrayLike,
+    Job,
+    Limits,
+    Request,
+    Retry,
+    answer,
+    as_numpy,
+    compare_request,
+    option_fields,
+    retryable,
+    score_request,
+)
+from fairloss_client.results import CompareResult, ScoreResult, merge_comparisons, merge_scores
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def _last_outcome(state: RetryCallState) -> Any:
+    """When the attempts run out: the last answer (a 503 becomes a `ServiceError`), or the
+    last connection error raised again."""
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
+class _Base:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        retry: Retry | None = None,
+        chunk_margin: float = 0.8,
+        max_chunk_rows: int | None = None,
+        timeout_s: float = 300.0,
+    ) -> None:
+        if concurrency < 1 or not 0 < chunk_margin <= 1:
+            raise ValueError("Expected concurrency >= 1 and chunk_margin in (0, 1]")
+        self.url = url.rstrip("/")
+        self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        self.concurrency = concurrency
+        self.progress = progress
+        self.retry = retry or Retry()
+        self.chunk_margin = chunk_margin
+        self.max_chunk_rows = max_chunk_rows
+        self._limits: Limits | None = None
+
+    def _policy(self) -> dict[str, Any]:
+        """tenacity's arguments for one request's attempts."""
+        return {
+            "stop": stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.total_s),
+            "wait": self.retry.wait,
+            "retry": retry_if_exception_type(httpx.TransportError) | retry_if_result(retryable),
+            "retry_error_callback": _last_outcome,
+        }
+
+    def _job(self, request: Request, limits: Limits) -> tuple[Job, int]:
+        job = Job(request, limits, self.chunk_margin, self.max_chunk_rows)
+        return job, job.workers(self.concurrency, limits)
+
+    def _bar(self, request: Request) -> tqdm[Any]:
+        disable = None if self.progress is None else not self.progress
+        label = request.path.strip("/")
+        return tqdm(total=request.n, unit="row", unit_scale=True, desc=label, disable=disable)
+
+
+def _fields(
+    options: dict[str, Any], per_sample: bool, extra_columns: Sequence[str], compare: bool
+) -> dict[str, Any]:
+    """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
+    values: `fairloss.InputError`) so that no request is sent for them."""
+    weights = options.get("class_weights")
+    if weights is not None:  # numpy arrays and tensors too
+        options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}
+    return option_fields(ScoringOptions(**options), per_sample, extra_columns, compare=compare)
+
+
+class Client(_Base):
+    """Synchronous client; chunks go out on ``concurrency`` threads. Use as a context manager.
+
+    ``score`` and ``compare`` take the scoring options of `fairloss.ScoringOptions` as keyword
+    arguments, plus ``per_sample`` and ``extra_columns``.
+    """
+
+    def __init__(self, url: str, *, transport: httpx.BaseTransport | None = None, **kw: Any):
+        super().__init__(url, **kw)
+        self._http = httpx.Client(
+            base_url=self.url, headers=self.headers, timeout=self.timeout, transport=transport
+        )
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: version, devices, defaults and limits."""
+        return self._send("GET", "/info", None, None)
+
+    def limits(self) -> Limits:
+        """The server's limits, read once from ``/info``."""
+        if self._limits is None:
+            self._limits = Limits.from_info(self.info())
+        return self._limits
+
+    def score(
+        self,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        per_sample: bool = True,
+        extra_columns: Sequence[str] = (),
+        **options: Any,
+    ) -> ScoreResult:
+        fields = _fields(options, per_sample, extra_columns, False)
+        return merge_scores(self._run(score_request(logits, labels, fields)))
+
+    def compare(
+        self,
+        candidates: Mapping[str, ArrayLike],
+        labels: ArrayLike,
+        *,
+        per_sample: bool = True,
+        extra_columns: Sequence[str] = (),
+        **options: Any,
+    ) -> CompareResult:
+        """Score each named candidate's logits against ``labels``, rank them, count violations
+        (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
+        fields = _fields(options, per_sample, extra_columns, True)
+        return merge_comparisons(self._run(compare_request(candidates, labels, fields)))
+
+    def _run(self, request: Request) -> list[dict[str, Any]]:
+        job, workers = self._job(request, self.limits())
+        with self._bar(request) as bar, ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(self._drain, job, bar) for _ in range(workers)]
+        for future in futures:
+            if (error := future.exception()) is not None:
+                raise error
+        return job.ordered()
+
+    def _drain(self, job: Job, bar: tqdm[Any]) -> None:
+        try:
+            while chunk := job.take():
+                rows, body = chunk
+                job.parts[rows[0]] = self._send("POST", job.request.path, body, rows)
+                bar.update(rows[1] - rows[0])
+        except BaseException:
+            job.failed = True
+            raise
+
+    def _send(
+        self, method: str, path: str, body: bytes | None, rows: tuple[int, int] | None
+    ) -> dict[str, Any]:
+        retrying = Retrying(sleep=self.sleep, **self._policy())
+        response: httpx.Response = retrying(
+            self._http.request, method, path, content=body, headers=JSON_HEADERS
+        )
+        return answer(response, rows)
+
+
+class AsyncClient(_Base):
+    """Asynchronous client; ``concurrency`` chunks in flight at once. Use with ``async with``.
+
+    ``score`` and ``compare`` take the same arguments as `Client`'s.
+    """
+
+    def __init__(self, url: str, *, transport: httpx.AsyncBaseTransport | None = None, **kw: Any):
+        super().__init__(url, **kw)
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=self.headers, timeout=self.timeout, transport=transport
+        )
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def info(self) -> dict[str, Any]:
+        """``GET /info``: version, devices, defaults and limits."""
+        return await self._send("GET", "/info", None, None)
+
+    async def limits(self) -> Limits:
+        """The server's limits, read once from ``/info``."""
+        if self._limits is None:
+            self._limits = Limits.from_info(await self.info())
+        return self._limits
+
+    async def score(
+        self,
+        logits: ArrayLike,
+        labels: ArrayLike,
+        *,
+        per_sample: bool = True,
+        extra_columns: Sequence[str] = (),
+        **options: Any,
+    ) -> ScoreResult:
+        fields = _fields(options, per_sample, extra_columns, False)
+        return merge_scores(await self._run(score_request(logits, labels, fields)))
+
+    async def compare(
+        self,
+        candidates: Mapping[str, ArrayLike],
+        labels: ArrayLike,
+        *,
+        per_sample: bool = True,
+        extra_columns: Sequence[str] = (),
+        **options: Any,
+    ) -> CompareResult:
+        """Score each named candidate's logits against ``labels``, rank them, count violations
+        (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
+        fields = _fields(options, per_sample, extra_columns, True)
+        return merge_comparisons(await self._run(compare_request(candidates, labels, fields)))
+
+    async def _run(self, request: Request) -> list[dict[str, Any]]:
+        job, workers = self._job(request, await self.limits())
+        with self._bar(request) as bar:
+            drains = [self._drain(job, bar) for _ in range(workers)]
+            for outcome in await asyncio.gather(*drains, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return job.ordered()
+
+    async def _drain(self, job: Job, bar: tqdm[Any]) -> None:
+        try:
+            while chunk := job.take():
+                rows, body = chunk
+                job.parts[rows[0]] = await self._send("POST", job.request.path, body, rows)
+                bar.update(rows[1] - rows[0])
+        except BaseException:
+            job.failed = True
+            raise
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, rows: tuple[int, int] | None
+    ) -> dict[str, Any]:
+        retrying = AsyncRetrying(sleep=self.sleep, **self._policy())
+        response: httpx.Response = await retrying(
+            self._http.request, method, path, content=body, headers=JSON_HEADERS
+        )
+        return answer(response, rows)

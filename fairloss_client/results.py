@@ -1,0 +1,128 @@
+"""Results merged from the answers to consecutive chunks, as one request would have given them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import reduce
+from typing import Any
+
+import torch
+
+from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
+from fairloss.scoring import BatchScores, metrics, reduced
+from fairloss_client.plan import Array
+from service.wire import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """One batch's scores, however many chunks it was sent in; aggregates come from `sums`."""
+
+    n: int
+    num_classes: int
+    reduction: str
+    precision: str
+    devices: tuple[str, ...]
+    sums: ScoreSums
+    per_sample: dict[str, Array]
+    chunks: int
+
+    @property
+    def reduced(self) -> dict[str, float]:
+        """``ce``, ``penalty`` and ``total`` reduced as asked (NaN: a mean of no sample)."""
+        return reduced(self.sums, self.reduction)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Accuracy, log loss, Brier, PLL, PBS (means) and ECE."""
+        return metrics(self.sums)
+
+
+@dataclass(frozen=True)
+class CandidateResult(ScoreResult):
+    name: str
+    violations: dict[str, Violations]
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    candidates: list[CandidateResult]
+    ranking: dict[str, list[str]]
+
+
+def score_result(batch: BatchScores, extra_columns: tuple[str, ...] = ()) -> ScoreResult:
+    """The result of one batch scored in this process (`fairloss.score_batch`)."""
+    return ScoreResult(
+        n=batch.n,
+        num_classes=batch.num_classes,
+        reduction=batch.options.reduction,
+        precision=batch.options.precision,
+        devices=(batch.device,),
+        sums=batch.sums,
+        per_sample=per_sample_columns(batch, extra_columns),
+        chunks=1,
+    )
+
+
+def compare_result(batches: Mapping[str, BatchScores]) -> CompareResult:
+    """The result of candidates scored in this process, with their violations and every
+    criterion's column (as `Client.compare` asks for them)."""
+    extra = tuple(c for c in CRITERIA if c in EXTRA_COLUMNS)
+    results = [
+        CandidateResult(
+            **{f.name: getattr(score_result(batch, extra), f.name) for f in fields(ScoreResult)},
+            name=name,
+            violations=batch.violations or {},
+        )
+        for name, batch in batches.items()
+    ]
+    return CompareResult(results, rank({r.name: r.sums for r in results}))
+
+
+def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
+    """One result from the ``/score`` bodies (or one candidate's) of consecutive chunks."""
+    first = parts[0]
+    precision = first["precision"]
+    per_sample = {
+        name: column(name, [part["per_sample"][name] for part in parts], precision)
+        for name in first.get("per_sample") or {}
+    }
+    return ScoreResult(
+        n=sum(int(part["n"]) for part in parts),
+        num_classes=int(first["num_classes"]),
+        reduction=first["reduced"]["reduction"],
+        precision=precision,
+        devices=tuple(sorted({part["device"] for part in parts})),
+        sums=reduce(ScoreSums.merge, (sums_from_dict(part["sums"]) for part in parts)),
+        per_sample=per_sample,
+        chunks=len(parts),
+    )
+
+
+def violations(per_sample: Mapping[str, Array]) -> dict[str, Violations]:
+    """Superior violations under each criterion whose per-sample column is present, counted
+    over the merged columns: pairs cross chunks."""
+    correct = torch.from_numpy(per_sample["correct"])
+    counted = per_sample.get("counted")
+    mask = None if counted is None else torch.from_numpy(counted)
+    return {
+        name: superior_violations(torch.from_numpy(per_sample[name]), correct, mask)
+        for name in CRITERIA
+        if name in per_sample
+    }
+
+
+def merge_comparisons(parts: Sequence[Mapping[str, Any]]) -> CompareResult:
+    """One result from the ``/compare`` bodies of consecutive chunks."""
+    results = []
+    for k, entry in enumerate(parts[0]["candidates"]):
+        merged = merge_scores([part["candidates"][k] for part in parts])
+        results.append(
+            CandidateResult(
+                **{f.name: getattr(merged, f.name) for f in fields(merged)},
+                name=entry["name"],
+                violations=violations(merged.per_sample),
+            )
+        )
+    return CompareResult(results, rank({r.name: r.sums for r in results}))

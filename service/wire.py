@@ -1,0 +1,114 @@
+"""The JSON form of the service's answers, written by the service and read back by the client.
+
+Numbers from headers are read here too, one strict way, for both sides. This module needs only
+the standard library, numpy and the core, so the client can use it without the web stack.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fairloss.metrics import ScoreSums
+from fairloss.scoring import BatchScores, metrics, reduced
+
+SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
+COLUMNS = ("ce", "penalty", "total", "predicted", "correct")
+EXTRA_COLUMNS = ("confidence", "log_loss", "brier", "pll", "pbs")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def sums_to_dict(sums: ScoreSums) -> dict[str, Any]:
+    """``sums``: the scalar sums, and the calibration bins under ``bins``."""
+    scalars = {name: getattr(sums, name) for name in SUMMED}
+    bins = {"count": sums.bin_count, "confidence": sums.bin_confidence}
+    return {**scalars, "bins": {**bins, "correct": sums.bin_correct}}
+
+
+def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
+    """The inverse of `sums_to_dict`."""
+    bins = body["bins"]
+    return ScoreSums(
+        count=int(body["count"]),
+        correct=int(body["correct"]),
+        **{name: float(body[name]) for name in SUMMED[2:]},
+        bin_count=tuple(int(v) for v in bins["count"]),
+        bin_confidence=tuple(float(v) for v in bins["confidence"]),
+        bin_correct=tuple(int(v) for v in bins["correct"]),
+    )
+
+
+def number(value: float) -> float | None:
+    """A float for JSON: NaN (a mean of no sample) and infinities are written as null."""
+    return value if math.isfinite(value) else None
+
+
+def scored(
+    batch: BatchScores, *, per_sample: bool = True, extra_columns: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The body of one scored batch (``/score``, or one candidate of ``/compare``).
+
+    ``per_sample`` adds the columns (numpy arrays, serialised by orjson): ``ce``, ``penalty``,
+    ``total``, ``predicted``, ``correct``, then ``counted`` when an ``ignore_index`` is set, then
+    ``extra_columns``. ``violations`` comes with the batch's violations, when counted.
+    """
+    options = batch.options
+    body: dict[str, Any] = {
+        "n": batch.n,
+        "num_classes": batch.num_classes,
+        "device": batch.device,
+        "precision": options.precision,
+        "reduced": {
+            "reduction": options.reduction,
+            **{k: number(v) for k, v in reduced(batch.sums, options.reduction).items()},
+        },
+        "metrics": {k: number(v) for k, v in metrics(batch.sums).items()},
+        "sums": sums_to_dict(batch.sums),
+    }
+    if per_sample:
+        body["per_sample"] = per_sample_columns(batch, extra_columns)
+    if batch.violations is not None:
+        body["violations"] = {
+            name: {"count": v.count, "pairs": v.pairs, "examples": v.examples}
+            for name, v in batch.violations.items()
+        }
+    return body
+
+
+def per_sample_columns(
+    batch: BatchScores, extra_columns: tuple[str, ...] = ()
+) -> dict[str, np.ndarray[Any, Any]]:
+    """The columns a body holds, as numpy arrays: ``ce``, ``penalty``, ``total``,
+    ``predicted``, ``correct``, then ``counted`` when an ``ignore_index`` is set, then
+    ``extra_columns``."""
+    counted = ("counted",) if batch.options.ignore_index is not None else ()
+    names = [*COLUMNS, *counted, *extra_columns]
+    return {name: batch.columns[name].cpu().numpy() for name in names}
+
+
+def column(name: str, chunks: list[Any], precision: str) -> np.ndarray[Any, Any]:
+    """One per-sample column from the JSON of consecutive chunks, in its dtype."""
+    dtype: Any = np.float32 if precision == "float32" else np.float64
+    if name in ("correct", "counted"):
+        dtype = np.bool_
+    elif name == "predicted":
+        dtype = np.int64
+    return np.concatenate([np.asarray(chunk, dtype=dtype) for chunk in chunks])
+
+
+def header_int(value: str | None) -> int | None:
+    """The non-negative integer a header field holds, or None when it holds anything else.
+
+    RFC 9110 writes numeric fields (``Content-Length``, ``Retry-After`` in seconds,
+    ``Inference-Header-Content-Length``) as ``1*DIGIT``: ASCII digits only, with optional
+    white space around them. ``str.isdigit`` also takes ``'²'``, which ``int`` refuses, and
+    ``int`` takes signs, underscores and non-ASCII digits: neither is used alone.
+    """
+    if value is None:
+        return None
+    stripped = value.strip(" \t")
+    return int(stripped) if _DIGITS.fullmatch(stripped) else None
