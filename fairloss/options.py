@@ -52,7 +52,7 @@ class ScoringOptions:
         1000.0, "sharpness beta of the smooth maximum", Spec("number", gt=0)
     )
     scaling_factor: float = option(1000.0, "steepness of the penalty", Spec("number", gt=0))
-    class_weights: tuple[float, ...] | None = option(
+    class_weights: Sequence[float] | None = option(
         None, "C non-negative weights, one per class", Spec("weights", nullable=True)
     )
     label_smoothing: float = option(

@@ -79,6 +79,7 @@ def score_batch(
     *,
     default_device: str = "cpu",
     violations: bool = False,
+    rules: bool = True,
 ) -> BatchScores:
     """Score one batch: FairLoss, the paper's scoring rules, sums and (optionally) violations.
 
@@ -89,6 +90,9 @@ def score_batch(
         options: the scoring options (defaults: `ScoringOptions()`).
         default_device: where to compute when ``options.device`` is None.
         violations: also count superior violations (O(N log N) per criterion).
+        rules: also compute the scoring rules; without them (``rules=False``) the columns are
+            ``ce``, ``penalty``, ``total`` and ``counted`` only, and the sums hold the count and
+            those three (about half the work, for callers that need the loss alone).
 
     Raises:
         InputError: at ``logits``, ``labels``, ``class_weights`` or ``device``, for the first
@@ -114,6 +118,11 @@ def score_batch(
         label_smoothing=options.label_smoothing,
     )
     _check_finite(terms.ce, terms.penalty, options.precision)
+    if not rules:
+        columns = {**dict(zip(TERMS, terms[:3], strict=True)), "counted": counted}
+        totals = torch.stack([c.double() for c in terms[:3]]).sum(dim=1).tolist()
+        sums = ScoreSums(int(counted.sum()), 0, *totals)
+        return BatchScores(z.shape[0], z.shape[1], str(z.device), options, columns, sums)
     scores = scores_of(z, log_probs, target)
     correct = scores.correct & counted
     columns = {

@@ -24,9 +24,9 @@ from typing import Any
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
 from fairloss.scoring import score_batch
+from fairloss_client.arrays import as_labels, as_logits, as_numpy
 from fairloss_client.cli_files import check_output, load, write_output
 from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason
-from fairloss_client.plan import as_labels, as_logits, as_numpy
 from fairloss_client.results import CompareResult, ScoreResult, compare_result, score_result
 
 DESCRIPTION = "Serve the FairLoss scoring service, or score and compare files of logits."

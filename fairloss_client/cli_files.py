@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import torch
 
+from fairloss_client.arrays import Array
 from fairloss_client.cli_text import CliError, os_reason, reason
-from fairloss_client.plan import Array
 from fairloss_client.results import CandidateResult, CompareResult, ScoreResult
 
 SUFFIXES = (".npz", ".npy", ".pt")

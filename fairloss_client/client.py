@@ -27,14 +27,13 @@ from tenacity import (
 from tqdm import tqdm
 
 from fairloss.options import ScoringOptions
+from fairloss_client.arrays import ArrayLike, as_numpy
 from fairloss_client.plan import (
-    ArrayLike,
     Job,
     Limits,
     Request,
     Retry,
     answer,
-    as_numpy,
     compare_request,
     option_fields,
     retryable,

@@ -18,17 +18,14 @@ from typing import Any
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 import orjson
-import torch
 from tenacity import RetryCallState
 
 from fairloss.metrics import CRITERIA
 from fairloss.options import ScoringOptions
+from fairloss_client.arrays import Array, ArrayLike, as_labels, as_logits
 from service.wire import EXTRA_COLUMNS, header_int
 
-Array = npt.NDArray[Any]
-ArrayLike = npt.ArrayLike | torch.Tensor
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
@@ -111,42 +108,6 @@ def answer(response: httpx.Response, rows: tuple[int, int] | None) -> dict[str, 
     except orjson.JSONDecodeError:
         problem = {"detail": response.text[:200]}
     raise ServiceError(response.status_code, problem if isinstance(problem, dict) else {}, rows)
-
-
-def as_numpy(value: ArrayLike) -> Array:
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu()
-        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
-    return np.asarray(value)
-
-
-def as_logits(value: ArrayLike, name: str, precision: str) -> Array:
-    array = as_numpy(value)
-    if array.ndim != 2 or array.shape[0] == 0 or array.dtype.kind not in "fiu":
-        raise ValueError(
-            f"Expected `{name}` to be a non-empty (N, C) array of numbers, but got "
-            f"shape {array.shape} of {array.dtype}"
-        )
-    with np.errstate(over="ignore"):
-        array = np.ascontiguousarray(array, np.float32 if precision == "float32" else np.float64)
-    finite = np.isfinite(array)
-    if not finite.all():
-        i, j = (int(k) for k in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"Expected finite `{name}` within {precision} range, but [{i}, {j}] is "
-            f"{as_numpy(value)[i, j]}"
-        )
-    return array
-
-
-def as_labels(value: ArrayLike, n: int) -> Array:
-    array = as_numpy(value)
-    if array.shape != (n,) or array.dtype.kind not in "iu":
-        raise ValueError(
-            f"Expected `labels` to be {n} integer class labels, but got shape {array.shape} "
-            f"of {array.dtype}"
-        )
-    return np.ascontiguousarray(array, np.int64)
 
 
 def option_fields(

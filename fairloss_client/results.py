@@ -11,7 +11,7 @@ import torch
 
 from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
 from fairloss.scoring import BatchScores, metrics, reduced
-from fairloss_client.plan import Array
+from fairloss_client.arrays import Array
 from service.wire import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
 
 

@@ -79,7 +79,11 @@ def infer(
     outputs = _requested_outputs(request.get("outputs"), binary_default)
     tensors = read_inputs(request, body, split, max_elements)
     batch = score_batch(
-        tensors["logits"], tensors["labels"], options, default_device=default_device
+        tensors["logits"],
+        tensors["labels"],
+        options,
+        default_device=default_device,
+        rules="ece" in outputs,  # the per-sample terms and `reduced` need the loss alone
     )
     results = {name: _output(batch, name) for name in outputs}
     return _response(

@@ -275,6 +275,33 @@ def test_attempts_are_bounded(sleeps):
     assert caught.value.problem["title"] == "Server busy"
 
 
+def test_retries_stop_at_the_bound_on_total_time(sleeps):
+    seen: list[httpx.Request] = []
+    transport = scripted([busy("0")] * 10, seen)
+    with (
+        Client("http://fake", transport=transport, retry=Retry(50, 0.01, total_s=0)) as client,
+        pytest.raises(ServiceError, match=r"^HTTP 503 for rows 0\.\.1: busy$"),
+    ):
+        client.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
+    assert len(seen) == 1
+    assert sleeps == []
+
+
+@pytest.mark.anyio
+async def test_the_async_client_honours_retry_after_too(monkeypatch):
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    transport = scripted([busy("3")], [])
+    async with AsyncClient("http://fake", transport=transport, retry=FAST_RETRY) as client:
+        client.sleep = sleep
+        result = await client.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
+    assert waited == [3.0]
+    assert result.sums.count == 2
+
+
 def test_connection_errors_past_the_attempts_are_raised(sleeps):
     seen: list[httpx.Request] = []
     transport = scripted([dropped] * 3, seen)

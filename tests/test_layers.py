@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 # A finder that refuses these modules, so that importing one fails loudly instead of working.
 # Its spec has no origin, so a probe such as torch._dynamo's `find_spec` passes it by; any import
 # of it raises ImportError.
@@ -42,6 +44,7 @@ WEB_STACK = (
     "fairloss_client",
 )
 SERVER = ("fastapi", "starlette", "uvicorn", "pydantic", "simdjson", "prometheus_client")
+HTTP = ("httpx", "tenacity", "tqdm")
 
 
 def run_blocked(blocked: tuple[str, ...], code: str) -> str:
@@ -83,3 +86,17 @@ def test_the_client_imports_without_the_server() -> None:
         """,
     )
     assert out.strip() == "imported"
+
+
+def test_the_command_line_scores_files_without_the_http_stack(tmp_path) -> None:
+    """In process, `fairloss score` needs the core, numpy and orjson: not httpx, not the server."""
+    path = tmp_path / "x.npz"
+    np.savez(path, logits=np.array([[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]), labels=[0, 0])
+    out = run_blocked(
+        (*SERVER, *HTTP),
+        f"""
+        from fairloss_client.cli import main
+        assert main(["score", {str(path)!r}]) == 0
+        """,
+    )
+    assert "total (mean)    1.196682" in out
