@@ -14,7 +14,8 @@ REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
 
 
 class FairLossTerms(NamedTuple):
-    """Per-sample terms, each of shape (N,). Ignored samples hold 0 in every term."""
+    """Per-sample terms, each of the labels' shape, (N,) or (N, d1, ..., dk). Ignored samples
+    hold 0 in every term."""
 
     ce: Tensor
     penalty: Tensor
@@ -51,24 +52,26 @@ def check_inputs(
     ignore_index: int | None = None,
     weight: Tensor | None = None,
 ) -> None:
-    """Raise `ValueError`/`TypeError` unless ``logits`` (N, C) and ``target`` (N,) fit together."""
+    """Raise `ValueError`/`TypeError` unless ``logits`` (N, C, d1, ..., dk) and ``target``
+    (N, d1, ..., dk) fit together, k >= 0, as for ``nn.CrossEntropyLoss``."""
     if not torch.is_floating_point(logits):
         raise TypeError(f"Expected `logits` to be a floating point tensor, but got {logits.dtype}")
-    if logits.dim() != 2:
+    if logits.dim() < 2:
         raise ValueError(
-            f"Expected `logits` of shape (N, C), but got {logits.dim()} dimension(s): "
-            f"{tuple(logits.shape)}"
+            "Expected `logits` of shape (N, C) or (N, C, d1, ..., dk), but got "
+            f"{logits.dim()} dimension(s): {tuple(logits.shape)}"
         )
     if logits.shape[1] < 2:
         raise ValueError(f"Expected at least 2 classes, but got C = {logits.shape[1]}")
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
         raise TypeError(f"Expected `target` to hold integer class labels, but got {target.dtype}")
-    if target.shape != logits.shape[:1]:
+    wanted = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != wanted:
         raise ValueError(
-            f"Expected `target` of shape ({logits.shape[0]},) to match `logits` "
+            f"Expected `target` of shape {wanted} to match `logits` "
             f"{tuple(logits.shape)}, but got {tuple(target.shape)}"
         )
-    if weight is not None and weight.shape != logits.shape[1:]:
+    if weight is not None and weight.shape != logits.shape[1:2]:
         raise ValueError(
             f"Expected `weight` of shape ({logits.shape[1]},), but got {tuple(weight.shape)}"
         )
@@ -79,12 +82,21 @@ def check_inputs(
     if ignore_index is not None:
         valid |= target == ignore_index
     if not bool(valid.all()):
-        bad = int((~valid).nonzero()[0, 0])
+        bad = tuple(int(k) for k in (~valid).nonzero()[0])
+        where = bad[0] if len(bad) == 1 else bad
         raise ValueError(
             f"Expected every label in [0, {num_classes})"
             + ("" if ignore_index is None else f" or equal to ignore_index {ignore_index}")
-            + f", but got {int(target[bad])} at index {bad}"
+            + f", but got {int(target[bad])} at index {where}"
         )
+
+
+def flatten(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, C, d1, ..., dk) logits and (N, d1, ..., dk) labels as (M, C) rows and (M,) labels,
+    M = N * d1 * ... * dk, in the row-major order of the labels' shape."""
+    if logits.dim() == 2:
+        return logits, target
+    return logits.movedim(1, -1).reshape(-1, logits.shape[1]), target.reshape(-1)
 
 
 def penalty_gap(logits: Tensor, target: Tensor, smooth_max_beta: float) -> Tensor:
@@ -137,11 +149,12 @@ def fair_loss_terms(
     """Per-sample cross-entropy, penalty and total. See `fairloss.FairLoss`."""
     check_options(smooth_max_beta, scaling_factor, label_smoothing)
     check_inputs(logits, target, ignore_index, weight)
-    logits = logits.to(compute_dtype(logits.dtype))
+    shape = target.shape
+    logits, target = flatten(logits.to(compute_dtype(logits.dtype)), target)
     if weight is not None:
         weight = weight.to(device=logits.device, dtype=logits.dtype)
     counted, safe_target = counted_labels(target, ignore_index)
-    return terms_of(
+    terms = terms_of(
         logits,
         torch.log_softmax(logits, dim=1),
         safe_target,
@@ -151,6 +164,7 @@ def fair_loss_terms(
         weight=weight,
         label_smoothing=label_smoothing,
     )
+    return FairLossTerms(*(term.reshape(shape) for term in terms))
 
 
 def counted_labels(target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor]:

@@ -41,9 +41,12 @@ class FairLoss(nn.Module):
         reduction: ``"mean"`` (over the counted samples), ``"sum"`` or ``"none"``.
 
     Shape:
-        - logits: :math:`(N, C)` floating point, :math:`C \ge 2`.
-        - target: :math:`(N,)` integer labels in :math:`[0, C)` or equal to ``ignore_index``.
-        - output: a scalar, or :math:`(N,)` with ``reduction="none"``.
+        - logits: :math:`(N, C)` or :math:`(N, C, d_1, ..., d_k)` floating point,
+          :math:`C \ge 2`, as for ``nn.CrossEntropyLoss`` (segmentation, tokens).
+        - target: :math:`(N)` or :math:`(N, d_1, ..., d_k)` integer labels in :math:`[0, C)` or
+          equal to ``ignore_index``.
+        - output: a scalar (the mean over the counted positions, or their sum), or the target's
+          shape with ``reduction="none"``.
 
     Example:
         >>> import torch

@@ -70,17 +70,18 @@ def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores
 
 
 def calibration_bins(
-    confidence: Tensor, correct: Tensor, n_bins: int = 15, counted: Tensor | None = None
+    confidence: Tensor, correct: Tensor, n_bins: int = 15, weight: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-bin sample count, confidence sum and correct count over equal-width bins of (0, 1].
+    """Per-bin sample weight, weighted confidence sum and weighted correct count over
+    equal-width bins of (0, 1] (each sample weighs 1 without ``weight``).
 
-    Bin ``b`` holds the confidences in ``(b / n_bins, (b + 1) / n_bins]``. Samples outside
-    ``counted`` take no part.
+    Bin ``b`` holds the confidences in ``(b / n_bins, (b + 1) / n_bins]``. ``weight`` may be
+    a mask of the samples that count, or their weights (0 for samples that do not count).
     """
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins}")
     confidence = confidence.double()
-    weight = torch.ones_like(confidence) if counted is None else counted.double()
+    weight = torch.ones_like(confidence) if weight is None else weight.double()
     upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins
     index = torch.searchsorted(upper, confidence.contiguous()).clamp(max=n_bins - 1)
     values = torch.stack([weight, confidence * weight, correct * weight], dim=1)
@@ -98,8 +99,8 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int 
 def calibration_error(
     count: Sequence[float], confidence: Sequence[float], correct: Sequence[float]
 ) -> float:
-    """ECE from per-bin sample counts, confidence sums and correct counts (Guo et al. 2017):
-    ``sum_b |correct_b - confidence_b| / sum_b count_b``; NaN when no sample counts."""
+    """ECE from per-bin sample counts (or weights), confidence sums and correct counts (Guo et
+    al. 2017): ``sum_b |correct_b - confidence_b| / sum_b count_b``; NaN when no sample counts."""
     total = sum(count)
     if not total:
         return math.nan
@@ -111,11 +112,14 @@ class ScoreSums:
     """Sums and counts of one batch; `merge` combines batches into the sums of their union.
 
     Every aggregate (means, accuracy, ECE) is a ratio of these sums, so the aggregates of many
-    chunks merge exactly into the aggregate of the whole.
+    chunks merge exactly into the aggregate of the whole. ``count`` is the number of counted
+    samples and ``weight`` their total weight (``count`` itself without sample weights); every
+    other field is a weighted sum (nats for the losses), and every mean divides by ``weight``.
     """
 
     count: int = 0
-    correct: int = 0
+    weight: float = 0.0
+    correct: float = 0
     ce: float = 0.0
     penalty: float = 0.0
     total: float = 0.0
@@ -123,9 +127,9 @@ class ScoreSums:
     brier: float = 0.0
     pll: float = 0.0
     pbs: float = 0.0
-    bin_count: tuple[int, ...] = field(default=())
+    bin_count: tuple[float, ...] = field(default=())
     bin_confidence: tuple[float, ...] = field(default=())
-    bin_correct: tuple[int, ...] = field(default=())
+    bin_correct: tuple[float, ...] = field(default=())
 
     def merge(self, other: ScoreSums) -> ScoreSums:
         return ScoreSums(
@@ -133,13 +137,13 @@ class ScoreSums:
         )
 
     def mean(self, name: str) -> float:
-        """Mean of a summed per-sample value over the counted samples (NaN when there are none)."""
+        """Weighted mean of a summed per-sample value (NaN when the counted samples weigh 0)."""
         value: float = getattr(self, name)
-        return value / self.count if self.count else math.nan
+        return value / self.weight if self.weight else math.nan
 
     @property
     def accuracy(self) -> float:
-        return self.correct / self.count if self.count else math.nan
+        return self.correct / self.weight if self.weight else math.nan
 
     @property
     def ece(self) -> float:
@@ -181,52 +185,83 @@ def _add(mine: Any, theirs: Any) -> Any:
     )
 
 
-def score_sums(terms: FairLossTerms, scores: SampleScores, n_bins: int = 15) -> ScoreSums:
-    """The sums of the counted samples of one batch (in float64, in one pass)."""
-    keep = terms.counted
-    columns = {"count": keep, "correct": scores.correct}
+def score_sums(
+    terms: FairLossTerms,
+    scores: SampleScores,
+    n_bins: int = 15,
+    sample_weight: Tensor | None = None,
+) -> ScoreSums:
+    """The (weighted) sums of the counted samples of one batch, in float64, in one pass.
+
+    ``terms`` and ``scores`` hold one value per sample, (M,); ``sample_weight`` (M,), finite
+    and non-negative, weighs each (1 without it).
+    """
+    weight = terms.counted.double()
+    if sample_weight is not None:
+        weight = weight * sample_weight.to(weight)
+    columns = {"weight": torch.ones_like(weight), "correct": scores.correct}
     columns.update({name: getattr(terms, name) for name in ("ce", "penalty", "total")})
     columns.update({name: getattr(scores, name) for name in ("log_loss", "brier", "pll", "pbs")})
-    stacked = torch.stack([c.double() for c in columns.values()], dim=1) * keep.unsqueeze(1)
+    stacked = torch.stack([c.double() for c in columns.values()], dim=1) * weight.unsqueeze(1)
     totals = dict(zip(columns, stacked.sum(dim=0).tolist(), strict=True))
-    bins = torch.stack(calibration_bins(scores.confidence, scores.correct, n_bins, keep), dim=1)
+    bins = torch.stack(calibration_bins(scores.confidence, scores.correct, n_bins, weight), dim=1)
     bin_count, bin_confidence, bin_correct = zip(*bins.tolist(), strict=True)
     return ScoreSums(
-        **totals | {"count": int(totals["count"]), "correct": int(totals["correct"])},
-        bin_count=tuple(int(v) for v in bin_count),
+        count=int(terms.counted.sum()),
+        **totals,
+        bin_count=tuple(bin_count),
         bin_confidence=tuple(bin_confidence),
-        bin_correct=tuple(int(v) for v in bin_correct),
+        bin_correct=tuple(bin_correct),
     )
 
 
 @dataclass(frozen=True)
 class Violations:
-    """Pairs (i correct, j wrong) that a score orders against the superior property."""
+    """Pairs (i correct, j wrong) that a score orders against the superior property.
+
+    ``weighted_count`` and ``weighted_pairs`` sum ``w_i * w_j`` over the same pairs (equal to
+    ``count`` and ``pairs`` without sample weights).
+    """
 
     count: int
     pairs: int
     examples: list[tuple[int, int]]
+    weighted_count: float = 0.0
+    weighted_pairs: float = 0.0
 
 
 def superior_violations(
-    scores: Tensor, correct: Tensor, counted: Tensor | None = None, max_examples: int = 5
+    scores: Tensor,
+    correct: Tensor,
+    counted: Tensor | None = None,
+    max_examples: int = 5,
+    sample_weight: Tensor | None = None,
 ) -> Violations:
     """Count pairs (i correct, j wrong) with ``scores[i] > scores[j]`` in O(N log N).
 
     Scores are losses: lower is better. A tie ``scores[i] == scores[j]`` is not a violation.
     Samples outside ``counted`` take no part. The examples pair the worst-scored correct
-    samples with the best-scored wrong one, worst first.
+    samples with the best-scored wrong one, worst first. With ``sample_weight``, a pair also
+    weighs ``w_i * w_j`` (the weighted counts; a prefix sum of the sorted wrong weights).
     """
     counted = torch.ones_like(correct) if counted is None else counted
+    weight = (
+        torch.ones_like(scores, dtype=torch.float64)
+        if sample_weight is None
+        else sample_weight.double()
+    )
     right = (correct & counted).nonzero().squeeze(1)
     wrong = (~correct & counted).nonzero().squeeze(1)
     wrong_sorted, order = scores[wrong].sort()
     right_scores = scores[right]
     below = torch.searchsorted(wrong_sorted, right_scores, side="left")
     count = int(below.sum())
+    below_weight = torch.cat([weight.new_zeros(1), weight[wrong][order].cumsum(0)])[below]
+    weighted_count = float((weight[right] * below_weight).sum())
+    weighted_pairs = float(weight[right].sum() * weight[wrong].sum())
     examples: list[tuple[int, int]] = []
     if count:
         best_wrong = int(wrong[order[0]])
         worst_first = right_scores.argsort(descending=True, stable=True)[:max_examples]
         examples = [(int(right[k]), best_wrong) for k in worst_first.tolist() if int(below[k]) > 0]
-    return Violations(count=count, pairs=len(right) * len(wrong), examples=examples)
+    return Violations(count, len(right) * len(wrong), examples, weighted_count, weighted_pairs)

@@ -17,6 +17,7 @@ import torch
 from fairloss_client.arrays import Array
 from fairloss_client.cli_text import CliError, os_reason, reason
 from fairloss_client.results import CandidateResult, CompareResult, ScoreResult
+from service.wire import violations_dict
 
 SUFFIXES = (".npz", ".npy", ".pt")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -147,7 +148,10 @@ def _write_output(path: Path, result: ScoreResult | CompareResult, labels: Array
     bodies = [
         {
             **(
-                {"name": one.name, "violations": one.violations}
+                {
+                    "name": one.name,
+                    "violations": {k: violations_dict(v) for k, v in one.violations.items()},
+                }
                 if isinstance(one, CandidateResult)
                 else {}
             ),

@@ -11,13 +11,13 @@ says what is wrong. Both paths accept the same bodies and give the same arrays.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sized
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import simdjson
 
-MATRICES = frozenset({"logits"})
-VECTORS = frozenset({"labels"})
+MATRICES = frozenset({"logits", "probabilities", "log_probabilities"})
+VECTORS: dict[str, Literal["i", "d"]] = {"labels": "i", "sample_weight": "d"}  # element types
 NESTED = frozenset({"candidates"})
 
 
@@ -26,7 +26,8 @@ class _NotFastError(Exception):
 
 
 def parse_fast(body: bytes | bytearray) -> dict[str, Any] | None:
-    """The body's object, with ``logits`` (N x C float64) and ``labels`` (int64) as arrays."""
+    """The body's object, with 2-D predictions (N x C float64), flat ``labels`` (int64) and
+    flat ``sample_weight`` (float64) as arrays."""
     try:
         document = simdjson.Parser().parse(body)
         if not isinstance(document, simdjson.Object):
@@ -51,7 +52,7 @@ def _object(element: Any) -> tuple[dict[str, Any], int]:
         if key in MATRICES:
             data[key], count = _matrix(value)
         elif key in VECTORS:
-            data[key], count = _vector(value)
+            data[key], count = _vector(value, VECTORS[key])
         elif key in NESTED and isinstance(value, simdjson.Array):
             data[key], count = _objects(value)
         else:
@@ -78,10 +79,11 @@ def _matrix(value: Any) -> tuple[np.ndarray[Any, np.dtype[np.float64]], int]:
     return flat.reshape(rows, width), rows + 1
 
 
-def _vector(value: Any) -> tuple[np.ndarray[Any, np.dtype[np.int64]], int]:
+def _vector(value: Any, of_type: Literal["i", "d"]) -> tuple[np.ndarray[Any, Any], int]:
     if not isinstance(value, simdjson.Array):
         raise _NotFastError
-    flat = np.frombuffer(value.as_buffer(of_type="i"), dtype=np.int64)
+    dtype = np.int64 if of_type == "i" else np.float64
+    flat = np.frombuffer(value.as_buffer(of_type=of_type), dtype=dtype)
     if flat.size != len(value):
         raise _NotFastError
     return flat, 1

@@ -9,17 +9,19 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from fairloss.errors import InputError
+from fairloss.checks import KINDS, Kind
+from fairloss.errors import InputError, path
 from fairloss.metrics import rank
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import BatchScores, score_batch
 from service.errors import field_errors, invalid, unknown_fields
-from service.payload import labels_array, logits_array, may_hold_booleans, parse_object
+from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
+from service.payload import parse_object
 from service.schemas import ResponseOptions
 from service.wire import scored
 
 RESPONSE_OPTIONS = tuple(ResponseOptions.model_fields)
-CANDIDATE = ("name", "logits")
+CANDIDATE = ("name", *KINDS)
 
 
 class Reply(NamedTuple):
@@ -63,40 +65,70 @@ def _required(data: dict[str, Any], *names: str) -> list[Any]:
     return [data[name] for name in names]
 
 
+def prediction(item: dict[str, Any], *loc: str | int) -> tuple[Kind, Any]:
+    """Which of ``logits``, ``probabilities`` and ``log_probabilities`` ``item`` holds (exactly
+    one of them), and its value."""
+    given = [kind for kind in KINDS if item.get(kind) is not None]
+    if len(given) == 1:
+        return given[0], item[given[0]]
+    if not given:
+        where = path([*loc, "logits"])
+        raise invalid(
+            f"Field {where!r} is required (or 'probabilities' or 'log_probabilities' instead)",
+            [*loc, "logits"],
+            "missing",
+        )
+    raise invalid(
+        "Expected exactly one of 'logits', 'probabilities' or 'log_probabilities', but got "
+        + " and ".join(map(repr, given)),
+        [*loc, given[1]],
+        "conflicting_predictions",
+    )
+
+
+def _arrays(
+    data: dict[str, Any], values: list[Any], body: bytes | bytearray
+) -> tuple[bool, np.ndarray[Any, Any] | None]:
+    """Whether lists may hide JSON booleans, and the sample weights if given."""
+    weight = data.get("sample_weight")
+    booleans = _lists_present([*values, weight]) and may_hold_booleans(body)
+    return booleans, None if weight is None else weights_array(weight, may_hold_booleans=booleans)
+
+
 def score_body(body: bytes | bytearray, default_device: str, max_elements: int) -> Reply:
     """``POST /score``: request bytes to response bytes."""
     data = parse_object(body)
-    options, response = parse_options(data, "logits", "labels")
-    value, labels_value = _required(data, "logits", "labels")
-    booleans = _lists_present([value, labels_value]) and may_hold_booleans(body)
-    logits = logits_array(
-        value,
-        ["logits"],
-        max_elements=max_elements,
-        may_hold_booleans=booleans,
+    options, response = parse_options(data, *KINDS, "labels", "sample_weight")
+    kind, value = prediction(data)
+    (labels_value,) = _required(data, "labels")
+    booleans, weight = _arrays(data, [value, labels_value], body)
+    predictions = predictions_array(
+        value, [kind], max_elements=max_elements, may_hold_booleans=booleans
     )
     labels = labels_array(
-        labels_value,
-        logits.shape[0],
-        logits.shape[1],
-        options.ignore_index,
-        may_hold_booleans=booleans,
+        labels_value, predictions.shape[1], options.ignore_index, may_hold_booleans=booleans
     )
-    batch = score_batch(logits, labels, options, default_device=default_device)
-    result = scored(
-        batch, per_sample=response.per_sample, extra_columns=tuple(response.extra_columns)
+    batch = score_batch(
+        predictions,
+        labels,
+        options,
+        kind=kind,
+        sample_weight=weight,
+        default_device=default_device,
     )
+    extra = tuple(response.extra_columns)
+    result = scored(batch, per_sample=response.per_sample, extra_columns=extra)
     return Reply(_dumps(result), batch.n, batch.num_classes, batch.device)
 
 
-def _candidates(value: Any) -> list[tuple[str, Any]]:
+def _candidates(value: Any) -> list[tuple[str, Kind, Any]]:
     if not isinstance(value, list) or not value:
         raise invalid(
             "Expected candidates to be a non-empty array of {name, logits} objects",
             ["candidates"],
             "not_an_array",
         )
-    named: list[tuple[str, Any]] = []
+    named: list[tuple[str, Kind, Any]] = []
     for k, item in enumerate(value):
         if not isinstance(item, dict):
             raise invalid(
@@ -104,14 +136,12 @@ def _candidates(value: Any) -> list[tuple[str, Any]]:
                 ["candidates", k],
                 "bad_candidate",
             )
-        missing = [
-            {"loc": ["candidates", k, key], "msg": "Field required", "type": "missing"}
-            for key in CANDIDATE
-            if key not in item
-        ]
-        if missing:
-            raise field_errors(missing)
+        if "name" not in item:
+            raise field_errors(
+                [{"loc": ["candidates", k, "name"], "msg": "Field required", "type": "missing"}]
+            )
         unknown_fields(item, CANDIDATE, "candidates", k)
+        kind, value = prediction(item, "candidates", k)
         name = item["name"]
         if not isinstance(name, str) or not name:
             raise invalid(
@@ -119,66 +149,64 @@ def _candidates(value: Any) -> list[tuple[str, Any]]:
                 ["candidates", k, "name"],
                 "bad_name",
             )
-        if any(name == seen for seen, _ in named):
+        if any(name == seen for seen, _, _ in named):
             raise invalid(
                 f"Candidate names must be unique, but {name!r} appears twice",
                 ["candidates", k, "name"],
                 "duplicate_name",
             )
-        named.append((name, item["logits"]))
+        named.append((name, kind, value))
     return named
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape))
 
 
 def compare_body(body: bytes | bytearray, default_device: str, max_elements: int) -> Reply:
     """``POST /compare``: request bytes to response bytes."""
     data = parse_object(body)
     named = _candidates(data.get("candidates"))
-    options, response = parse_options(data, "labels", "candidates")
+    options, response = parse_options(data, "labels", "candidates", "sample_weight")
     (labels_value,) = _required(data, "labels")
-    values = [labels_value, *(logits for _, logits in named)]
-    booleans = _lists_present(values) and may_hold_booleans(body)
+    booleans, weight = _arrays(data, [labels_value, *(value for _, _, value in named)], body)
     budget = max_elements
     arrays: list[np.ndarray[Any, Any]] = []
-    for k, (_, value) in enumerate(named):
-        logits = logits_array(
-            value,
-            ["candidates", k, "logits"],
-            max_elements=budget,
-            may_hold_booleans=booleans,
-        )
-        if arrays and logits.shape != arrays[0].shape:
+    for k, (_, kind, value) in enumerate(named):
+        loc: list[str | int] = ["candidates", k, kind]
+        array = predictions_array(value, loc, max_elements=budget, may_hold_booleans=booleans)
+        if arrays and array.shape != arrays[0].shape:
             raise invalid(
-                f"Every candidate must have one shape: candidates[{k}] is "
-                f"{logits.shape[0]} x {logits.shape[1]}, candidates[0] is "
-                f"{arrays[0].shape[0]} x {arrays[0].shape[1]}",
-                ["candidates", k, "logits"],
+                f"Every candidate must have one shape: candidates[{k}] is {_shape(array.shape)}, "
+                f"candidates[0] is {_shape(arrays[0].shape)}",
+                loc,
                 "shape_mismatch",
             )
-        budget -= logits.size
-        arrays.append(logits)
-    n, num_classes = arrays[0].shape
+        budget -= array.size
+        arrays.append(array)
     labels = labels_array(
-        labels_value, n, num_classes, options.ignore_index, may_hold_booleans=booleans
+        labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans
     )
     batches: dict[str, BatchScores] = {}
-    for k, ((name, _), logits) in enumerate(zip(named, arrays, strict=True)):
+    for k, ((name, kind, _), array) in enumerate(zip(named, arrays, strict=True)):
         try:
             batches[name] = score_batch(
-                logits, labels, options, default_device=default_device, violations=True
+                array,
+                labels,
+                options,
+                kind=kind,
+                sample_weight=weight,
+                default_device=default_device,
+                violations=True,
             )
         except InputError as error:
-            raise (
-                error.within("candidates", k) if error.loc[:1] == ("logits",) else error
-            ) from None
+            raise (error.within("candidates", k) if error.loc[:1] == (kind,) else error) from None
+    extra = tuple(response.extra_columns)
     results = [
-        {
-            "name": name,
-            **scored(
-                batch, per_sample=response.per_sample, extra_columns=tuple(response.extra_columns)
-            ),
-        }
+        {"name": name, **scored(batch, per_sample=response.per_sample, extra_columns=extra)}
         for name, batch in batches.items()
     ]
     ranking = rank({name: batch.sums for name, batch in batches.items()})
     first = next(iter(batches.values()))
-    return Reply(_dumps({"candidates": results, "ranking": ranking}), n, num_classes, first.device)
+    body = _dumps({"candidates": results, "ranking": ranking})
+    return Reply(body, first.n, first.num_classes, first.device)

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from fairloss.scoring import FLOAT32_MAX, check_shape
+from fairloss.checks import FLOAT32_MAX, check_shape
 from service.errors import ProblemError
-from service.payload import element_limit
+from service.json_arrays import element_limit, holds_a_boolean
 
 INPUT_TYPES = {"logits": {"FP32": "<f4", "FP64": "<f8"}, "labels": {"INT32": "<i4", "INT64": "<i8"}}
 INPUT_RANKS = {"logits": 2, "labels": 1}
@@ -121,7 +121,11 @@ def _json_data(name: str, datatype: str, shape: list[int], data: Any, booleans: 
         array = np.asarray(data)
     except ValueError:
         array = np.asarray([None])
-    if not isinstance(data, list) or array.dtype.kind not in kinds or (booleans and _bool_in(data)):
+    if (
+        not isinstance(data, list)
+        or array.dtype.kind not in kinds
+        or (booleans and holds_a_boolean(data))
+    ):
         if name == "labels" and _integers_past_int64(array):
             raise bad_request(f"Input 'labels' holds a value too large for {datatype}")
         wanted = "numbers" if name == "logits" else "integers"
@@ -173,14 +177,3 @@ def _data_may_hold_booleans(body: bytearray, split: int, request: dict[str, Any]
         elif isinstance(item, list):
             pending.extend(item)
     return tokens != outside
-
-
-def _bool_in(data: list[Any]) -> bool:
-    pending: list[Any] = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, list):
-            pending.extend(item)
-        elif type(item) is bool:
-            return True
-    return False

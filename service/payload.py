@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import orjson
 from starlette.requests import Request
 
-from fairloss.errors import InputError, describe, path
-from fairloss.scoring import check_shape, label_out_of_range
-from service.errors import ProblemError, invalid
+from service.encoding import Inflater, content_encoding
+from service.errors import ProblemError
 from service.fastjson import parse_fast
+from service.json_arrays import SEND_MORE
 from service.wire import header_int
-
-Loc = list[str | int]
 
 
 def require_json(request: Request) -> None:
@@ -46,13 +42,6 @@ def require_json(request: Request) -> None:
     )
 
 
-# How to score more rows than one request holds; said with every 413 and element-limit 422.
-SEND_MORE = (
-    "the Python client (Client, in the fairloss_client package) splits any number of rows into "
-    "requests under this server's limits"
-)
-
-
 def too_large(limit: int) -> ProblemError:
     return ProblemError(
         413,
@@ -65,7 +54,14 @@ def too_large(limit: int) -> ProblemError:
 
 
 async def read_body(request: Request, limit: int) -> bytearray:
-    """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``."""
+    """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``.
+
+    A gzip or deflate body (``Content-Encoding``, see `service.encoding`) is inflated chunk by
+    chunk as it arrives: ``limit`` bounds both the bytes received and the bytes they inflate to,
+    so neither the compressed nor the decompressed body is ever held past ``limit`` (plus one
+    received chunk). Another coding is a 415, before any of the body is read.
+    """
+    coding = content_encoding(request.headers.getlist("content-encoding"))
     declared = request.headers.get("content-length")
     if declared is not None:
         length = header_int(declared)
@@ -74,10 +70,19 @@ async def read_body(request: Request, limit: int) -> bytearray:
         if length > limit:
             raise too_large(limit)
     body = bytearray()
+    if coding is None:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large(limit)
+        return body
+    inflater = Inflater(coding, limit)
+    received = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        received += len(chunk)
+        if received > limit or not inflater.feed(chunk, body):
             raise too_large(limit)
+    inflater.finish()
     return body
 
 
@@ -150,140 +155,3 @@ def _utf8_text(body: bytes | bytearray) -> str:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
-def _is_number(value: object) -> bool:
-    return type(value) is float or type(value) is int
-
-
-def _first_non_number(rows: list[Any], loc: Loc) -> InputError | None:
-    for i, row in enumerate(rows):
-        for j, value in enumerate(row):
-            if not _is_number(value):
-                return invalid(
-                    f"Expected a number at {path([*loc, i, j])}, but got {describe(value)}",
-                    [*loc, i, j],
-                    "not_a_number",
-                )
-    return None
-
-
-def _ragged(rows: list[Any], width: int, loc: Loc) -> InputError:
-    for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            return invalid(
-                f"Expected {path([*loc, i])} to be an array of numbers, but got {describe(row)}",
-                [*loc, i],
-                "not_a_row",
-            )
-        if len(row) != width:
-            return invalid(
-                f"Ragged rows: {path([*loc, i])} has {len(row)} numbers, row 0 has {width}",
-                [*loc, i],
-                "ragged_row",
-            )
-    return _first_non_number(rows, loc) or invalid(
-        f"Expected {path(loc)} to be an N x C array of numbers", loc, "bad_shape"
-    )
-
-
-def logits_array(
-    value: Any, loc: Loc, *, max_elements: int, may_hold_booleans: bool
-) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """An N x C float64 array, N x C within ``max_elements``; its values are checked by the
-    core (`fairloss.scoring`), which also words a bad shape.
-
-    ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
-    """
-    if isinstance(value, np.ndarray):
-        rows, width = value.shape
-    elif not isinstance(value, list):
-        raise invalid(f"Expected {path(loc)} to be an array of rows", loc, "not_an_array")
-    elif value and not isinstance(value[0], list):
-        raise _ragged(value, 0, loc)
-    else:
-        rows, width = len(value), len(value[0]) if value else 0
-    try:
-        check_shape((rows, width))
-    except InputError as error:
-        raise error.within(*loc[:-1]) from None
-    element_limit((rows, width), max_elements, loc)
-    if isinstance(value, np.ndarray):
-        return value
-    return _matrix(value, width, loc, may_hold_booleans)
-
-
-def element_limit(shape: Sequence[int], limit: int, loc: Loc) -> None:
-    """An error at ``loc`` when an array of ``shape`` holds more than ``limit`` elements."""
-    count = math.prod(shape)
-    if count > limit:
-        sizes = " x ".join(map(str, shape))
-        raise invalid(
-            f"{sizes} = {count} elements is more than this server's limit of {limit}. "
-            f"To send more: {SEND_MORE}; or raise FAIRLOSS_MAX_ELEMENTS on the server.",
-            loc,
-            "too_many_elements",
-        )
-
-
-def _matrix(
-    rows: list[Any], width: int, loc: Loc, may_hold_booleans: bool
-) -> np.ndarray[Any, np.dtype[np.float64]]:
-    try:
-        array = np.asarray(rows)
-    except ValueError:
-        raise _ragged(rows, width, loc) from None
-    if array.ndim != 2 or array.dtype.kind not in "fiu":
-        raise _ragged(rows, width, loc)
-    if may_hold_booleans and (problem := _first_non_number(rows, loc)):
-        raise problem
-    return array.astype(np.float64, copy=False)
-
-
-def labels_array(
-    value: Any, n: int, num_classes: int, ignore_index: int | None, *, may_hold_booleans: bool
-) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """N integer labels as int64; their range is checked by the core (`fairloss.scoring`),
-    except for integers past int64, which are out of range here, worded as the core words it."""
-    loc: Loc = ["labels"]
-    if not isinstance(value, list | np.ndarray):
-        raise invalid("Expected labels to be an array of integers", loc, "not_an_array")
-    if len(value) != n:
-        raise invalid(f"Expected {n} labels, one per row, but got {len(value)}", loc, "bad_length")
-    try:
-        array = np.asarray(value)
-    except ValueError:
-        array = np.asarray([None])
-    if (
-        array.ndim != 1
-        or array.dtype.kind not in "iu"
-        or (isinstance(value, list) and may_hold_booleans)
-    ):
-        for k, label in enumerate(value):
-            if type(label) is not int and not _integer_past_64_bits(label):
-                raise invalid(
-                    f"Expected an integer class label at labels[{k}], but got {describe(label)}",
-                    [*loc, k],
-                    "not_an_integer",
-                )
-    if array.dtype.kind != "i":  # uint64 past int64, or Python ints and floats past 64 bits
-        past = [
-            k
-            for k, label in enumerate(value)
-            if type(label) is float or not -(2**63) <= label < 2**63
-        ]
-        if past:
-            raise label_out_of_range(past[0], value[past[0]], num_classes, ignore_index)
-    return array.astype(np.int64, copy=False)
-
-
-def _integer_past_64_bits(value: object) -> bool:
-    """Whether ``value`` is what the JSON parser makes of an integer literal past 64 bits: orjson
-    keeps integers in [-2**63, 2**64) as ints and gives a float, rounded to at or past those
-    bounds, for any other. Such a label is out of range, not "not an integer"."""
-    return type(value) is float and value.is_integer() and not -(2**63) < value < 2**64
-
-
-def may_hold_booleans(body: bytes | bytearray) -> bool:
-    """Whether a JSON ``true``/``false`` may be in ``body`` (numpy would read it as 1/0)."""
-    return b"true" in body or b"false" in body

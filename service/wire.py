@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fairloss.metrics import ScoreSums
+from fairloss.metrics import ScoreSums, Violations
 from fairloss.scoring import BatchScores, metrics, reduced
 
 SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
@@ -22,11 +22,24 @@ EXTRA_COLUMNS = ("confidence", "log_loss", "brier", "pll", "pbs")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def sums_to_dict(sums: ScoreSums) -> dict[str, Any]:
-    """``sums``: the scalar sums, and the calibration bins under ``bins``."""
-    scalars = {name: getattr(sums, name) for name in SUMMED}
-    bins = {"count": sums.bin_count, "confidence": sums.bin_confidence}
-    return {**scalars, "bins": {**bins, "correct": sums.bin_correct}}
+def _whole(value: float) -> float | int:
+    """Counts as integers where they are whole (they are, without sample weights)."""
+    return int(value) if float(value).is_integer() else value
+
+
+def sums_to_dict(sums: ScoreSums, weighted: bool = False) -> dict[str, Any]:
+    """``sums``: the scalar sums, the calibration bins under ``bins``, and the weight total
+    when the samples were ``weighted``."""
+    scalars: dict[str, Any] = {name: getattr(sums, name) for name in SUMMED}
+    scalars["correct"] = _whole(sums.correct)
+    if weighted:
+        scalars = {"count": sums.count, "weight": sums.weight, **scalars}
+    bins = {
+        "count": [_whole(v) for v in sums.bin_count],
+        "confidence": sums.bin_confidence,
+        "correct": [_whole(v) for v in sums.bin_correct],
+    }
+    return {**scalars, "bins": bins}
 
 
 def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
@@ -34,11 +47,12 @@ def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
     bins = body["bins"]
     return ScoreSums(
         count=int(body["count"]),
-        correct=int(body["correct"]),
+        weight=float(body.get("weight", body["count"])),
+        correct=float(body["correct"]),
         **{name: float(body[name]) for name in SUMMED[2:]},
-        bin_count=tuple(int(v) for v in bins["count"]),
+        bin_count=tuple(float(v) for v in bins["count"]),
         bin_confidence=tuple(float(v) for v in bins["confidence"]),
-        bin_correct=tuple(int(v) for v in bins["correct"]),
+        bin_correct=tuple(float(v) for v in bins["correct"]),
     )
 
 
@@ -52,6 +66,7 @@ def scored(
 ) -> dict[str, Any]:
     """The body of one scored batch (``/score``, or one candidate of ``/compare``).
 
+    ``shape`` is the labels' shape, whose positions the columns list in row-major order.
     ``per_sample`` adds the columns (numpy arrays, serialised by orjson): ``ce``, ``penalty``,
     ``total``, ``predicted``, ``correct``, then ``counted`` when an ``ignore_index`` is set, then
     ``extra_columns``. ``violations`` comes with the batch's violations, when counted.
@@ -59,6 +74,7 @@ def scored(
     options = batch.options
     body: dict[str, Any] = {
         "n": batch.n,
+        "shape": list(batch.shape),
         "num_classes": batch.num_classes,
         "device": batch.device,
         "precision": options.precision,
@@ -67,15 +83,21 @@ def scored(
             **{k: number(v) for k, v in reduced(batch.sums, options.reduction).items()},
         },
         "metrics": {k: number(v) for k, v in metrics(batch.sums).items()},
-        "sums": sums_to_dict(batch.sums),
+        "sums": sums_to_dict(batch.sums, batch.weighted),
     }
     if per_sample:
         body["per_sample"] = per_sample_columns(batch, extra_columns)
     if batch.violations is not None:
         body["violations"] = {
-            name: {"count": v.count, "pairs": v.pairs, "examples": v.examples}
-            for name, v in batch.violations.items()
+            name: violations_dict(v, batch.weighted) for name, v in batch.violations.items()
         }
+    return body
+
+
+def violations_dict(found: Violations, weighted: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"count": found.count, "pairs": found.pairs, "examples": found.examples}
+    if weighted:
+        body |= {"weighted_count": found.weighted_count, "weighted_pairs": found.weighted_pairs}
     return body
 
 

@@ -166,12 +166,12 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         "logits[0]",
     ),
     (
-        "nested_arrays",
+        "k_dim_logits_with_flat_labels",
         score_body('"logits": [[[1.0], [2.0]], [[3.0], [0.5]]], "labels": [0, 1]'),
         422,
-        ["logits", 0, 0],
-        "not_a_number",
-        "got an array",
+        ["labels"],
+        "bad_length",
+        "Expected labels of shape [2, 1], but got [2]",
     ),
     (
         "nested_array_inside_a_row",
@@ -286,12 +286,12 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         "got null",
     ),
     (
-        "nested_label",
+        "nested_labels_for_2d_logits",
         score_body(GOOD_ROWS + ', "labels": [[0], [1]]'),
         422,
-        ["labels", 0],
-        "not_an_integer",
-        "got an array",
+        ["labels"],
+        "bad_length",
+        "Expected labels of shape [2], but got [2, 1]",
     ),
     (
         "labels_not_an_array",
@@ -754,7 +754,8 @@ BAD_COMPARE_BODIES: list[tuple[str, dict[str, Any], list[str | int], str, str]] 
         {"labels": [0, 1], "candidates": [candidate("a"), {"name": "b"}]},
         ["candidates", 1, "logits"],
         "missing",
-        "candidates.1.logits: Field required",
+        "Field 'candidates[1].logits' is required (or 'probabilities' or 'log_probabilities' "
+        "instead)",
     ),
     (
         "candidate_with_extra_key",

@@ -356,7 +356,8 @@ TARGET = torch.tensor([0, 1, 3])
 
 BAD_CALLS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("1d_logits", {"logits": torch.zeros(4)}, ValueError, r"shape \(N, C\).* 1 dimension"),
-    ("3d_logits", {"logits": torch.zeros(3, 4, 2)}, ValueError, r"shape \(N, C\)"),
+    ("3d_logits_1d_target", {"logits": torch.zeros(3, 4, 2)}, ValueError,
+     r"Expected `target` of shape \(3, 2\) to match `logits` \(3, 4, 2\), but got \(3,\)"),
     ("integer_logits", {"logits": torch.zeros(3, 4, dtype=torch.long)}, TypeError, "floating"),
     ("one_class", {"logits": torch.zeros(3, 1), "target": torch.zeros(3, dtype=torch.long)},
      ValueError, "at least 2 classes, but got C = 1"),

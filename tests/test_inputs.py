@@ -1,0 +1,231 @@
+"""The inputs evaluation pipelines have: probabilities, log-probabilities, sample weights and
+K-dimensional outputs, in the core and through ``/score`` and ``/compare``, each against an
+independent reference (scikit-learn, torch's ``CrossEntropyLoss``, float64 by hand)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import brier_score_loss, log_loss
+
+from fairloss import FairLoss, InputError, ScoringOptions, score_batch
+from fairloss.metrics import superior_violations
+
+RNG = np.random.default_rng(5)
+LOGITS = RNG.normal(size=(300, 4)) * 2
+LABELS = RNG.integers(0, 4, size=300)
+WEIGHTS = RNG.uniform(0, 3, size=300)
+PROBS = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+
+
+def test_probabilities_and_log_probabilities_score_as_their_logits() -> None:
+    options = ScoringOptions(precision="float64")
+    want = score_batch(LOGITS, LABELS, options)
+    for kind, value in (("probabilities", PROBS), ("log_probabilities", np.log(PROBS))):
+        got = score_batch(value, LABELS, options, kind=kind)  # type: ignore[arg-type]
+        for name in ("ce", "penalty", "total", "brier", "pll", "pbs"):
+            torch.testing.assert_close(got.columns[name], want.columns[name], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("precision", "eps"), [("float32", 2.0**-23), ("float64", 2.0**-52)])
+def test_probability_zero_for_the_true_class_is_clipped_at_machine_epsilon(
+    precision: Any, eps: float
+) -> None:
+    probs = np.array([[1.0, 0.0], [0.5, 0.5]])
+    batch = score_batch(
+        probs, np.array([1, 0]), ScoringOptions(precision=precision), kind="probabilities"
+    )
+    # log(clip(p, eps, 1)) renormalised by the softmax: -log(eps / (1 + eps)), by hand
+    assert float(batch.columns["ce"][0]) == pytest.approx(-math.log(eps / (1 + eps)), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "loc", "words"),
+    [
+        ("probabilities", [[0.5, 0.6]], ("probabilities", 0), "sums to 1.1"),
+        (
+            "probabilities",
+            [[1.5, -0.5]],
+            ("probabilities", 0, 0),
+            "in [0, 1], but probabilities[0][0] is 1.5",
+        ),
+        ("log_probabilities", [[0.1, -2.0]], ("log_probabilities", 0, 0), "<= 0"),
+        (
+            "log_probabilities",
+            [[-1.0, -1.0]],
+            ("log_probabilities", 0),
+            "exponentiates to 0.735759",
+        ),
+    ],
+)
+def test_predictions_that_are_not_distributions_name_the_sample(
+    kind: Any, value: Any, loc: tuple[Any, ...], words: str
+) -> None:
+    with pytest.raises(InputError) as raised:
+        score_batch(np.array(value), np.array([0]), kind=kind)
+    assert raised.value.loc == loc
+    assert words in str(raised.value)
+
+
+def test_weighted_means_match_scikit_learn() -> None:
+    batch = score_batch(PROBS, LABELS, ScoringOptions(precision="float64"), kind="probabilities",
+                        sample_weight=WEIGHTS)  # fmt: skip
+    assert batch.metrics["log_loss"] == pytest.approx(
+        log_loss(LABELS, PROBS, sample_weight=WEIGHTS, labels=range(4)), rel=1e-9
+    )
+    # scikit-learn's multiclass Brier score sums the squared errors over the classes, as ours
+    assert batch.metrics["brier"] == pytest.approx(
+        brier_score_loss(LABELS, PROBS, sample_weight=WEIGHTS, labels=range(4)), rel=1e-9
+    )
+    correct = PROBS.argmax(axis=1) == LABELS
+    assert batch.metrics["accuracy"] == pytest.approx(np.average(correct, weights=WEIGHTS))
+    assert batch.sums.weight == pytest.approx(WEIGHTS.sum())
+    assert batch.sums.count == 300
+
+
+def test_weights_of_one_change_nothing_and_zero_weights_reduce_to_nan() -> None:
+    plain = score_batch(LOGITS, LABELS)
+    ones = score_batch(LOGITS, LABELS, sample_weight=np.ones(300))
+    assert ones.metrics == plain.metrics
+    assert ones.reduced == plain.reduced
+    zeros = score_batch(LOGITS, LABELS, sample_weight=np.zeros(300))
+    assert all(math.isnan(v) for v in zeros.reduced.values())
+
+
+def test_weighted_violations_sum_the_products_of_weights_over_the_pairs() -> None:
+    scores = torch.tensor([0.5, 0.2, 0.9, 0.1, 0.3])
+    correct = torch.tensor([True, False, True, False, True])
+    weight = torch.tensor([1.0, 2.0, 3.0, 0.5, 4.0], dtype=torch.float64)
+    found = superior_violations(scores, correct, sample_weight=weight)
+    pairs = [(i, j) for i in range(5) for j in range(5) if correct[i] and not correct[j]]
+    violating = [(i, j) for i, j in pairs if scores[i] > scores[j]]
+    assert found.count == len(violating)
+    assert found.pairs == len(pairs)
+    assert found.weighted_count == pytest.approx(
+        sum(float(weight[i] * weight[j]) for i, j in violating)
+    )
+    assert found.weighted_pairs == pytest.approx(
+        sum(float(weight[i] * weight[j]) for i, j in pairs)
+    )
+
+
+K_LOGITS = torch.randn(3, 4, 5, 2, generator=torch.Generator().manual_seed(2))
+K_LABELS = torch.randint(0, 4, (3, 5, 2), generator=torch.Generator().manual_seed(3))
+
+
+def test_k_dim_fair_loss_matches_flattening_and_torch_cross_entropy() -> None:
+    none = FairLoss(reduction="none")(K_LOGITS, K_LABELS)
+    assert none.shape == K_LABELS.shape
+    flat_logits = K_LOGITS.movedim(1, -1).reshape(-1, 4)
+    flat = FairLoss(reduction="none")(flat_logits, K_LABELS.reshape(-1))
+    torch.testing.assert_close(none.reshape(-1), flat)
+    ce = torch.nn.CrossEntropyLoss(reduction="none")(K_LOGITS, K_LABELS)
+    batch = score_batch(K_LOGITS, K_LABELS)
+    assert batch.shape == (3, 5, 2)
+    assert batch.n == 30
+    torch.testing.assert_close(batch.columns["ce"], ce.reshape(-1))
+    mean = FairLoss()(K_LOGITS, K_LABELS)
+    torch.testing.assert_close(mean, flat.mean())
+
+
+def test_k_dim_ignore_index_counts_only_the_kept_positions() -> None:
+    labels = K_LABELS.clone()
+    labels[0, 0, 0] = -100
+    loss = FairLoss()(K_LOGITS, labels)
+    keep = labels != -100
+    per_position = FairLoss(reduction="none")(K_LOGITS, labels)
+    torch.testing.assert_close(loss, per_position[keep].mean())
+    torch.testing.assert_close(
+        torch.nn.CrossEntropyLoss(reduction="none")(K_LOGITS, labels)[keep],
+        score_batch(K_LOGITS, labels, ScoringOptions(ignore_index=-100)).columns["ce"][
+            keep.reshape(-1)
+        ],
+    )
+
+
+@pytest.mark.anyio
+async def test_score_takes_probabilities_and_weights(client: httpx.AsyncClient) -> None:
+    body = {
+        "probabilities": PROBS.tolist(),
+        "labels": LABELS.tolist(),
+        "sample_weight": WEIGHTS.tolist(),
+        "precision": "float64",
+    }
+    result = (await client.post("/score", json=body)).json()
+    assert result["metrics"]["log_loss"] == pytest.approx(
+        log_loss(LABELS, PROBS, sample_weight=WEIGHTS, labels=range(4)), rel=1e-9
+    )
+    assert result["sums"]["weight"] == pytest.approx(WEIGHTS.sum())
+    assert result["shape"] == [300]
+
+
+@pytest.mark.anyio
+async def test_score_takes_k_dim_outputs_and_returns_flat_columns(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"logits": K_LOGITS.tolist(), "labels": K_LABELS.tolist()}
+    result = (await client.post("/score", json=body)).json()
+    assert result["shape"] == [3, 5, 2]
+    assert result["n"] == 30
+    ce = torch.nn.CrossEntropyLoss(reduction="none")(K_LOGITS, K_LABELS).reshape(-1)
+    np.testing.assert_allclose(result["per_sample"]["ce"], ce.numpy(), rtol=1e-6)
+
+
+@pytest.mark.anyio
+async def test_compare_takes_any_prediction_kind_and_weighted_violations(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "labels": LABELS.tolist(),
+        "sample_weight": WEIGHTS.tolist(),
+        "candidates": [
+            {"name": "p", "probabilities": PROBS.tolist()},
+            {"name": "z", "logits": LOGITS.tolist()},
+        ],
+    }
+    result = (await client.post("/compare", json=body)).json()
+    p, z = result["candidates"]
+    assert p["metrics"]["accuracy"] == pytest.approx(z["metrics"]["accuracy"])
+    assert p["violations"]["ce"]["weighted_pairs"] == pytest.approx(
+        z["violations"]["ce"]["weighted_pairs"]
+    )
+    assert set(p["violations"]["ce"]) == {
+        "count",
+        "pairs",
+        "examples",
+        "weighted_count",
+        "weighted_pairs",
+    }
+
+
+BAD: list[tuple[str, dict[str, Any], list[Any], str]] = [
+    ("two_kinds", {"logits": [[1, 2]], "probabilities": [[0.5, 0.5]], "labels": [0]},
+     ["probabilities"], "Expected exactly one of 'logits', 'probabilities' or 'log_probabilities'"),
+    ("no_kind", {"labels": [0]}, ["logits"], "Field 'logits' is required"),
+    ("not_normalised", {"probabilities": [[0.5, 0.5], [0.2, 0.2]], "labels": [0, 1]},
+     ["probabilities", 1], "the sample at probabilities[1] sums to 0.4"),
+    ("negative_weight", {"logits": [[1, 2]], "labels": [0], "sample_weight": [-1]},
+     ["sample_weight", 0], "Expected finite weights >= 0, but sample_weight[0] is -1.0"),
+    ("weight_shape", {"logits": [[1, 2]], "labels": [0], "sample_weight": [1, 2]},
+     ["sample_weight"], "Expected sample_weight of the labels' shape [1], but got [2]"),
+    ("ragged_k_dim", {"logits": [[[1], [2]], [[3], [4, 5]]], "labels": [[0], [1]]},
+     ["logits", 1, 1], "Ragged rows: logits[1][1] has 2 numbers, logits[0][0] has 1"),
+]  # fmt: skip
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("body", "loc", "words"), [pytest.param(*c[1:], id=c[0]) for c in BAD])
+async def test_bad_inputs_are_named(
+    client: httpx.AsyncClient, body: dict[str, Any], loc: list[Any], words: str
+) -> None:
+    response = await client.post("/score", json=body)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["errors"][0]["loc"] == loc
+    assert words in problem["detail"]
+    assert (await client.get("/healthz")).status_code == 200
