@@ -23,30 +23,49 @@ def as_numpy(value: ArrayLike) -> Array:
     return np.asarray(value)
 
 
-def as_logits(value: ArrayLike, name: str, precision: str) -> Array:
+def as_predictions(value: ArrayLike, name: str, precision: str) -> Array:
+    """(N, C) or (N, C, d1, ..., dk) finite numbers, N >= 1, as float32 or float64 (the compute
+    precision): logits, probabilities or log-probabilities."""
     array = as_numpy(value)
-    if array.ndim != 2 or array.shape[0] == 0 or array.dtype.kind not in "fiu":
+    if array.ndim < 2 or array.shape[0] == 0 or array.dtype.kind not in "fiu":
         raise ValueError(
-            f"Expected `{name}` to be a non-empty (N, C) array of numbers, but got "
-            f"shape {array.shape} of {array.dtype}"
+            f"Expected `{name}` to be a non-empty (N, C) array of numbers (or (N, C, d1, ..., "
+            f"dk)), but got shape {array.shape} of {array.dtype}"
         )
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, np.float32 if precision == "float32" else np.float64)
     finite = np.isfinite(array)
     if not finite.all():
-        i, j = (int(k) for k in np.argwhere(~finite)[0])
+        at = tuple(int(k) for k in np.argwhere(~finite)[0])
         raise ValueError(
-            f"Expected finite `{name}` within {precision} range, but [{i}, {j}] is "
-            f"{as_numpy(value)[i, j]}"
+            f"Expected finite `{name}` within {precision} range, but {list(at)} is "
+            f"{as_numpy(value)[at]}"
         )
     return array
 
 
-def as_labels(value: ArrayLike, n: int) -> Array:
+def as_labels(value: ArrayLike, shape: tuple[int, ...]) -> Array:
+    """Integer labels of the predictions' ``shape`` without its class axis, as int64."""
     array = as_numpy(value)
-    if array.shape != (n,) or array.dtype.kind not in "iu":
+    wanted = (shape[0], *shape[2:])
+    if array.shape != wanted or array.dtype.kind not in "iu":
+        what = (
+            f"{shape[0]} integer class labels"
+            if len(wanted) == 1
+            else (f"integer class labels of shape {wanted}")
+        )
         raise ValueError(
-            f"Expected `labels` to be {n} integer class labels, but got shape {array.shape} "
-            f"of {array.dtype}"
+            f"Expected `labels` to be {what}, but got shape {array.shape} of {array.dtype}"
         )
     return np.ascontiguousarray(array, np.int64)
+
+
+def as_weights(value: ArrayLike, shape: tuple[int, ...]) -> Array:
+    """Sample weights of the labels' ``shape``, as float64 (the service checks their values)."""
+    array = as_numpy(value)
+    if array.shape != shape or array.dtype.kind not in "fiu":
+        raise ValueError(
+            f"Expected `sample_weight` to be numbers of the labels' shape {shape}, but got "
+            f"shape {array.shape} of {array.dtype}"
+        )
+    return np.ascontiguousarray(array, np.float64)

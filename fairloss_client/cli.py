@@ -24,7 +24,7 @@ from typing import Any
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
 from fairloss.scoring import score_batch
-from fairloss_client.arrays import as_labels, as_logits, as_numpy
+from fairloss_client.arrays import as_labels, as_numpy, as_predictions
 from fairloss_client.cli_files import check_output, load, write_output
 from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason
 from fairloss_client.results import CompareResult, ScoreResult, compare_result, score_result
@@ -86,9 +86,9 @@ def in_process(
     batches = {}
     for name, value in logits.items():
         try:
-            z = as_logits(value, name, checked.precision)
+            z = as_predictions(value, name, checked.precision)
             batches[name] = score_batch(
-                z, as_labels(labels, z.shape[0]), checked, default_device="auto", violations=compare
+                z, as_labels(labels, z.shape), checked, default_device="auto", violations=compare
             )
         except InputError as exc:
             where = f"{flag('device')} {checked.device}" if exc.loc[:1] == ("device",) else name

@@ -26,8 +26,8 @@ from tenacity import (
 )
 from tqdm import tqdm
 
-from fairloss.options import ScoringOptions
-from fairloss_client.arrays import ArrayLike, as_numpy
+from fairloss.checks import Kind
+from fairloss_client.arrays import ArrayLike
 from fairloss_client.plan import (
     Job,
     Limits,
@@ -35,7 +35,7 @@ from fairloss_client.plan import (
     Retry,
     answer,
     compare_request,
-    option_fields,
+    request_fields,
     retryable,
     score_request,
 )
@@ -63,6 +63,7 @@ class _Base:
         chunk_margin: float = 0.8,
         max_chunk_rows: int | None = None,
         timeout_s: float = 300.0,
+        typed_arrays: bool = True,
     ) -> None:
         if concurrency < 1 or not 0 < chunk_margin <= 1:
             raise ValueError("Expected concurrency >= 1 and chunk_margin in (0, 1]")
@@ -74,6 +75,7 @@ class _Base:
         self.retry = retry or Retry()
         self.chunk_margin = chunk_margin
         self.max_chunk_rows = max_chunk_rows
+        self.typed = typed_arrays
         self._limits: Limits | None = None
 
     def _policy(self) -> dict[str, Any]:
@@ -93,17 +95,6 @@ class _Base:
         disable = None if self.progress is None else not self.progress
         label = request.path.strip("/")
         return tqdm(total=request.n, unit="row", unit_scale=True, desc=label, disable=disable)
-
-
-def _fields(
-    options: dict[str, Any], per_sample: bool, extra_columns: Sequence[str], compare: bool
-) -> dict[str, Any]:
-    """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
-    values: `fairloss.InputError`) so that no request is sent for them."""
-    weights = options.get("class_weights")
-    if weights is not None:  # numpy arrays and tensors too
-        options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}
-    return option_fields(ScoringOptions(**options), per_sample, extra_columns, compare=compare)
 
 
 class Client(_Base):
@@ -141,29 +132,37 @@ class Client(_Base):
 
     def score(
         self,
-        logits: ArrayLike,
+        predictions: ArrayLike,
         labels: ArrayLike,
         *,
+        kind: Kind = "logits",
+        sample_weight: ArrayLike | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> ScoreResult:
-        fields = _fields(options, per_sample, extra_columns, False)
-        return merge_scores(self._run(score_request(logits, labels, fields)))
+        fields = request_fields(options, per_sample, extra_columns, False, self.typed)
+        request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
+        return merge_scores(self._run(request))
 
     def compare(
         self,
         candidates: Mapping[str, ArrayLike],
         labels: ArrayLike,
         *,
+        kind: Kind = "logits",
+        sample_weight: ArrayLike | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> CompareResult:
-        """Score each named candidate's logits against ``labels``, rank them, count violations
-        (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
-        fields = _fields(options, per_sample, extra_columns, True)
-        return merge_comparisons(self._run(compare_request(candidates, labels, fields)))
+        """Score each named candidate's predictions against ``labels``, rank them, count
+        violations (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
+        fields = request_fields(options, per_sample, extra_columns, True, self.typed)
+        request = compare_request(
+            candidates, labels, fields, kind=kind, sample_weight=sample_weight
+        )
+        return merge_comparisons(self._run(request), sample_weight)
 
     def _run(self, request: Request) -> list[dict[str, Any]]:
         job, workers = self._job(request, self.limits())
@@ -228,29 +227,37 @@ class AsyncClient(_Base):
 
     async def score(
         self,
-        logits: ArrayLike,
+        predictions: ArrayLike,
         labels: ArrayLike,
         *,
+        kind: Kind = "logits",
+        sample_weight: ArrayLike | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> ScoreResult:
-        fields = _fields(options, per_sample, extra_columns, False)
-        return merge_scores(await self._run(score_request(logits, labels, fields)))
+        fields = request_fields(options, per_sample, extra_columns, False, self.typed)
+        request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
+        return merge_scores(await self._run(request))
 
     async def compare(
         self,
         candidates: Mapping[str, ArrayLike],
         labels: ArrayLike,
         *,
+        kind: Kind = "logits",
+        sample_weight: ArrayLike | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> CompareResult:
-        """Score each named candidate's logits against ``labels``, rank them, count violations
-        (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
-        fields = _fields(options, per_sample, extra_columns, True)
-        return merge_comparisons(await self._run(compare_request(candidates, labels, fields)))
+        """Score each named candidate's predictions against ``labels``, rank them, count
+        violations (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
+        fields = request_fields(options, per_sample, extra_columns, True, self.typed)
+        request = compare_request(
+            candidates, labels, fields, kind=kind, sample_weight=sample_weight
+        )
+        return merge_comparisons(await self._run(request), sample_weight)
 
     async def _run(self, request: Request) -> list[dict[str, Any]]:
         job, workers = self._job(request, await self.limits())

@@ -23,7 +23,15 @@ from tenacity import RetryCallState
 
 from fairloss.metrics import CRITERIA
 from fairloss.options import ScoringOptions
-from fairloss_client.arrays import Array, ArrayLike, as_labels, as_logits
+from fairloss_client.arrays import (
+    Array,
+    ArrayLike,
+    as_labels,
+    as_numpy,
+    as_predictions,
+    as_weights,
+)
+from service.typed_arrays import encode as encode_array
 from service.wire import EXTRA_COLUMNS, header_int
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -111,21 +119,44 @@ def answer(response: httpx.Response, rows: tuple[int, int] | None) -> dict[str, 
 
 
 def option_fields(
-    options: ScoringOptions, per_sample: bool, extra_columns: Sequence[str], *, compare: bool
+    options: ScoringOptions,
+    per_sample: bool,
+    extra_columns: Sequence[str],
+    *,
+    compare: bool,
+    typed: bool = True,
 ) -> dict[str, Any]:
-    """The JSON fields for ``options``; `compare` asks for every column a criterion needs."""
+    """The JSON fields for ``options``; `compare` asks for every column a criterion needs;
+    ``typed`` asks for the columns as typed arrays."""
     body: dict[str, Any] = {k: v for k, v in asdict(options).items() if v is not None}
     columns = list(extra_columns)
     if compare:
         if not per_sample:
             raise ValueError("compare needs the per-sample columns to count violations")
         columns += [c for c in CRITERIA if c in EXTRA_COLUMNS and c not in columns]
-    return {**body, "per_sample": per_sample, "extra_columns": columns}
+    arrays = "base64" if typed else "json"
+    return {**body, "per_sample": per_sample, "extra_columns": columns, "response_arrays": arrays}
+
+
+def request_fields(
+    options: dict[str, Any],
+    per_sample: bool,
+    extra_columns: Sequence[str],
+    compare: bool,
+    typed: bool,
+) -> dict[str, Any]:
+    """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
+    values: `fairloss.InputError`) so that no request is sent for them."""
+    weights = options.get("class_weights")
+    if weights is not None:  # numpy arrays and tensors too
+        options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}
+    checked = ScoringOptions(**options)
+    return option_fields(checked, per_sample, extra_columns, compare=compare, typed=typed)
 
 
 @dataclass(frozen=True)
 class Request:
-    """One call's rows: ``body(rows)`` is the JSON object for a slice of them."""
+    """One call's items (the first axis): ``body(rows)`` is the JSON object for a slice."""
 
     path: str
     n: int
@@ -133,37 +164,75 @@ class Request:
     body: Callable[[slice | Array], dict[str, Any]]
 
 
-def score_request(logits: ArrayLike, labels: ArrayLike, fields: dict[str, Any]) -> Request:
-    z = as_logits(logits, "logits", fields["precision"])
-    y = as_labels(labels, z.shape[0])
-    return Request(
-        "/score",
-        z.shape[0],
-        z.shape[1],
-        lambda rows: {"logits": z[rows], "labels": y[rows], **fields},
-    )
+@dataclass(frozen=True)
+class Inputs:
+    """Checked arrays: the labels, the sample weights (or None), and how to send an array."""
+
+    labels: Array
+    weights: Array | None
+    typed: bool
+
+    def send(self, array: Array) -> Any:
+        """An array as the JSON body holds it: a typed array, or nested lists."""
+        return encode_array(array) if self.typed else array
+
+    def fields(self, rows: slice | Array) -> dict[str, Any]:
+        fields = {"labels": self.send(self.labels[rows])}
+        if self.weights is not None:
+            fields["sample_weight"] = self.send(self.weights[rows])
+        return fields
+
+
+def _inputs(
+    labels: ArrayLike, weights: ArrayLike | None, shape: tuple[int, ...], typed: bool
+) -> Inputs:
+    y = as_labels(labels, shape)
+    return Inputs(y, None if weights is None else as_weights(weights, y.shape), typed)
+
+
+def score_request(
+    predictions: ArrayLike,
+    labels: ArrayLike,
+    fields: dict[str, Any],
+    *,
+    kind: str = "logits",
+    sample_weight: ArrayLike | None = None,
+) -> Request:
+    z = as_predictions(predictions, kind, fields["precision"])
+    inputs = _inputs(labels, sample_weight, z.shape, fields["response_arrays"] == "base64")
+
+    def body(rows: slice | Array) -> dict[str, Any]:
+        return {kind: inputs.send(z[rows]), **inputs.fields(rows), **fields}
+
+    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body)
 
 
 def compare_request(
-    candidates: Mapping[str, ArrayLike], labels: ArrayLike, fields: dict[str, Any]
+    candidates: Mapping[str, ArrayLike],
+    labels: ArrayLike,
+    fields: dict[str, Any],
+    *,
+    kind: str = "logits",
+    sample_weight: ArrayLike | None = None,
 ) -> Request:
     if not candidates:
         raise ValueError("Expected at least one candidate")
     precision = fields["precision"]
     arrays = {
-        name: as_logits(v, f"candidates[{name!r}]", precision) for name, v in candidates.items()
+        name: as_predictions(v, f"candidates[{name!r}]", precision)
+        for name, v in candidates.items()
     }
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1:
         raise ValueError(f"Expected every candidate to have one shape, but got {sorted(shapes)}")
-    n, num_classes = shapes.pop()
-    y = as_labels(labels, n)
+    shape = shapes.pop()
+    inputs = _inputs(labels, sample_weight, shape, fields["response_arrays"] == "base64")
 
     def body(rows: slice | Array) -> dict[str, Any]:
-        named = [{"name": name, "logits": a[rows]} for name, a in arrays.items()]
-        return {"labels": y[rows], "candidates": named, **fields}
+        named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
+        return {**inputs.fields(rows), "candidates": named, **fields}
 
-    return Request("/compare", n, num_classes * len(arrays), body)
+    return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body)
 
 
 def encode(body: dict[str, Any]) -> bytes:

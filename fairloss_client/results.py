@@ -11,7 +11,7 @@ import torch
 
 from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
 from fairloss.scoring import BatchScores, metrics, reduced
-from fairloss_client.arrays import Array
+from fairloss_client.arrays import Array, ArrayLike, as_numpy
 from service.wire import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
 
 
@@ -20,6 +20,7 @@ class ScoreResult:
     """One batch's scores, however many chunks it was sent in; aggregates come from `sums`."""
 
     n: int
+    shape: tuple[int, ...]
     num_classes: int
     reduction: str
     precision: str
@@ -55,6 +56,7 @@ def score_result(batch: BatchScores, extra_columns: tuple[str, ...] = ()) -> Sco
     """The result of one batch scored in this process (`fairloss.score_batch`)."""
     return ScoreResult(
         n=batch.n,
+        shape=batch.shape,
         num_classes=batch.num_classes,
         reduction=batch.options.reduction,
         precision=batch.options.precision,
@@ -90,6 +92,7 @@ def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
     }
     return ScoreResult(
         n=sum(int(part["n"]) for part in parts),
+        shape=(sum(int(part["shape"][0]) for part in parts), *map(int, first["shape"][1:])),
         num_classes=int(first["num_classes"]),
         reduction=first["reduced"]["reduction"],
         precision=precision,
@@ -100,20 +103,29 @@ def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
     )
 
 
-def violations(per_sample: Mapping[str, Array]) -> dict[str, Violations]:
+def violations(
+    per_sample: Mapping[str, Array], sample_weight: ArrayLike | None = None
+) -> dict[str, Violations]:
     """Superior violations under each criterion whose per-sample column is present, counted
-    over the merged columns: pairs cross chunks."""
+    over the merged columns (pairs cross chunks), weighted by ``sample_weight`` if given."""
     correct = torch.from_numpy(per_sample["correct"])
     counted = per_sample.get("counted")
     mask = None if counted is None else torch.from_numpy(counted)
+    weight = (
+        None if sample_weight is None else torch.from_numpy(as_numpy(sample_weight).reshape(-1))
+    )
     return {
-        name: superior_violations(torch.from_numpy(per_sample[name]), correct, mask)
+        name: superior_violations(
+            torch.from_numpy(per_sample[name]), correct, mask, sample_weight=weight
+        )
         for name in CRITERIA
         if name in per_sample
     }
 
 
-def merge_comparisons(parts: Sequence[Mapping[str, Any]]) -> CompareResult:
+def merge_comparisons(
+    parts: Sequence[Mapping[str, Any]], sample_weight: ArrayLike | None = None
+) -> CompareResult:
     """One result from the ``/compare`` bodies of consecutive chunks."""
     results = []
     for k, entry in enumerate(parts[0]["candidates"]):
@@ -122,7 +134,7 @@ def merge_comparisons(parts: Sequence[Mapping[str, Any]]) -> CompareResult:
             CandidateResult(
                 **{f.name: getattr(merged, f.name) for f in fields(merged)},
                 name=entry["name"],
-                violations=violations(merged.per_sample),
+                violations=violations(merged.per_sample, sample_weight),
             )
         )
     return CompareResult(results, rank({r.name: r.sums for r in results}))

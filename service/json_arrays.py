@@ -17,6 +17,7 @@ import numpy as np
 from fairloss.checks import check_shape, label_out_of_range
 from fairloss.errors import InputError, describe, path
 from service.errors import invalid
+from service.typed_arrays import FLOATS, INTEGERS, decode, is_typed, typed_shape
 
 Loc = list[str | int]
 # How to score more rows than one request holds; said with every 413 and element-limit error.
@@ -113,6 +114,11 @@ def predictions_array(
 
     ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
     """
+    if is_typed(value):
+        shape = typed_shape(value, loc, invalid)
+        _check_shape(shape, loc)
+        element_limit(shape, max_elements, loc)
+        value = decode(value, loc, FLOATS, invalid)
     if not isinstance(value, np.ndarray):
         if not isinstance(value, list):
             raise invalid(f"Expected {path(loc)} to be an array of rows", loc, "not_an_array")
@@ -145,8 +151,10 @@ def labels_array(
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Integer labels as int64, of any shape; their range and shape are checked by the core,
     except for integers past int64, which are out of range here, worded as the core words it."""
+    if is_typed(value):
+        value = decode(value, ["labels"], INTEGERS, invalid)
     if isinstance(value, np.ndarray):
-        return value
+        return value.astype(np.int64, copy=False)
     array = _convert(value, ["labels"], "iuOf", _is_label, "label", may_hold_booleans)
     if array.dtype.kind != "i":  # floats, Python ints past int64, or uint64: read the leaves
         for at, label in _leaves(value):
@@ -169,6 +177,8 @@ def _leaves(value: Any) -> Iterator[tuple[tuple[int, ...], Any]]:
 
 def weights_array(value: Any, *, may_hold_booleans: bool) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Sample weights as float64 numbers, of any shape (the core checks shape and values)."""
+    if is_typed(value):
+        value = decode(value, ["sample_weight"], FLOATS, invalid)
     if isinstance(value, np.ndarray):
         return value.astype(np.float64, copy=False)
     array = _convert(value, ["sample_weight"], "fiu", _is_number, "number", may_hold_booleans)

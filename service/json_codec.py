@@ -117,7 +117,12 @@ def score_body(body: bytes | bytearray, default_device: str, max_elements: int) 
         default_device=default_device,
     )
     extra = tuple(response.extra_columns)
-    result = scored(batch, per_sample=response.per_sample, extra_columns=extra)
+    result = scored(
+        batch,
+        per_sample=response.per_sample,
+        extra_columns=extra,
+        arrays=response.response_arrays,
+    )
     return Reply(_dumps(result), batch.n, batch.num_classes, batch.device)
 
 
@@ -203,7 +208,15 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
             raise (error.within("candidates", k) if error.loc[:1] == (kind,) else error) from None
     extra = tuple(response.extra_columns)
     results = [
-        {"name": name, **scored(batch, per_sample=response.per_sample, extra_columns=extra)}
+        {
+            "name": name,
+            **scored(
+                batch,
+                per_sample=response.per_sample,
+                extra_columns=extra,
+                arrays=response.response_arrays,
+            ),
+        }
         for name, batch in batches.items()
     ]
     ranking = rank({name: batch.sums for name, batch in batches.items()})

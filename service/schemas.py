@@ -50,11 +50,35 @@ class ResponseOptions(BaseModel):
     extra_columns: list[ExtraColumn] = Field(
         default_factory=list, description="more per-sample columns to return"
     )
+    response_arrays: Literal["json", "base64"] = Field(
+        "json",
+        description="base64: the per-sample columns as typed arrays {dtype, shape, data}",
+    )
+
+
+TYPED = "or a typed array {dtype, shape, data (base64)}"
 
 
 class ScoreRequest(LossOptions, ResponseOptions):
-    logits: list[list[float]] = Field(description="N x C logits, one row per sample")
-    labels: list[int] = Field(description="N class labels in [0, C) or equal to ignore_index")
+    logits: list[list[float]] | dict[str, Any] | None = Field(
+        None,
+        description="N x C (or N x C x d1 x ... x dk) logits, one row per sample, "
+        + TYPED
+        + "; exactly one of logits, probabilities and log_probabilities",
+    )
+    probabilities: list[list[float]] | dict[str, Any] | None = Field(
+        None, description="probabilities in [0, 1], each sample summing to 1, " + TYPED
+    )
+    log_probabilities: list[list[float]] | dict[str, Any] | None = Field(
+        None, description="log-probabilities <= 0, each sample's logsumexp 0, " + TYPED
+    )
+    labels: list[int] | dict[str, Any] = Field(
+        description="class labels in [0, C) or equal to ignore_index, one per sample (the "
+        "predictions' shape without C), " + TYPED
+    )
+    sample_weight: list[float] | dict[str, Any] | None = Field(
+        None, description="non-negative weights of the labels' shape, " + TYPED
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -66,11 +90,16 @@ class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    logits: list[list[float]]
+    logits: list[list[float]] | dict[str, Any] | None = Field(
+        None, description="exactly one of logits, probabilities and log_probabilities"
+    )
+    probabilities: list[list[float]] | dict[str, Any] | None = None
+    log_probabilities: list[list[float]] | dict[str, Any] | None = None
 
 
 class CompareRequest(LossOptions, ResponseOptions):
-    labels: list[int]
+    labels: list[int] | dict[str, Any]
+    sample_weight: list[float] | dict[str, Any] | None = None
     candidates: list[Candidate] = Field(min_length=1, description="unique names, one shape")
 
     model_config = ConfigDict(

@@ -15,6 +15,7 @@ import numpy as np
 
 from fairloss.metrics import ScoreSums, Violations
 from fairloss.scoring import BatchScores, metrics, reduced
+from service.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
 
 SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
 COLUMNS = ("ce", "penalty", "total", "predicted", "correct")
@@ -62,7 +63,11 @@ def number(value: float) -> float | None:
 
 
 def scored(
-    batch: BatchScores, *, per_sample: bool = True, extra_columns: tuple[str, ...] = ()
+    batch: BatchScores,
+    *,
+    per_sample: bool = True,
+    extra_columns: tuple[str, ...] = (),
+    arrays: str = "json",
 ) -> dict[str, Any]:
     """The body of one scored batch (``/score``, or one candidate of ``/compare``).
 
@@ -86,7 +91,10 @@ def scored(
         "sums": sums_to_dict(batch.sums, batch.weighted),
     }
     if per_sample:
-        body["per_sample"] = per_sample_columns(batch, extra_columns)
+        columns = per_sample_columns(batch, extra_columns)
+        body["per_sample"] = (
+            {k: encode(v) for k, v in columns.items()} if arrays == "base64" else columns
+        )
     if batch.violations is not None:
         body["violations"] = {
             name: violations_dict(v, batch.weighted) for name, v in batch.violations.items()
@@ -113,13 +121,24 @@ def per_sample_columns(
 
 
 def column(name: str, chunks: list[Any], precision: str) -> np.ndarray[Any, Any]:
-    """One per-sample column from the JSON of consecutive chunks, in its dtype."""
+    """One per-sample column from the JSON of consecutive chunks (lists or typed arrays), in
+    its dtype."""
     dtype: Any = np.float32 if precision == "float32" else np.float64
     if name in ("correct", "counted"):
         dtype = np.bool_
     elif name == "predicted":
         dtype = np.int64
-    return np.concatenate([np.asarray(chunk, dtype=dtype) for chunk in chunks])
+    return np.concatenate([np.asarray(_typed(chunk), dtype=dtype) for chunk in chunks])
+
+
+def _typed(chunk: Any) -> Any:
+    if not is_typed(chunk):
+        return chunk
+    return decode(chunk, ["per_sample"], (*FLOATS, *INTEGERS, "bool"), _bad_column)
+
+
+def _bad_column(message: str, loc: list[str | int], kind: str) -> Exception:
+    return ValueError(f"The service sent a column that is not a typed array: {message}")
 
 
 def header_int(value: str | None) -> int | None:

@@ -1,0 +1,121 @@
+"""Typed arrays in JSON: ``{"dtype": D, "shape": [...], "data": "<base64>"}``.
+
+Any array field of a JSON body may come in this form, and ``"response_arrays": "base64"`` asks
+for the per-sample columns in it: bytes little-endian, row-major, standard base64 (RFC 4648
+section 4). A number written as text takes about 20 bytes of JSON and a Python object to read;
+in this form a float32 takes 5.3 bytes and numpy reads the lot in one step.
+
+This module needs only the standard library and numpy, so the client encodes and decodes with
+it too.
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+INTEGERS = ("int32", "int64")
+# numpy's dtype for each name; bfloat16 travels as its 16 bits and is widened to float32.
+WIRE = {
+    "float16": "<f2",
+    "bfloat16": "<u2",
+    "float32": "<f4",
+    "float64": "<f8",
+    "int32": "<i4",
+    "int64": "<i8",
+    "bool": "|b1",
+}
+NAMES = {np.dtype(v): k for k, v in WIRE.items() if k != "bfloat16"}
+KEYS = ("dtype", "shape", "data")
+
+# What to raise: (message, location, kind) -> exception; the service passes its own.
+Fault = Callable[[str, list[str | int], str], Exception]
+
+
+def _where(loc: Sequence[str | int]) -> str:
+    parts = (f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+    return "".join(parts).lstrip(".")
+
+
+def is_typed(value: object) -> bool:
+    """Whether a JSON value is a typed array (an object) rather than nested lists."""
+    return isinstance(value, Mapping)
+
+
+def typed_shape(value: Mapping[str, Any], loc: list[str | int], fault: Fault) -> list[int]:
+    """The shape a typed array declares, checked, before any of its data is decoded."""
+    unknown = [k for k in value if k not in KEYS]
+    missing = [k for k in KEYS if k not in value]
+    if unknown or missing:
+        said = ", ".join([*(f"unknown {k!r}" for k in unknown), *(f"no {k!r}" for k in missing)])
+        raise fault(
+            f"Expected {_where(loc)} to be an array, or an object with exactly 'dtype', 'shape' "
+            f"and 'data', but it has {said}",
+            loc,
+            "bad_typed_array",
+        )
+    shape = value["shape"]
+    if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
+        raise fault(
+            f"Expected {_where([*loc, 'shape'])} to be a list of sizes (integers >= 0), but got "
+            f"{shape!r}"[:300],
+            [*loc, "shape"],
+            "bad_shape",
+        )
+    return shape
+
+
+def decode(
+    value: Mapping[str, Any], loc: list[str | int], dtypes: Sequence[str], fault: Fault
+) -> np.ndarray[Any, Any]:
+    """The array a typed array holds (bfloat16 widened to float32), or ``fault`` naming the
+    part that is wrong: an unknown dtype, a shape, base64, or a length that does not fit."""
+    shape = typed_shape(value, loc, fault)
+    dtype = value["dtype"]
+    if dtype not in dtypes:
+        raise fault(
+            f"Expected {_where([*loc, 'dtype'])} to be one of {', '.join(dtypes)}, but got "
+            f"{dtype!r}"[:300],
+            [*loc, "dtype"],
+            "bad_dtype",
+        )
+    data = value["data"]
+    try:
+        raw = binascii.a2b_base64(data, strict_mode=True) if isinstance(data, str) else None
+    except (binascii.Error, ValueError) as exc:
+        raise fault(
+            f"Expected {_where([*loc, 'data'])} to be standard base64: {exc}",
+            [*loc, "data"],
+            "bad_base64",
+        ) from None
+    if raw is None:
+        raise fault(
+            f"Expected {_where([*loc, 'data'])} to be a base64 string", [*loc, "data"], "bad_base64"
+        )
+    wire = np.dtype(WIRE[dtype])
+    wanted = math.prod(shape) * wire.itemsize
+    if len(raw) != wanted:
+        raise fault(
+            f"{_where([*loc, 'data'])} holds {len(raw)} bytes, but dtype {dtype} and shape "
+            f"{shape} take {wanted}",
+            [*loc, "data"],
+            "bad_length",
+        )
+    array = np.frombuffer(bytearray(raw), dtype=wire).reshape(shape)  # writable, for torch
+    if dtype == "bfloat16":  # the top 16 bits of a float32
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def encode(array: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """A typed array of ``array`` (float16/32/64, int32/64 or bool)."""
+    array = np.ascontiguousarray(array)
+    wire = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    name = NAMES[np.dtype(wire)]
+    data = binascii.b2a_base64(array.astype(wire, copy=False).tobytes(), newline=False)
+    return {"dtype": name, "shape": list(array.shape), "data": data.decode("ascii")}
