@@ -69,7 +69,8 @@ def checked_predictions(predictions: ArrayLike, kind: Kind, precision: str) -> T
     if kind == "log_probabilities":
         return _from_log_probabilities(z)
     if precision == "float32" and z.dtype == torch.float64:
-        too_big = z.abs() > FLOAT32_MAX
+        # too large once rounded to float32 (3.4028235e38, as float32 prints its largest, fits)
+        too_big = torch.isinf(z.to(torch.float32))
         if bool(too_big.any()):
             at = _first(too_big)
             raise InputError(

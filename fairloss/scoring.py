@@ -157,7 +157,9 @@ def score_batch(
         "predicted": scores.predicted,
         "correct": correct,
         "counted": counted,
-        **{name: getattr(scores, name) for name in SCORES},
+        "confidence": scores.confidence,
+        # an ignored sample scores 0 under every rule, as under the loss
+        **{name: torch.where(counted, getattr(scores, name), 0) for name in SCORES[1:]},
     }
     found = None
     if violations:

@@ -48,4 +48,12 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module 'fairloss_client' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"fairloss_client.{_HOMES[name]}"), name)
+    try:
+        module = importlib.import_module(f"fairloss_client.{_HOMES[name]}")
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"fairloss_client.{name} needs the client's dependencies: "
+            f"pip install 'fairloss-service[client]' ({exc})",
+            name=exc.name,
+        ) from exc
+    return getattr(module, name)

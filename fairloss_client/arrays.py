@@ -45,8 +45,12 @@ def as_predictions(value: ArrayLike, name: str, precision: str) -> Array:
 
 
 def as_labels(value: ArrayLike, shape: tuple[int, ...]) -> Array:
-    """Integer labels of the predictions' ``shape`` without its class axis, as int64."""
+    """Integer labels of the predictions' ``shape`` without its class axis, as int64 (an
+    unsigned label past int64 is refused rather than wrapped to a negative number)."""
     array = as_numpy(value)
+    if array.dtype.kind == "u" and array.size and int(array.max()) >= 2**63:
+        at = [int(k) for k in np.unravel_index(int(array.argmax()), array.shape)]
+        raise ValueError(f"Expected `labels` within int64, but {at} is {int(array.max())}")
     wanted = (shape[0], *shape[2:])
     if array.shape != wanted or array.dtype.kind not in "iu":
         what = (

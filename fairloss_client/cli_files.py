@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import torch
 
 from fairloss_client.arrays import Array
@@ -98,6 +97,12 @@ def load(paths: Sequence[Path], labels_path: Path | None) -> tuple[dict[str, Any
         logits[path.stem] = found["logits"]
         if labels is None and "labels" in found:
             labels, source = found["labels"], path
+        elif "labels" in found and not _same(found["labels"], labels):
+            where = "--labels " if source == labels_path else ""
+            raise CliError(
+                f"{path}: holds labels that differ from those of {where}{source}; every "
+                "candidate is scored against one set of labels"
+            )
     if labels is None:
         raise CliError("no labels: give a file with `labels`, or --labels FILE")
     count = _rows(labels)
@@ -106,6 +111,11 @@ def load(paths: Sequence[Path], labels_path: Path | None) -> tuple[dict[str, Any
         if rows is not None and count is not None and rows != count:
             raise CliError(f"{path}: {rows} rows of logits, but {count} labels (in {source})")
     return logits, labels
+
+
+def _same(a: Any, b: Any) -> bool:
+    left, right = (np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x) for x in (a, b))
+    return left.shape == right.shape and bool(np.array_equal(left, right))
 
 
 def check_output(path: Path) -> None:
@@ -167,6 +177,8 @@ def _write_output(path: Path, result: ScoreResult | CompareResult, labels: Array
         if isinstance(result, CompareResult)
         else bodies[0]
     )
+    import orjson  # only here: the core install scores files without the client's extras
+
     path.write_bytes(
         orjson.dumps(
             body,

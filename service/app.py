@@ -115,8 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "penalty, at most 1/C, for rows whose argmax is not the true class. The penalty makes it "
         "rarer that a correct prediction scores worse than a wrong one, but does not rule it out; "
         "the Penalized Log Loss (pll) and Penalized Brier Score (pbs) of Ahmadian, Ghatee & "
-        "Wahlström (2025) do, by construction. POST /compare counts the (correct, wrong) pairs "
-        "each criterion orders the wrong way.",
+        "Wahlström (2025) do, by construction (but for exact ties for the top logit, which the "
+        "paper counts as correct and accuracy's argmax may not). POST /compare counts the "
+        "(correct, wrong) pairs each criterion orders the wrong way.",
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -17,7 +17,7 @@ import numpy as np
 from fairloss.checks import check_shape, label_out_of_range
 from fairloss.errors import InputError, describe, path
 from service.errors import invalid
-from service.typed_arrays import FLOATS, INTEGERS, decode, is_typed, typed_shape
+from service.typed_arrays import FLOATS, INTEGERS, KEYS, decode, is_typed, typed_shape
 
 Loc = list[str | int]
 # How to score more rows than one request holds; said with every 413 and element-limit error.
@@ -91,6 +91,20 @@ def holds_a_boolean(value: Any) -> bool:
     return False
 
 
+def _typed(value: Any, loc: Loc, items: str) -> bool:
+    """Whether ``value`` is a typed array; an object with none of its keys is no array at all."""
+    if not is_typed(value):
+        return False
+    if not any(key in value for key in KEYS):
+        raise invalid(
+            f"Expected {path(loc)} to be an array of {items}, or a typed array "
+            "{dtype, shape, data}",
+            loc,
+            "not_an_array",
+        )
+    return True
+
+
 def _convert(
     value: Any, loc: Loc, kinds: str, leaf: Callable[[object], bool], what: str, booleans: bool
 ) -> np.ndarray[Any, Any]:
@@ -108,16 +122,16 @@ def _convert(
 
 
 def predictions_array(
-    value: Any, loc: Loc, *, max_elements: int, may_hold_booleans: bool
+    value: Any, loc: Loc, *, max_elements: int, may_hold_booleans: bool, used: int = 0
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
     """(N, C) or (N, C, d1, ..., dk) float64 numbers, within ``max_elements``.
 
     ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
     """
-    if is_typed(value):
+    if _typed(value, loc, "rows"):
         shape = typed_shape(value, loc, invalid)
         _check_shape(shape, loc)
-        element_limit(shape, max_elements, loc)
+        element_limit(shape, max_elements, loc, used)
         value = decode(value, loc, FLOATS, invalid)
     if not isinstance(value, np.ndarray):
         if not isinstance(value, list):
@@ -131,10 +145,10 @@ def predictions_array(
             )
         shape = _first_shape(value)
         _check_shape(shape, loc)
-        element_limit(shape, max_elements, loc)
+        element_limit(shape, max_elements, loc, used)
         value = _convert(value, loc, "fiu", _is_number, "number", may_hold_booleans)
     _check_shape(list(value.shape), loc)
-    element_limit(value.shape, max_elements, loc)
+    element_limit(value.shape, max_elements, loc, used)
     array: np.ndarray[Any, np.dtype[np.float64]] = value.astype(np.float64, copy=False)
     return array
 
@@ -151,7 +165,7 @@ def labels_array(
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Integer labels as int64, of any shape; their range and shape are checked by the core,
     except for integers past int64, which are out of range here, worded as the core words it."""
-    if is_typed(value):
+    if _typed(value, ["labels"], "integers"):
         value = decode(value, ["labels"], INTEGERS, invalid)
     if isinstance(value, np.ndarray):
         return value.astype(np.int64, copy=False)
@@ -177,7 +191,7 @@ def _leaves(value: Any) -> Iterator[tuple[tuple[int, ...], Any]]:
 
 def weights_array(value: Any, *, may_hold_booleans: bool) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Sample weights as float64 numbers, of any shape (the core checks shape and values)."""
-    if is_typed(value):
+    if _typed(value, ["sample_weight"], "numbers"):
         value = decode(value, ["sample_weight"], FLOATS, invalid)
     if isinstance(value, np.ndarray):
         return value.astype(np.float64, copy=False)
@@ -185,13 +199,15 @@ def weights_array(value: Any, *, may_hold_booleans: bool) -> np.ndarray[Any, np.
     return array.astype(np.float64, copy=False)
 
 
-def element_limit(shape: Sequence[int], limit: int, loc: Loc) -> None:
-    """An error at ``loc`` when an array of ``shape`` holds more than ``limit`` elements."""
+def element_limit(shape: Sequence[int], limit: int, loc: Loc, used: int = 0) -> None:
+    """An error at ``loc`` when an array of ``shape``, after ``used`` elements of the same
+    request, takes the request past ``limit`` elements."""
     count = math.prod(shape)
-    if count > limit:
+    if used + count > limit:
         sizes = " x ".join(map(str, shape))
+        before = f" after {used} in the arrays before it" if used else ""
         raise invalid(
-            f"{sizes} = {count} elements is more than this server's limit of {limit}. "
+            f"{sizes} = {count} elements{before} is more than this server's limit of {limit}. "
             f"To send more: {SEND_MORE}; or raise FAIRLOSS_MAX_ELEMENTS on the server.",
             loc,
             "too_many_elements",

@@ -175,11 +175,13 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
     options, response = parse_options(data, "labels", "candidates", "sample_weight")
     (labels_value,) = _required(data, "labels")
     booleans, weight = _arrays(data, [labels_value, *(value for _, _, value in named)], body)
-    budget = max_elements
+    used = 0
     arrays: list[np.ndarray[Any, Any]] = []
     for k, (_, kind, value) in enumerate(named):
         loc: list[str | int] = ["candidates", k, kind]
-        array = predictions_array(value, loc, max_elements=budget, may_hold_booleans=booleans)
+        array = predictions_array(
+            value, loc, max_elements=max_elements, may_hold_booleans=booleans, used=used
+        )
         if arrays and array.shape != arrays[0].shape:
             raise invalid(
                 f"Every candidate must have one shape: candidates[{k}] is {_shape(array.shape)}, "
@@ -187,7 +189,7 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
                 loc,
                 "shape_mismatch",
             )
-        budget -= array.size
+        used += array.size
         arrays.append(array)
     labels = labels_array(
         labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans

@@ -1000,11 +1000,15 @@ class TestLimits:
     ) -> None:
         rows = [[0.0, 1.0, 2.0]] * 3
         body = {"labels": [0, 1, 2], "candidates": [candidate("a", rows), candidate("b", rows)]}
-        assert_problem(
+        problem = assert_problem(
             await client.post("/compare", json=body),
             422,
             loc=["candidates", 1, "logits"],
             kind="too_many_elements",
+        )
+        assert problem["detail"].startswith(
+            "3 x 3 = 9 elements after 9 in the arrays before it is more than this server's "
+            "limit of 12."
         )
 
     async def test_body_at_the_limit_is_read(self, client: httpx.AsyncClient) -> None:

@@ -515,6 +515,32 @@ FILE_CASES = [
     ),
     Case("same-names", ["compare", "x.npz", "x.npz"], "two files are named 'x'"),
     Case(
+        "candidates-with-other-labels",
+        ["compare", "x.npz", "y.npz"],
+        "y.npz: holds labels that differ from those of x.npz; every candidate is scored "
+        "against one set of labels",
+        setup=then(
+            good_file, writing(**{"y.npz": lambda p: np.savez(p, logits=LOGITS, labels=[1, 1])})
+        ),
+    ),
+    Case(
+        "labels-flag-differs-from-the-file",
+        ["score", "x.npz", "--labels", "y.npy"],
+        "x.npz: holds labels that differ from those of --labels y.npy",
+        setup=then(good_file, writing(**{"y.npy": lambda p: np.save(p, np.array([1, 1]))})),
+    ),
+    Case(
+        "unsigned-label-past-int64",
+        ["score", "z.npy", "--labels", "y.npy", "--ignore-index", "-1"],
+        "Expected `labels` within int64, but [1] is 18446744073709551615",
+        setup=writing(
+            **{
+                "z.npy": lambda p: np.save(p, LOGITS),
+                "y.npy": lambda p: np.save(p, np.array([0, 2**64 - 1], dtype=np.uint64)),
+            }
+        ),
+    ),
+    Case(
         "output-suffix",
         ["score", "x.npz", "--output", "x.txt"],
         "--output takes a .csv or .json file",

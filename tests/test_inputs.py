@@ -229,3 +229,19 @@ async def test_bad_inputs_are_named(
     assert problem["errors"][0]["loc"] == loc
     assert words in problem["detail"]
     assert (await client.get("/healthz")).status_code == 200
+
+
+def test_an_ignored_sample_scores_zero_under_every_rule() -> None:
+    batch = score_batch(LOGITS[:3], np.array([0, -100, 1]), ScoringOptions(ignore_index=-100))
+    for name in ("ce", "penalty", "total", "log_loss", "brier", "pll", "pbs"):
+        assert float(batch.columns[name][1]) == 0.0, name
+    assert float(batch.columns["confidence"][1]) > 0  # not about the label: still shown
+
+
+def test_the_largest_float32_as_float32_prints_it_is_taken_in_float32() -> None:
+    batch = score_batch(np.array([[3.4028235e38, 3.4028235e38]]), np.array([0]))
+    # two equal logits: ce = ln 2, gap = ln(2) / beta, penalty = tanh(s * gap / 2) / 2
+    want = math.log(2) + math.tanh(math.log(2) / 2) / 2
+    assert float(batch.columns["total"][0]) == pytest.approx(want, rel=1e-6)
+    with pytest.raises(InputError, match="too large for float32"):
+        score_batch(np.array([[3.5e38, 0.0]]), np.array([0]))

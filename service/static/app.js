@@ -371,7 +371,8 @@ function renderFlips(result, pairs) {
       // PLL and PBS do, by construction.
       el("p", { class: "rule", id: "flips-why" }, [
         "The paper's PLL and PBS are superior by construction: "
-        + "under them a correct prediction always scores better than a wrong one. "
+        + "under them a correct prediction always scores better than a wrong one (but for exact "
+        + "ties for the top logit, which the paper counts as correct and accuracy's argmax may not). "
         + "FairLoss only makes such inversions rarer: its penalty is at most "
         + `1/C = ${fmt(1 / C, 3)}, while the cross-entropy of a barely-correct sample can exceed a barely-wrong `
         + `one's by up to ln(C/2) = ${fmt(Math.log(C / 2), 3)}. /compare counts the inversions left: `
