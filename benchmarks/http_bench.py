@@ -5,7 +5,8 @@ Run from the repository root: ``.venv/bin/python benchmarks/http_bench.py [--qui
 (a) the core on in-memory tensors; (b) the floor: ``orjson.loads(body)``, numpy/torch
 conversion and (a); (c) ``POST /score`` over loopback with JSON; (d) the Open Inference
 Protocol with binary tensors; (e) a naive endpoint (pydantic ``list[list[float]]``,
-``torch.tensor(list)``), defined here only. Measurements are interleaved round by round and
+``torch.tensor(list)``), defined here only; (f) ``POST /score`` with typed base64 arrays both
+ways. Measurements are interleaved round by round and
 reported as medians, since the machine may be shared.
 """
 
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fairloss import fair_loss_terms  # noqa: E402
+from service.typed_arrays import encode  # noqa: E402
 from tests.conftest import free_port, running_server  # noqa: E402
 
 JSON_SIZES = [(64, 10), (10_000, 100), (100_000, 10)]
@@ -90,6 +92,12 @@ def payload(n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
 
 def json_body(logits: np.ndarray, labels: np.ndarray) -> bytes:
     return orjson.dumps({"logits": logits, "labels": labels}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def typed_body(logits: np.ndarray, labels: np.ndarray) -> bytes:
+    """(f): the same arrays as typed base64 arrays, the columns asked back in that form."""
+    arrays = {"logits": encode(logits.astype(np.float32)), "labels": encode(labels)}
+    return orjson.dumps({**arrays, "response_arrays": "base64"})
 
 
 def binary_body(logits: np.ndarray, labels: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -152,6 +160,8 @@ def measure(service: str, naive: str, rounds: int) -> dict[tuple[str, int, int],
                 partial(post, client, f"{service}/v2/models/fairloss/infer", binary, headers),
             )
         )
+        typed = typed_body(logits, labels)
+        cases.append(("f", n, c, partial(post, client, f"{service}/score", typed, json_headers)))
         if (n, c) in JSON_SIZES:
             body = json_body(logits, labels)
             cases.append(("b", n, c, partial(floor, body)))
@@ -248,10 +258,13 @@ def main() -> None:
         rps = asyncio.run(_throughput(service.url, 8, seconds))
     print(
         f"\nmedian ms    {'size':>14}",
-        *(f"{h:>9}" for h in ("(a) core", "(b) floor", "(c) /score", "(d) OIP", "(e) naive")),
+        *(
+            f"{h:>9}"
+            for h in ("(a) core", "(b) floor", "(c) /score", "(d) OIP", "(e) naive", "(f) typed")
+        ),
     )
     for n, c in BINARY_SIZES:
-        row = [medians.get((k, n, c)) for k in "abcde"]
+        row = [medians.get((k, n, c)) for k in "abcdef"]
         cells = " ".join(ms(v) if v is not None else f"{'-':>9}" for v in row)
         print(f"{'':12} {f'{n:,} x {c}':>14} {cells}")
     print()
@@ -263,6 +276,11 @@ def main() -> None:
         )
     d, a = medians["d", 100_000, 100], medians["a", 100_000, 100]
     print(f"100,000 x 100 binary: (d)/(a) = {d / a:.2f} (target <= 3)")
+    for n, c in ((10_000, 100), (100_000, 100)):
+        f, d = medians["f", n, c], medians["d", n, c]
+        lists = medians.get(("c", n, c))
+        versus = "" if lists is None else f", (f)/(c) JSON lists = {f / lists:.2f}"
+        print(f"{n:,} x {c} typed /score: (f)/(d) binary OIP = {f / d:.2f} (goal <= 1.3){versus}")
     print(
         f"64 x 10: /score {small * 1e3:.2f} ms, /healthz {health * 1e3:.2f} ms, "
         f"ratio {small / health:.2f} (target <= 1.5); 8 concurrent clients: {rps:.0f} requests/s"

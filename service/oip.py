@@ -2,7 +2,10 @@
 
 Tensors come as JSON ``data`` (flat or nested) or, with the binary tensor data extension, as raw
 little-endian bytes after a JSON header of ``Inference-Header-Content-Length`` bytes; binary
-tensors are read with ``numpy.frombuffer`` in place. Errors are `ProblemError`s; the v2 router
+tensors are read with ``numpy.frombuffer`` in place (`service.oip_tensors` reads them: one of
+``logits``, ``probabilities``, ``log_probabilities``, then ``labels`` and ``sample_weight``).
+The per-sample outputs have the labels' shape; JSON ``data`` is sent flat, in row-major order.
+Errors are `ProblemError`s; the v2 router
 writes them as the protocol's ``{"error": ...}``.
 """
 
@@ -24,9 +27,9 @@ from service.wire import header_int, number
 
 MODEL = "fairloss"
 HEADER_LENGTH = "inference-header-content-length"
-# Outputs: the per-sample terms (FP32, [N]), sent when `outputs` is absent; and on request,
-# the terms reduced as the `reduction` parameter says (FP64, [3]: ce, penalty, total) and the
-# ECE over `ece_bins` bins (FP64, [1]).
+# Outputs: the per-sample terms (FP32, the labels' shape: [N] or [N, d1, ..., dk]), sent when
+# `outputs` is absent; and on request, the terms reduced as the `reduction` parameter says (FP64,
+# [3]: ce, penalty, total) and the ECE over `ece_bins` bins (FP64, [1]).
 OUTPUTS = {**dict.fromkeys(TERMS, "FP32"), "reduced": "FP64", "ece": "FP64"}
 WIRE_DTYPES = {"FP32": "<f4", "FP64": "<f8"}
 REQUEST_KEYS = frozenset({"id", "inputs", "outputs", "parameters"})
@@ -37,12 +40,19 @@ SERVER_METADATA: dict[str, Any] = {
     "version": fairloss.__version__,
     "extensions": ["binary_tensor_data"],
 }
+# The V2 metadata gives each tensor one datatype and one shape: FP32 stands for FP16, BF16, FP32
+# or FP64, INT64 for INT32 or INT64; [-1, -1] for [N, C] with any trailing d1, ..., dk, and [-1]
+# for the labels' shape. Send one of logits, probabilities and log_probabilities (logits is the
+# one not marked optional); sample_weight is optional, as KServe and Triton mark it.
 MODEL_METADATA: dict[str, Any] = {
     "name": MODEL,
     "platform": "pytorch",
     "inputs": [
         {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1], "optional": True},
+        {"name": "log_probabilities", "datatype": "FP32", "shape": [-1, -1], "optional": True},
         {"name": "labels", "datatype": "INT64", "shape": [-1]},
+        {"name": "sample_weight", "datatype": "FP32", "shape": [-1], "optional": True},
     ],
     "outputs": [
         *({"name": name, "datatype": "FP32", "shape": [-1]} for name in TERMS),
@@ -79,9 +89,11 @@ def infer(
     outputs = _requested_outputs(request.get("outputs"), binary_default)
     tensors = read_inputs(request, body, split, max_elements)
     batch = score_batch(
-        tensors["logits"],
-        tensors["labels"],
+        tensors.predictions,
+        tensors.labels,
         options,
+        kind=tensors.kind,
+        sample_weight=tensors.sample_weight,
         default_device=default_device,
         rules="ece" in outputs,  # the per-sample terms and `reduced` need the loss alone
     )
@@ -96,7 +108,7 @@ def _output(batch: BatchScores, name: str) -> np.ndarray:
         return np.array([number(v) for v in batch.reduced.values()], dtype=np.float64)
     if name == "ece":
         return np.array([number(batch.metrics["ece"])], dtype=np.float64)
-    return batch.columns[name].float().cpu().numpy()
+    return batch.columns[name].float().cpu().numpy().reshape(batch.shape)
 
 
 def _split(body: bytearray, header_length: str | None) -> int:
@@ -152,7 +164,7 @@ def _response(
             output["parameters"] = {"binary_data_size": values.nbytes}
             chunks.append(values.astype(WIRE_DTYPES[datatype], copy=False).tobytes())
         else:
-            output["data"] = values
+            output["data"] = values.ravel()
         outputs.append(output)
     response: dict[str, Any] = {"model_name": MODEL, "outputs": outputs}
     if request_id is not None:

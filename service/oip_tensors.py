@@ -1,24 +1,54 @@
 """Open Inference Protocol tensors: a request's inputs as numpy arrays, JSON or binary.
 
-JSON ``data`` (flat or nested) is read with numpy in one step; binary tensors (the binary tensor
-data extension) with ``numpy.frombuffer`` in place. Protocol faults (datatype, shape, sizes) are
-400s here; the values themselves are checked by the core (`fairloss.scoring`).
+The inputs are exactly one of ``logits``, ``probabilities`` and ``log_probabilities`` (FP16,
+BF16, FP32 or FP64; [N, C] or [N, C, d1, ..., dk]), ``labels`` (INT32 or INT64; [N] or
+[N, d1, ..., dk]) and, optionally, ``sample_weight`` (a floating point datatype; the labels'
+shape). JSON ``data`` (flat or nested) is read with numpy in one step; binary tensors (the binary
+tensor data extension) with ``numpy.frombuffer`` in place, little-endian (`service.oip_dtypes`).
+Protocol faults (names, datatypes, shapes, sizes) are 400s here; the values themselves, and how
+the shapes fit together, are checked by the core (`fairloss.scoring`), in the words it uses for
+every route.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fairloss.checks import FLOAT32_MAX, check_shape
-from service.errors import ProblemError
+from fairloss.checks import KINDS, Kind, check_shape
+from service.errors import ProblemError, invalid
 from service.json_arrays import element_limit, holds_a_boolean
+from service.json_codec import prediction
+from service.oip_dtypes import FLOATS, INTEGERS, WIRE, from_wire, rounded
 
-INPUT_TYPES = {"logits": {"FP32": "<f4", "FP64": "<f8"}, "labels": {"INT32": "<i4", "INT64": "<i8"}}
-INPUT_RANKS = {"logits": 2, "labels": 1}
+INPUT_NAMES = (*KINDS, "labels", "sample_weight")
+INPUT_DATATYPES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys((*KINDS, "sample_weight"), FLOATS),
+    "labels": INTEGERS,
+}
+SHAPES: dict[str, str] = {
+    **dict.fromkeys(KINDS, "[N, C] or [N, C, d1, ..., dk]"),
+    "labels": "[N] or [N, d1, ..., dk]",
+    "sample_weight": "the labels' shape, [N] or [N, d1, ..., dk]",
+}
+EXPECTED_INPUTS = (
+    "logits (or probabilities or log_probabilities), labels and optionally sample_weight"
+)
 INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+MAX_RANK = 64  # numpy's limit on an array's dimensions
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A request's tensors, ready for `fairloss.score_batch`."""
+
+    kind: Kind
+    predictions: np.ndarray[Any, Any]
+    labels: np.ndarray[Any, Any]
+    sample_weight: np.ndarray[Any, Any] | None
 
 
 def bad_request(detail: str) -> ProblemError:
@@ -36,41 +66,51 @@ def json_object(value: Any, what: str, keys: frozenset[str] | None) -> dict[str,
     return dict(value)
 
 
-def read_inputs(
-    request: dict[str, Any], body: bytearray, split: int, max_elements: int
-) -> dict[str, np.ndarray]:
+def read_inputs(request: dict[str, Any], body: bytearray, split: int, max_elements: int) -> Inputs:
     value = request.get("inputs")
     if not isinstance(value, list):
-        raise bad_request("'inputs' must be an array of tensors named 'logits' and 'labels'")
-    names = [item.get("name") if isinstance(item, dict) else None for item in value]
-    if sorted(map(str, names)) != sorted(INPUT_RANKS):
-        raise bad_request(f"Expected the inputs 'logits' and 'labels', once each, but got {names}")
+        raise bad_request(f"'inputs' must be an array of tensors: {EXPECTED_INPUTS}")
+    specs = [json_object(item, "An input", INPUT_KEYS) for item in value]
+    named = _named(specs)
+    kind, _ = prediction(named)
+    if "labels" not in named:
+        raise invalid("Field 'labels' is required", ["labels"], "missing")
     booleans = _data_may_hold_booleans(body, split, request)
     offset = split
-    tensors: dict[str, np.ndarray] = {}
-    for item in value:
-        spec = json_object(item, "An input", INPUT_KEYS)
-        tensor, offset = _input(spec, body, offset, booleans, max_elements)
-        tensors[item["name"]] = tensor
+    tensors: dict[str, np.ndarray[Any, Any]] = {}
+    for spec in specs:  # binary data lies in the order of the inputs
+        tensors[spec["name"]], offset = _input(spec, body, offset, booleans, max_elements)
     if offset != len(body):
         raise bad_request(
             f"The inputs' binary_data_size add up to {offset - split} bytes, but "
             f"{len(body) - split} bytes follow the JSON header"
         )
-    return tensors
+    return Inputs(kind, tensors[kind], tensors["labels"], tensors.get("sample_weight"))
+
+
+def _named(specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The inputs by name; a 400 naming every unknown name, or one sent twice."""
+    names = [spec.get("name") for spec in specs]
+    unknown = [name for name in names if name not in INPUT_NAMES]
+    if unknown:
+        raise bad_request(
+            f"Unknown input(s) {', '.join(map(repr, unknown))}; expected {EXPECTED_INPUTS}"
+        )
+    if twice := [name for k, name in enumerate(names) if name in names[:k]]:
+        raise bad_request(f"Input {twice[0]!r} is sent more than once; send each input once")
+    return {spec["name"]: spec for spec in specs}
 
 
 def _input(
     spec: dict[str, Any], body: bytearray, offset: int, booleans: bool, max_elements: int
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray[Any, Any], int]:
     name = spec["name"]
-    dtypes = INPUT_TYPES[name]
+    datatypes = INPUT_DATATYPES[name]
     datatype = spec.get("datatype")
-    if datatype not in dtypes:
-        raise bad_request(
-            f"Input {name!r} has datatype {datatype!r}; expected {' or '.join(dtypes)}"
-        )
-    dtype = np.dtype(dtypes[datatype])
+    if datatype not in datatypes:
+        expected = f"{', '.join(datatypes[:-1])} or {datatypes[-1]}"
+        raise bad_request(f"Input {name!r} has datatype {datatype!r}; expected {expected}")
+    dtype = np.dtype(WIRE[datatype])
     shape = _shape(name, spec.get("shape"))
     count = math.prod(shape)
     element_limit(shape, max_elements, [name])
@@ -97,52 +137,64 @@ def _input(
         array = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
         if not array.flags.aligned:
             array = array.copy()
-        return array.reshape(shape), offset + size
+        return from_wire(array, datatype).reshape(shape), offset + size
     return _json_data(name, datatype, shape, spec["data"], booleans), offset
 
 
 def _shape(name: str, value: Any) -> list[int]:
-    rank = INPUT_RANKS[name]
+    rank = 2 if name in KINDS else 1
     if (
         not isinstance(value, list)
-        or len(value) != rank
+        or len(value) < rank
         or any(type(d) is not int or d < 0 for d in value)
     ):
-        expected = "[N, C]" if rank == 2 else "[N]"
-        raise bad_request(f"Input {name!r} has shape {value!r}; expected {expected}")
-    if rank == 2:
-        check_shape(tuple(value))
+        raise bad_request(f"Input {name!r} has shape {value!r}; expected {SHAPES[name]}")
+    if len(value) > MAX_RANK:
+        raise bad_request(
+            f"Input {name!r} has {len(value)} dimensions; expected {SHAPES[name]}, "
+            f"with at most {MAX_RANK} dimensions"
+        )
+    if name in KINDS:
+        check_shape(tuple(value), name)
     return value
 
 
-def _json_data(name: str, datatype: str, shape: list[int], data: Any, booleans: bool) -> np.ndarray:
-    kinds = "fi" if name == "logits" else "i"
+def _json_data(
+    name: str, datatype: str, shape: list[int], data: Any, booleans: bool
+) -> np.ndarray[Any, Any]:
+    integers = datatype in INTEGERS
     try:
         array = np.asarray(data)
     except ValueError:
         array = np.asarray([None])
     if (
         not isinstance(data, list)
-        or array.dtype.kind not in kinds
+        or array.dtype.kind not in ("i" if integers else "fi")
         or (booleans and holds_a_boolean(data))
     ):
-        if name == "labels" and _integers_past_int64(array):
-            raise bad_request(f"Input 'labels' holds a value too large for {datatype}")
-        wanted = "numbers" if name == "logits" else "integers"
+        if integers and _integers_past_int64(array):
+            raise bad_request(f"Input {name!r} holds a value too large for {datatype}")
+        wanted = "integers" if integers else "numbers"
         raise bad_request(f"Input {name!r} ({datatype}) must hold {wanted} in its 'data' array")
     if array.size != math.prod(shape):
         raise bad_request(
             f"Input {name!r} holds {array.size} values in 'data'; shape {shape} takes "
             f"{math.prod(shape)}"
         )
-    if datatype == "FP32" and (np.abs(array) > FLOAT32_MAX).any():
-        raise bad_request(f"Input {name!r} holds a value too large for FP32")
-    if datatype == "INT32" and ((array < -(2**31)) | (array >= 2**31)).any():
-        raise bad_request(f"Input {name!r} holds a value too large for INT32")
-    return array.astype(np.float64 if name == "logits" else np.int64, copy=False).reshape(shape)
+    if integers:
+        if datatype == "INT32" and ((array < -(2**31)) | (array >= 2**31)).any():
+            raise bad_request(f"Input {name!r} holds a value too large for INT32")
+        return array.astype(np.int64, copy=False).reshape(shape)
+    values = array.astype(np.float64, copy=False)
+    held = rounded(values, datatype)
+    # Infinities and NaN pass, for the core to refuse in its words ("Expected finite numbers");
+    # a finite number too large is one that rounds to infinity (3.4028235e38 fits FP32).
+    if (np.isfinite(values) & ~np.isfinite(held)).any():
+        raise bad_request(f"Input {name!r} holds a value too large for {datatype}")
+    return held.reshape(shape)
 
 
-def _integers_past_int64(array: np.ndarray) -> bool:
+def _integers_past_int64(array: np.ndarray[Any, Any]) -> bool:
     """Whether every value is an integer and one lies outside int64. Integer literals past 64
     bits parse as floats (rounded to at or past the bounds) or as Python ints."""
     values = array.ravel().tolist()

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from service.oip_dtypes import bfloat16_bits_to_float32
+
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 INTEGERS = ("int32", "int64")
 # numpy's dtype for each name; bfloat16 travels as its 16 bits and is widened to float32.
@@ -107,8 +109,8 @@ def decode(
             "bad_length",
         )
     array = np.frombuffer(bytearray(raw), dtype=wire).reshape(shape)  # writable, for torch
-    if dtype == "bfloat16":  # the top 16 bits of a float32
-        return (array.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "bfloat16":
+        return bfloat16_bits_to_float32(array)
     return array
 
 

@@ -46,11 +46,12 @@ def sums_to_dict(sums: ScoreSums, weighted: bool = False) -> dict[str, Any]:
 def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
     """The inverse of `sums_to_dict`."""
     bins = body["bins"]
+    summed: dict[str, Any] = {name: float(body[name]) for name in SUMMED[2:]}
     return ScoreSums(
         count=int(body["count"]),
         weight=float(body.get("weight", body["count"])),
         correct=float(body["correct"]),
-        **{name: float(body[name]) for name in SUMMED[2:]},
+        **summed,
         bin_count=tuple(float(v) for v in bins["count"]),
         bin_confidence=tuple(float(v) for v in bins["confidence"]),
         bin_correct=tuple(float(v) for v in bins["correct"]),

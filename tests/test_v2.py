@@ -137,7 +137,10 @@ def test_tritonclient_health_and_metadata(triton_client):
     model = triton_client.get_model_metadata("fairloss")
     assert model["inputs"] == [
         {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1], "optional": True},
+        {"name": "log_probabilities", "datatype": "FP32", "shape": [-1, -1], "optional": True},
         {"name": "labels", "datatype": "INT64", "shape": [-1]},
+        {"name": "sample_weight", "datatype": "FP32", "shape": [-1], "optional": True},
     ]
     assert [o["name"] for o in model["outputs"]] == ["ce", "penalty", "total", "reduced", "ece"]
 
@@ -261,12 +264,13 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "unknown input",
         with_input(1, name="targets"),
-        "Expected the inputs 'logits' and 'labels', once each, but got ['logits', 'targets']",
+        "Unknown input(s) 'targets'; expected logits (or probabilities or log_probabilities), "
+        "labels and optionally sample_weight",
     ),
     (
         "wrong logits datatype",
-        with_input(0, datatype="FP16"),
-        "Input 'logits' has datatype 'FP16'; expected FP32 or FP64",
+        with_input(0, datatype="INT64"),
+        "Input 'logits' has datatype 'INT64'; expected FP16, BF16, FP32 or FP64",
     ),
     (
         "float labels",
@@ -283,7 +287,11 @@ ERRORS: list[tuple[str, Any, str]] = [
         with_input(0, data=[0.1, True, 0.3, 0.4, 0.5, 0.6]),
         "Input 'logits' (FP64) must hold numbers in its 'data' array",
     ),
-    ("wrong rank", with_input(0, shape=[6]), "Input 'logits' has shape [6]; expected [N, C]"),
+    (
+        "wrong rank",
+        with_input(0, shape=[6]),
+        "Input 'logits' has shape [6]; expected [N, C] or [N, C, d1, ..., dk]",
+    ),
     (
         "one class",
         with_input(0, shape=[6, 1]),
