@@ -123,8 +123,9 @@ def _convert(
 
 def predictions_array(
     value: Any, loc: Loc, *, max_elements: int, may_hold_booleans: bool, used: int = 0
-) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """(N, C) or (N, C, d1, ..., dk) float64 numbers, within ``max_elements``.
+) -> np.ndarray[Any, Any]:
+    """(N, C) or (N, C, d1, ..., dk) floats (float64 from JSON lists, a typed array's own
+    dtype otherwise), within ``max_elements``.
 
     ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
     """
@@ -149,7 +150,9 @@ def predictions_array(
         value = _convert(value, loc, "fiu", _is_number, "number", may_hold_booleans)
     _check_shape(list(value.shape), loc)
     element_limit(value.shape, max_elements, loc, used)
-    array: np.ndarray[Any, np.dtype[np.float64]] = value.astype(np.float64, copy=False)
+    array: np.ndarray[Any, Any] = value
+    if value.dtype.kind != "f":  # a typed array's own float dtype stays: the core widens it
+        array = value.astype(np.float64)
     return array
 
 

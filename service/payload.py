@@ -113,7 +113,9 @@ def parse_object(body: bytes | bytearray) -> dict[str, Any]:
     Numeric ``logits`` and ``labels`` come back as numpy arrays when the fast path
     (`service.fastjson`) can take the body, and as lists otherwise.
     """
-    fast = parse_fast(body)
+    # A body of typed arrays is mostly base64 text, which orjson reads at once; the fast path
+    # (made for numbers) would parse it only to hand it on.
+    fast = None if b'"dtype"' in body else parse_fast(body)
     if fast is not None:
         return fast
     try:
