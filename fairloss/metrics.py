@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from fairloss.bootstrap import ReplicateSums
 from fairloss.functional import FairLossTerms
 
 
@@ -82,12 +83,18 @@ def calibration_bins(
         raise ValueError(f"Expected `n_bins` to be an integer larger than 0, but got {n_bins}")
     confidence = confidence.double()
     weight = torch.ones_like(confidence) if weight is None else weight.double()
-    upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins
-    index = torch.searchsorted(upper, confidence.contiguous()).clamp(max=n_bins - 1)
+    index = bin_index(confidence, n_bins)
     values = torch.stack([weight, confidence * weight, correct * weight], dim=1)
     zeros = torch.zeros(n_bins, 3, dtype=torch.float64, device=confidence.device)
     count, conf_sum, correct_sum = zeros.index_add(0, index, values).unbind(1)
     return count, conf_sum, correct_sum
+
+
+def bin_index(confidence: Tensor, n_bins: int) -> Tensor:
+    """The calibration bin of each confidence: b for ``(b / n_bins, (b + 1) / n_bins]``."""
+    confidence = confidence.double().contiguous()
+    upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins
+    return torch.searchsorted(upper, confidence).clamp(max=n_bins - 1)
 
 
 def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:
@@ -130,6 +137,7 @@ class ScoreSums:
     bin_count: tuple[float, ...] = field(default=())
     bin_confidence: tuple[float, ...] = field(default=())
     bin_correct: tuple[float, ...] = field(default=())
+    replicates: ReplicateSums | None = None
 
     def merge(self, other: ScoreSums) -> ScoreSums:
         return ScoreSums(
@@ -171,6 +179,12 @@ def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
 
 
 def _add(mine: Any, theirs: Any) -> Any:
+    if isinstance(mine, ReplicateSums) or isinstance(theirs, ReplicateSums):
+        if mine is None or theirs is None:
+            raise ValueError("Expected every chunk's sums to carry bootstrap replicates, or none")
+        return mine.merge(theirs)
+    if mine is None:
+        return None
     if not isinstance(mine, tuple):
         return mine + theirs
     if mine and theirs and len(mine) != len(theirs):

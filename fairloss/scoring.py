@@ -9,12 +9,13 @@ calibration bins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 from torch import Tensor
 
+from fairloss.bootstrap import FIELDS, Bootstrap, ReplicateSums, replicate_sums
 from fairloss.checks import (
     ArrayLike,
     Kind,
@@ -26,7 +27,14 @@ from fairloss.checks import (
 )
 from fairloss.devices import resolve_device
 from fairloss.functional import counted_labels, flatten, terms_of
-from fairloss.metrics import CRITERIA, ScoreSums, Violations, score_sums, scores_of
+from fairloss.metrics import (
+    CRITERIA,
+    ScoreSums,
+    Violations,
+    bin_index,
+    score_sums,
+    scores_of,
+)
 from fairloss.metrics import superior_violations as count_violations
 from fairloss.options import ScoringOptions
 
@@ -91,6 +99,8 @@ def score_batch(
     default_device: str = "cpu",
     violations: bool = False,
     rules: bool = True,
+    bootstrap: Bootstrap | None = None,
+    row_offset: int = 0,
 ) -> BatchScores:
     """Score one batch: FairLoss, the paper's scoring rules, sums and (optionally) violations.
 
@@ -112,6 +122,10 @@ def score_batch(
         rules: also compute the scoring rules; without them (``rules=False``) the columns are
             ``ce``, ``penalty``, ``total`` and ``counted`` only, and the sums hold the count and
             those three (about half the work, for callers that need the loss alone).
+        bootstrap: also keep per-replicate sums (``sums.replicates``) of a paired Poisson
+            bootstrap over the items (the first axis); see `fairloss.bootstrap`.
+        row_offset: the index, in the whole dataset, of this batch's first item, so that a
+            dataset split into batches gets the replicates of one batch for the whole.
 
     Raises:
         InputError: at ``logits`` (or the ``kind`` given), ``labels``, ``sample_weight``,
@@ -167,4 +181,33 @@ def score_batch(
             k: count_violations(columns[k], correct, counted, sample_weight=w) for k in CRITERIA
         }
     sums = score_sums(terms, scores, options.ece_bins, w)
+    if bootstrap is not None:
+        weight = counted.double() * (1 if w is None else w)
+        replicates = _replicates(columns, weight, shape[0], options.ece_bins, bootstrap, row_offset)
+        sums = replace(sums, replicates=replicates)
     return batch(columns, sums, found, weighted=w is not None)
+
+
+def _replicates(
+    columns: dict[str, Tensor],
+    weight: Tensor,
+    items: int,
+    n_bins: int,
+    bootstrap: Bootstrap,
+    row_offset: int,
+) -> ReplicateSums:
+    """Per-replicate sums, resampling items (the first axis): every position of an item shares
+    its weight, a cluster bootstrap, as positions within an image or a sequence are not
+    independent."""
+    values = [weight, *(columns[name].double() * weight for name in FIELDS[1:])]
+    per_item = torch.stack(values, dim=1).reshape(items, -1, len(FIELDS)).sum(dim=1)
+    binned = torch.stack(
+        [weight, columns["confidence"].double() * weight, columns["correct"].double() * weight]
+    )
+    slot = torch.arange(weight.shape[0], device=weight.device) // (weight.shape[0] // items)
+    slot = slot * n_bins + bin_index(columns["confidence"], n_bins)
+    bins = torch.zeros(items * n_bins, 3, dtype=torch.float64, device=weight.device)
+    bins = bins.index_add(0, slot, binned.T).reshape(items, n_bins, 3).transpose(1, 2)
+    return replicate_sums(
+        bootstrap, row_offset, per_item.cpu().numpy(), bins.reshape(items, -1).cpu().numpy()
+    )

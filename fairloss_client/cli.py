@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
 from fairloss.scoring import score_batch
@@ -79,7 +80,11 @@ def _shown(value: Any) -> str:
 
 
 def in_process(
-    logits: Mapping[str, Any], labels: Any, options: dict[str, Any], compare: bool
+    logits: Mapping[str, Any],
+    labels: Any,
+    options: dict[str, Any],
+    compare: bool,
+    bootstrap: Bootstrap | None = None,
 ) -> ScoreResult | CompareResult:
     """Score here with the core; a fault in a file's data names the file."""
     checked = ScoringOptions(**options)
@@ -88,15 +93,33 @@ def in_process(
         try:
             z = as_predictions(value, name, checked.precision)
             batches[name] = score_batch(
-                z, as_labels(labels, z.shape), checked, default_device="auto", violations=compare
+                z,
+                as_labels(labels, z.shape),
+                checked,
+                default_device="auto",
+                violations=compare,
+                bootstrap=bootstrap,
             )
         except InputError as exc:
             where = f"{flag('device')} {checked.device}" if exc.loc[:1] == ("device",) else name
             raise CliError(f"{where}: {exc}") from None
     if compare:
-        return compare_result(batches)
+        return compare_result(batches, bootstrap)
     (only,) = batches.values()
-    return score_result(only)
+    return score_result(only, bootstrap=bootstrap)
+
+
+def bootstrap_of(args: argparse.Namespace) -> Bootstrap | None:
+    """``--bootstrap R`` (with ``--confidence-level`` and ``--seed``), checked; None without."""
+    if args.bootstrap is None:
+        return None
+    try:
+        return Bootstrap(args.bootstrap, args.confidence_level, args.seed)
+    except InputError as exc:
+        name = str(exc.loc[-1])
+        given = {"replicates": args.bootstrap, "confidence_level": args.confidence_level}
+        shown = flag("bootstrap" if name == "replicates" else name)
+        raise CliError(f"{shown} {given.get(name, args.seed)}: {exc}") from None
 
 
 def run_files(args: argparse.Namespace) -> None:
@@ -108,11 +131,12 @@ def run_files(args: argparse.Namespace) -> None:
     if args.output is not None:
         check_output(args.output)
     options = options_of(args)
+    bootstrap = bootstrap_of(args)
     paths = [args.file] if args.command == "score" else args.files
     logits, labels = load(paths, args.labels)
     compare = args.command == "compare"
     result = (
-        in_process(logits, labels, options, compare)
+        in_process(logits, labels, options, compare, bootstrap)
         if remote is None
         else remote.remote(
             args.url,
@@ -120,6 +144,7 @@ def run_files(args: argparse.Namespace) -> None:
             labels,
             options,
             compare=compare,
+            bootstrap=bootstrap,
             api_key=args.api_key,
             concurrency=args.concurrency,
             progress=args.progress,
@@ -202,6 +227,16 @@ def _parser() -> argparse.ArgumentParser:
         help="progress bar (default: when on a terminal)",
     )
     add_option_flags(common)
+    common.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="R",
+        help="paired Poisson bootstrap with R replicates: intervals, and paired tests in compare",
+    )
+    common.add_argument(
+        "--confidence-level", type=float, default=0.95, help="of the intervals (default 0.95)"
+    )
+    common.add_argument("--seed", type=int, default=0, help="of the bootstrap (default 0)")
 
     scoring = commands.add_parser("score", parents=[common], help="score one file of logits")
     scoring.add_argument("file", type=Path)

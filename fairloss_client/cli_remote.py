@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
+from fairloss.bootstrap import Bootstrap
 from fairloss_client.cli_text import CliError, causes, one_line, os_reason, reason
 from fairloss_client.client import Client
 from fairloss_client.plan import ServiceError
@@ -110,6 +111,7 @@ def remote(
     options: dict[str, Any],
     *,
     compare: bool,
+    bootstrap: Bootstrap | None = None,
     api_key: str | None = None,
     concurrency: int = 4,
     progress: bool | None = None,
@@ -120,9 +122,9 @@ def remote(
     try:
         with _client(url, api_key, concurrency, progress) as client:
             if compare:
-                return client.compare(logits, labels, **options)
+                return client.compare(logits, labels, bootstrap=bootstrap, **options)
             (only,) = logits.values()
-            return client.score(only, labels, **options)
+            return client.score(only, labels, bootstrap=bootstrap, **options)
     except ServiceError as exc:
         raise CliError(service_message(exc, url, api_key)) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:

@@ -6,6 +6,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from fairloss_client.results import CompareResult, ScoreResult
 
@@ -83,7 +84,26 @@ def format_score(result: ScoreResult) -> str:
         *((f"{k} ({how})", v) for k, v in result.reduced.items()),
         *result.metrics.items(),
     ]
-    return table(("", "value"), rows) + "\n"
+    text = table(("", "value"), rows) + "\n"
+    found = result.intervals
+    if found and result.bootstrap is not None:
+        level = f"{result.bootstrap.confidence_level:.0%} interval"
+        spans = [(name, i["estimate"], _span(i)) for name, i in found.items()]
+        text += "\n" + table(("criterion (mean)", "estimate", level), spans) + "\n"
+    return text
+
+
+def _span(found: dict[str, Any]) -> str:
+    if found["low"] is None:
+        return "-"
+    return f"[{found['low']:.6f}, {found['high']:.6f}]"
+
+
+def _p(value: float | None, smallest: float = 0.0) -> str:
+    """A p-value; one of 0 from R replicates is below 1/R, and said so."""
+    if value is None:
+        return "-"
+    return f"<{smallest:.2g}" if value == 0 and smallest else f"{value:.4g}"
 
 
 def format_compare(result: CompareResult) -> str:
@@ -101,4 +121,22 @@ def format_compare(result: CompareResult) -> str:
         for c in result.candidates
     ]
     ranking = [(k, " > ".join(v)) for k, v in result.ranking.items()]
-    return f"{table(header, rows)}\n\n{table(('ranking', 'best first'), ranking)}\n"
+    text = f"{table(header, rows)}\n\n{table(('ranking', 'best first'), ranking)}\n"
+    first = result.candidates[0].bootstrap
+    if result.differences and first is not None:
+        smallest = 1 / first.replicates
+        pairs = [
+            (
+                f"{d['a']} - {d['b']}",
+                name,
+                found["estimate"],
+                _span(found),
+                _p(found["p_value"], smallest),
+                _p(found.get("mcnemar_p_value")),
+            )
+            for d in result.differences
+            for name, found in d["criteria"].items()
+        ]
+        heading = ("pair", "criterion", "difference", "interval", "p-value", "McNemar p")
+        text += "\n" + table(heading, pairs) + "\n"
+    return text

@@ -26,19 +26,11 @@ from tenacity import (
 )
 from tqdm import tqdm
 
+from fairloss.bootstrap import Bootstrap
 from fairloss.checks import Kind
 from fairloss_client.arrays import ArrayLike
-from fairloss_client.plan import (
-    Job,
-    Limits,
-    Request,
-    Retry,
-    answer,
-    compare_request,
-    request_fields,
-    retryable,
-    score_request,
-)
+from fairloss_client.bodies import Request, compare_request, request_fields, score_request
+from fairloss_client.plan import Job, Limits, Retry, answer, retryable
 from fairloss_client.results import CompareResult, ScoreResult, merge_comparisons, merge_scores
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -101,7 +93,10 @@ class Client(_Base):
     """Synchronous client; chunks go out on ``concurrency`` threads. Use as a context manager.
 
     ``score`` and ``compare`` take the scoring options of `fairloss.ScoringOptions` as keyword
-    arguments, plus ``per_sample`` and ``extra_columns``.
+    arguments, plus ``kind``, ``sample_weight``, ``bootstrap`` (a `fairloss.bootstrap.Bootstrap`
+    or its fields: each chunk is sent with its ``row_offset``, its replicate sums merged, so
+    ``result.intervals`` and ``compared.differences`` are those of one request for all rows),
+    ``per_sample`` and ``extra_columns``.
     """
 
     def __init__(self, url: str, *, transport: httpx.BaseTransport | None = None, **kw: Any):
@@ -137,11 +132,12 @@ class Client(_Base):
         *,
         kind: Kind = "logits",
         sample_weight: ArrayLike | None = None,
+        bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> ScoreResult:
-        fields = request_fields(options, per_sample, extra_columns, False, self.typed)
+        fields = request_fields(options, per_sample, extra_columns, False, self.typed, bootstrap)
         request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
         return merge_scores(self._run(request))
 
@@ -152,13 +148,14 @@ class Client(_Base):
         *,
         kind: Kind = "logits",
         sample_weight: ArrayLike | None = None,
+        bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> CompareResult:
         """Score each named candidate's predictions against ``labels``, rank them, count
         violations (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
-        fields = request_fields(options, per_sample, extra_columns, True, self.typed)
+        fields = request_fields(options, per_sample, extra_columns, True, self.typed, bootstrap)
         request = compare_request(
             candidates, labels, fields, kind=kind, sample_weight=sample_weight
         )
@@ -232,11 +229,12 @@ class AsyncClient(_Base):
         *,
         kind: Kind = "logits",
         sample_weight: ArrayLike | None = None,
+        bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> ScoreResult:
-        fields = request_fields(options, per_sample, extra_columns, False, self.typed)
+        fields = request_fields(options, per_sample, extra_columns, False, self.typed, bootstrap)
         request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
         return merge_scores(await self._run(request))
 
@@ -247,13 +245,14 @@ class AsyncClient(_Base):
         *,
         kind: Kind = "logits",
         sample_weight: ArrayLike | None = None,
+        bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> CompareResult:
         """Score each named candidate's predictions against ``labels``, rank them, count
         violations (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
-        fields = request_fields(options, per_sample, extra_columns, True, self.typed)
+        fields = request_fields(options, per_sample, extra_columns, True, self.typed, bootstrap)
         request = compare_request(
             candidates, labels, fields, kind=kind, sample_weight=sample_weight
         )

@@ -1,4 +1,5 @@
-"""The client's sans-IO core: chunk planning, request bodies, answers, retry decisions.
+"""The client's sans-IO core: chunk planning, answers, retry decisions (request bodies are in
+`fairloss_client.bodies`).
 
 Nothing here opens a connection or sleeps; `fairloss_client.client` holds the two thin drivers
 (threads and asyncio) that do the I/O with httpx and tenacity around these pieces.
@@ -12,8 +13,8 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,18 +22,8 @@ import numpy as np
 import orjson
 from tenacity import RetryCallState
 
-from fairloss.metrics import CRITERIA
-from fairloss.options import ScoringOptions
-from fairloss_client.arrays import (
-    Array,
-    ArrayLike,
-    as_labels,
-    as_numpy,
-    as_predictions,
-    as_weights,
-)
-from service.typed_arrays import encode as encode_array
-from service.wire import EXTRA_COLUMNS, header_int
+from fairloss_client.bodies import Request, encode
+from service.wire import header_int
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 
@@ -116,127 +107,6 @@ def answer(response: httpx.Response, rows: tuple[int, int] | None) -> dict[str, 
     except orjson.JSONDecodeError:
         problem = {"detail": response.text[:200]}
     raise ServiceError(response.status_code, problem if isinstance(problem, dict) else {}, rows)
-
-
-def option_fields(
-    options: ScoringOptions,
-    per_sample: bool,
-    extra_columns: Sequence[str],
-    *,
-    compare: bool,
-    typed: bool = True,
-) -> dict[str, Any]:
-    """The JSON fields for ``options``; `compare` asks for every column a criterion needs;
-    ``typed`` asks for the columns as typed arrays."""
-    body: dict[str, Any] = {k: v for k, v in asdict(options).items() if v is not None}
-    columns = list(extra_columns)
-    if compare:
-        if not per_sample:
-            raise ValueError("compare needs the per-sample columns to count violations")
-        columns += [c for c in CRITERIA if c in EXTRA_COLUMNS and c not in columns]
-    arrays = "base64" if typed else "json"
-    return {**body, "per_sample": per_sample, "extra_columns": columns, "response_arrays": arrays}
-
-
-def request_fields(
-    options: dict[str, Any],
-    per_sample: bool,
-    extra_columns: Sequence[str],
-    compare: bool,
-    typed: bool,
-) -> dict[str, Any]:
-    """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
-    values: `fairloss.InputError`) so that no request is sent for them."""
-    weights = options.get("class_weights")
-    if weights is not None:  # numpy arrays and tensors too
-        options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}
-    checked = ScoringOptions(**options)
-    return option_fields(checked, per_sample, extra_columns, compare=compare, typed=typed)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One call's items (the first axis): ``body(rows)`` is the JSON object for a slice."""
-
-    path: str
-    n: int
-    row_elements: int
-    body: Callable[[slice | Array], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Checked arrays: the labels, the sample weights (or None), and how to send an array."""
-
-    labels: Array
-    weights: Array | None
-    typed: bool
-
-    def send(self, array: Array) -> Any:
-        """An array as the JSON body holds it: a typed array, or nested lists."""
-        return encode_array(array) if self.typed else array
-
-    def fields(self, rows: slice | Array) -> dict[str, Any]:
-        fields = {"labels": self.send(self.labels[rows])}
-        if self.weights is not None:
-            fields["sample_weight"] = self.send(self.weights[rows])
-        return fields
-
-
-def _inputs(
-    labels: ArrayLike, weights: ArrayLike | None, shape: tuple[int, ...], typed: bool
-) -> Inputs:
-    y = as_labels(labels, shape)
-    return Inputs(y, None if weights is None else as_weights(weights, y.shape), typed)
-
-
-def score_request(
-    predictions: ArrayLike,
-    labels: ArrayLike,
-    fields: dict[str, Any],
-    *,
-    kind: str = "logits",
-    sample_weight: ArrayLike | None = None,
-) -> Request:
-    z = as_predictions(predictions, kind, fields["precision"])
-    inputs = _inputs(labels, sample_weight, z.shape, fields["response_arrays"] == "base64")
-
-    def body(rows: slice | Array) -> dict[str, Any]:
-        return {kind: inputs.send(z[rows]), **inputs.fields(rows), **fields}
-
-    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body)
-
-
-def compare_request(
-    candidates: Mapping[str, ArrayLike],
-    labels: ArrayLike,
-    fields: dict[str, Any],
-    *,
-    kind: str = "logits",
-    sample_weight: ArrayLike | None = None,
-) -> Request:
-    if not candidates:
-        raise ValueError("Expected at least one candidate")
-    precision = fields["precision"]
-    arrays = {
-        name: as_predictions(v, f"candidates[{name!r}]", precision)
-        for name, v in candidates.items()
-    }
-    shapes = {a.shape for a in arrays.values()}
-    if len(shapes) != 1:
-        raise ValueError(f"Expected every candidate to have one shape, but got {sorted(shapes)}")
-    shape = shapes.pop()
-    inputs = _inputs(labels, sample_weight, shape, fields["response_arrays"] == "base64")
-
-    def body(rows: slice | Array) -> dict[str, Any]:
-        named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
-        return {**inputs.fields(rows), "candidates": named, **fields}
-
-    return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body)
-
-
-def encode(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class Job:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import reduce
 from typing import Any
 
 import torch
 
+from fairloss.bootstrap import Bootstrap
 from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
 from fairloss.scoring import BatchScores, metrics, reduced
+from fairloss.uncertainty import differences, intervals
 from fairloss_client.arrays import Array, ArrayLike, as_numpy
 from service.wire import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
 
@@ -28,6 +30,15 @@ class ScoreResult:
     sums: ScoreSums
     per_sample: dict[str, Array]
     chunks: int
+    bootstrap: Bootstrap | None = None
+
+    @property
+    def intervals(self) -> dict[str, dict[str, Any]]:
+        """Each criterion's percentile interval (``estimate``, ``low``, ``high``) when a
+        bootstrap was asked for, from the merged replicate sums; empty otherwise."""
+        if self.bootstrap is None:
+            return {}
+        return intervals(self.sums, self.bootstrap.confidence_level)
 
     @property
     def reduced(self) -> dict[str, float]:
@@ -40,7 +51,7 @@ class ScoreResult:
         return metrics(self.sums)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CandidateResult(ScoreResult):
     name: str
     violations: dict[str, Violations]
@@ -50,9 +61,12 @@ class CandidateResult(ScoreResult):
 class CompareResult:
     candidates: list[CandidateResult]
     ranking: dict[str, list[str]]
+    differences: list[dict[str, Any]] = field(default_factory=list)
 
 
-def score_result(batch: BatchScores, extra_columns: tuple[str, ...] = ()) -> ScoreResult:
+def score_result(
+    batch: BatchScores, extra_columns: tuple[str, ...] = (), bootstrap: Bootstrap | None = None
+) -> ScoreResult:
     """The result of one batch scored in this process (`fairloss.score_batch`)."""
     return ScoreResult(
         n=batch.n,
@@ -64,22 +78,44 @@ def score_result(batch: BatchScores, extra_columns: tuple[str, ...] = ()) -> Sco
         sums=batch.sums,
         per_sample=per_sample_columns(batch, extra_columns),
         chunks=1,
+        bootstrap=bootstrap,
     )
 
 
-def compare_result(batches: Mapping[str, BatchScores]) -> CompareResult:
+def compare_result(
+    batches: Mapping[str, BatchScores], bootstrap: Bootstrap | None = None
+) -> CompareResult:
     """The result of candidates scored in this process, with their violations and every
     criterion's column (as `Client.compare` asks for them)."""
     extra = tuple(c for c in CRITERIA if c in EXTRA_COLUMNS)
     results = [
         CandidateResult(
-            **{f.name: getattr(score_result(batch, extra), f.name) for f in fields(ScoreResult)},
+            **{
+                f.name: getattr(score_result(batch, extra, bootstrap), f.name)
+                for f in fields(ScoreResult)
+            },
             name=name,
             violations=batch.violations or {},
         )
         for name, batch in batches.items()
     ]
-    return CompareResult(results, rank({r.name: r.sums for r in results}))
+    return CompareResult(results, rank({r.name: r.sums for r in results}), _differences(results))
+
+
+def _differences(results: Sequence[CandidateResult]) -> list[dict[str, Any]]:
+    """Paired differences of every pair of candidates, when bootstrapped."""
+    first = results[0]
+    if first.bootstrap is None:
+        return []
+    counted = first.per_sample.get("counted")
+    mask = torch.ones(first.n, dtype=torch.bool) if counted is None else torch.from_numpy(counted)
+    return differences(
+        [r.name for r in results],
+        [r.sums for r in results],
+        [torch.from_numpy(r.per_sample["correct"]) for r in results],
+        mask,
+        first.bootstrap.confidence_level,
+    )
 
 
 def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
@@ -100,6 +136,7 @@ def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
         sums=reduce(ScoreSums.merge, (sums_from_dict(part["sums"]) for part in parts)),
         per_sample=per_sample,
         chunks=len(parts),
+        bootstrap=Bootstrap(**first["bootstrap"]) if "bootstrap" in first else None,
     )
 
 
@@ -137,4 +174,4 @@ def merge_comparisons(
                 violations=violations(merged.per_sample, sample_weight),
             )
         )
-    return CompareResult(results, rank({r.name: r.sums for r in results}))
+    return CompareResult(results, rank({r.name: r.sums for r in results}), _differences(results))

@@ -14,9 +14,11 @@ from fairloss.errors import InputError, path
 from fairloss.metrics import rank
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import BatchScores, score_batch
+from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.payload import parse_object
+from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling, uncertainty
 from service.schemas import ResponseOptions
 from service.wire import scored
 
@@ -98,7 +100,8 @@ def _arrays(
 def score_body(body: bytes | bytearray, default_device: str, max_elements: int) -> Reply:
     """``POST /score``: request bytes to response bytes."""
     data = parse_object(body)
-    options, response = parse_options(data, *KINDS, "labels", "sample_weight")
+    options, response = parse_options(data, *KINDS, "labels", "sample_weight", *REQUEST_FIELDS)
+    resampling = parse_resampling(data)
     kind, value = prediction(data)
     (labels_value,) = _required(data, "labels")
     booleans, weight = _arrays(data, [value, labels_value], body)
@@ -115,15 +118,24 @@ def score_body(body: bytes | bytearray, default_device: str, max_elements: int) 
         kind=kind,
         sample_weight=weight,
         default_device=default_device,
+        bootstrap=resampling.bootstrap,
+        row_offset=resampling.row_offset,
     )
-    extra = tuple(response.extra_columns)
-    result = scored(
+    result = _scored(batch, response, resampling)
+    return Reply(_dumps(result), batch.n, batch.num_classes, batch.device)
+
+
+def _scored(
+    batch: BatchScores, response: ResponseOptions, resampling: Resampling
+) -> dict[str, Any]:
+    arrays = response.response_arrays
+    body = scored(
         batch,
         per_sample=response.per_sample,
-        extra_columns=extra,
-        arrays=response.response_arrays,
+        extra_columns=tuple(response.extra_columns),
+        arrays=arrays,
     )
-    return Reply(_dumps(result), batch.n, batch.num_classes, batch.device)
+    return uncertainty(body, batch.sums, resampling, arrays)
 
 
 def _candidates(value: Any) -> list[tuple[str, Kind, Any]]:
@@ -172,7 +184,10 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
     """``POST /compare``: request bytes to response bytes."""
     data = parse_object(body)
     named = _candidates(data.get("candidates"))
-    options, response = parse_options(data, "labels", "candidates", "sample_weight")
+    options, response = parse_options(
+        data, "labels", "candidates", "sample_weight", *REQUEST_FIELDS
+    )
+    resampling = parse_resampling(data)
     (labels_value,) = _required(data, "labels")
     booleans, weight = _arrays(data, [labels_value, *(value for _, _, value in named)], body)
     used = 0
@@ -205,23 +220,23 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
                 sample_weight=weight,
                 default_device=default_device,
                 violations=True,
+                bootstrap=resampling.bootstrap,
+                row_offset=resampling.row_offset,
             )
         except InputError as error:
             raise (error.within("candidates", k) if error.loc[:1] == (kind,) else error) from None
-    extra = tuple(response.extra_columns)
     results = [
-        {
-            "name": name,
-            **scored(
-                batch,
-                per_sample=response.per_sample,
-                extra_columns=extra,
-                arrays=response.response_arrays,
-            ),
-        }
-        for name, batch in batches.items()
+        {"name": name, **_scored(batch, response, resampling)} for name, batch in batches.items()
     ]
     ranking = rank({name: batch.sums for name, batch in batches.items()})
     first = next(iter(batches.values()))
-    body = _dumps({"candidates": results, "ranking": ranking})
-    return Reply(body, first.n, first.num_classes, first.device)
+    answer: dict[str, Any] = {"candidates": results, "ranking": ranking}
+    if resampling.bootstrap is not None:
+        answer["differences"] = differences(
+            list(batches),
+            [batch.sums for batch in batches.values()],
+            [batch.columns["correct"] for batch in batches.values()],
+            first.columns["counted"],
+            resampling.bootstrap.confidence_level,
+        )
+    return Reply(_dumps(answer), first.n, first.num_classes, first.device)

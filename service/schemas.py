@@ -59,7 +59,25 @@ class ResponseOptions(BaseModel):
 TYPED = "or a typed array {dtype, shape, data (base64)}"
 
 
-class ScoreRequest(LossOptions, ResponseOptions):
+class BootstrapRequest(BaseModel):
+    """A paired Poisson bootstrap over the items (rows, or first-axis entries)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicates: int = Field(1000, ge=1, le=10_000)
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    seed: int = Field(0, ge=0, lt=2**63)
+    replicate_sums: bool = Field(False, description="return the per-replicate sums (mergeable)")
+
+
+class Resampled(BaseModel):
+    bootstrap: BootstrapRequest | None = Field(None, description="intervals and paired tests")
+    row_offset: int = Field(
+        0, ge=0, lt=2**63, description="index in the whole dataset of this request's first item"
+    )
+
+
+class ScoreRequest(LossOptions, ResponseOptions, Resampled):
     logits: list[list[float]] | dict[str, Any] | None = Field(
         None,
         description="N x C (or N x C x d1 x ... x dk) logits, one row per sample, "
@@ -97,7 +115,7 @@ class Candidate(BaseModel):
     log_probabilities: list[list[float]] | dict[str, Any] | None = None
 
 
-class CompareRequest(LossOptions, ResponseOptions):
+class CompareRequest(LossOptions, ResponseOptions, Resampled):
     labels: list[int] | dict[str, Any]
     sample_weight: list[float] | dict[str, Any] | None = None
     candidates: list[Candidate] = Field(min_length=1, description="unique names, one shape")

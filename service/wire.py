@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from fairloss.bootstrap import FIELDS, ReplicateSums
 from fairloss.metrics import ScoreSums, Violations
 from fairloss.scoring import BatchScores, metrics, reduced
 from service.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
@@ -55,6 +56,7 @@ def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
         bin_count=tuple(float(v) for v in bins["count"]),
         bin_confidence=tuple(float(v) for v in bins["confidence"]),
         bin_correct=tuple(float(v) for v in bins["correct"]),
+        replicates=replicates_from_dict(body["replicates"]) if "replicates" in body else None,
     )
 
 
@@ -154,3 +156,28 @@ def header_int(value: str | None) -> int | None:
         return None
     stripped = value.strip(" \t")
     return int(stripped) if _DIGITS.fullmatch(stripped) else None
+
+
+def replicates_to_dict(replicates: ReplicateSums, arrays: str) -> dict[str, Any]:
+    """``{"fields": [...], "values": R x 9, "bins": R x 3 x B}``, as lists or typed arrays."""
+    form = encode if arrays == "base64" else (lambda a: a)
+    return {
+        "fields": list(FIELDS),
+        "values": form(replicates.values),
+        "bins": form(replicates.bins),
+    }
+
+
+def replicates_from_dict(body: Mapping[str, Any]) -> ReplicateSums:
+    """The inverse of `replicates_to_dict`."""
+
+    def array(value: Any) -> np.ndarray[Any, Any]:
+        if is_typed(value):
+            return decode(value, ["replicates"], FLOATS, _bad).astype(np.float64)
+        return np.asarray(value, dtype=np.float64)
+
+    return ReplicateSums(array(body["values"]), array(body["bins"]))
+
+
+def _bad(message: str, loc: list[str | int], kind: str) -> Exception:
+    return ValueError(f"The replicate sums are not a typed array: {message}")

@@ -590,6 +590,21 @@ OPTION_CASES = [
         f"--ignore-index {2**64}: Expected `ignore_index` to be an integer in [-2**63, 2**63)",
     ),
     Case(
+        "bootstrap-zero-replicates",
+        ["score", "x.npz", "--bootstrap", "0"],
+        "--bootstrap 0: Expected `bootstrap.replicates` to be an integer in [1, 10000], but got 0",
+    ),
+    Case(
+        "bootstrap-confidence-level-one",
+        ["score", "x.npz", "--bootstrap", "10", "--confidence-level", "1"],
+        "--confidence-level 1.0: Expected `bootstrap.confidence_level` to be a number in (0, 1)",
+    ),
+    Case(
+        "bootstrap-negative-seed",
+        ["score", "x.npz", "--bootstrap", "10", "--seed", "-1"],
+        "--seed -1: Expected `bootstrap.seed` to be an integer in [0, 2**63), but got -1",
+    ),
+    Case(
         "device-unknown",
         ["score", "x.npz", "--device", "tpu"],
         "--device tpu: Unknown device 'tpu': use 'auto', 'cpu', 'cuda' or 'cuda:K'. Devices here:",
@@ -785,3 +800,37 @@ def _wait_for_info(url: str, process: subprocess.Popen[bytes]) -> dict[str, obje
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("fairloss serve did not answer within 60 s")
+
+
+def test_compare_with_bootstrap_prints_each_pair_with_interval_and_p_values(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(400, 4)), rng.integers(0, 4, 400)
+    np.savez(tmp_path / "a.npz", logits=logits, labels=labels)
+    np.savez(tmp_path / "b.npz", logits=logits + 2 * np.eye(4)[labels], labels=labels)
+    argv = ["compare", tmp_path / "a.npz", tmp_path / "b.npz", "--bootstrap", "200", "--seed", "3"]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    rows = {line.split()[3]: line.split() for line in out.splitlines() if line.startswith("a - b")}
+    assert set(rows) == {
+        "ce",
+        "penalty",
+        "total",
+        "log_loss",
+        "brier",
+        "pll",
+        "pbs",
+        "accuracy",
+        "ece",
+    }
+    assert rows["total"][-2:] == ["<0.005", "-"]  # b is far better: no replicate crosses 0
+    assert rows["accuracy"][-1] != "-"  # McNemar's p-value
+    assert "95% interval" not in out  # score's table, not compare's
+
+
+def test_score_with_bootstrap_prints_intervals(capsys, files):
+    code, out, _ = run(
+        capsys, "score", files["npz"], "--bootstrap", "50", "--confidence-level", "0.8"
+    )
+    assert code == 0
+    assert "80% interval" in out
+    assert sum(line.split()[0] in {"ce", "accuracy", "ece"} for line in out.splitlines()[-9:]) == 3

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 import fairloss
+from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
+from fairloss.uncertainty import difference, discordant, intervals
 from fairloss_client import AsyncClient, Client, Retry, ServiceError
 from fairloss_client.results import merge_comparisons, merge_scores
 from service.errors import ProblemError, input_problem
@@ -465,3 +467,28 @@ def test_merging_in_process_bodies_gives_one_result():
     )
     assert compared.candidates[0].violations["ce"].count == 4
     assert compared.candidates[0].violations["ce"].pairs == 4
+
+
+def test_bootstrap_in_chunks_of_700_rows_equals_one_request_for_all():
+    """The must-show: intervals and p-values of a chunked dataset are those of one request."""
+    logits, labels = batch(2500, 5, seed=12)
+    other = logits + np.random.default_rng(3).normal(size=logits.shape).astype(np.float32)
+    resample = Bootstrap(replicates=300, confidence_level=0.9, seed=4)
+    with Client("http://fake", transport=scripted([], []), max_chunk_rows=700) as client:
+        scored = client.score(logits, labels, bootstrap=resample)
+        compared = client.compare({"a": logits, "b": other}, labels, bootstrap=resample)
+    assert scored.chunks == 4
+    a = fairloss.score_batch(logits, labels, bootstrap=resample)
+    b = fairloss.score_batch(other, labels, bootstrap=resample)
+    want = intervals(a.sums, 0.9)
+    for name, found in scored.intervals.items():
+        for key in ("estimate", "low", "high"):
+            assert found[key] == pytest.approx(want[name][key], rel=1e-12, abs=1e-15)
+    counts = discordant(a.columns["correct"], b.columns["correct"], a.columns["counted"])
+    paired = difference(a.sums, b.sums, counts, 0.9)
+    [entry] = compared.differences
+    assert (entry["a"], entry["b"], entry["discordant"]) == ("a", "b", list(counts))
+    for name, found in entry["criteria"].items():
+        for key, value in found.items():
+            assert value == pytest.approx(paired[name][key], rel=1e-12, abs=1e-15), (name, key)
+    assert compared.candidates[1].intervals["total"]["low"] is not None

@@ -52,6 +52,7 @@ CHANGES_TOTALS = {
     "ignore_index",
 }
 ARRAY_FLAGS = {"labels", "url", "api_key", "output", "concurrency", "progress", "file", "help"}
+ARRAY_FLAGS |= {"bootstrap", "confidence_level", "seed"}  # resampling, not a scoring option
 
 
 @pytest.fixture
@@ -70,6 +71,7 @@ async def http(transport: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClien
 async def test_the_four_option_sets_are_one(http: httpx.AsyncClient) -> None:
     schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["ScoreRequest"]
     inputs = {"logits", "probabilities", "log_probabilities", "labels", "sample_weight"}
+    inputs |= {"bootstrap", "row_offset"}  # resampling, not a scoring option
     json_options = set(schema["properties"]) - inputs - set(ResponseOptions.model_fields)
     (commands,) = (a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     cli_flags = {a.dest for a in commands.choices["score"]._actions} - ARRAY_FLAGS

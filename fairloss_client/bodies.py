@@ -1,0 +1,157 @@
+"""Request bodies: the checked options as JSON fields, and each chunk's arrays (typed base64
+arrays by default). Sans-IO, like `fairloss_client.plan`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from fairloss.bootstrap import Bootstrap
+from fairloss.metrics import CRITERIA
+from fairloss.options import ScoringOptions
+from fairloss_client.arrays import Array, ArrayLike, as_labels, as_numpy, as_predictions, as_weights
+from service.typed_arrays import encode as encode_array
+from service.wire import EXTRA_COLUMNS
+
+
+def option_fields(
+    options: ScoringOptions,
+    per_sample: bool,
+    extra_columns: Sequence[str],
+    *,
+    compare: bool,
+    typed: bool = True,
+) -> dict[str, Any]:
+    """The JSON fields for ``options``; `compare` asks for every column a criterion needs;
+    ``typed`` asks for the columns as typed arrays."""
+    body: dict[str, Any] = {k: v for k, v in asdict(options).items() if v is not None}
+    columns = list(extra_columns)
+    if compare:
+        if not per_sample:
+            raise ValueError("compare needs the per-sample columns to count violations")
+        columns += [c for c in CRITERIA if c in EXTRA_COLUMNS and c not in columns]
+    arrays = "base64" if typed else "json"
+    return {**body, "per_sample": per_sample, "extra_columns": columns, "response_arrays": arrays}
+
+
+def request_fields(
+    options: dict[str, Any],
+    per_sample: bool,
+    extra_columns: Sequence[str],
+    compare: bool,
+    typed: bool,
+    bootstrap: Bootstrap | Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
+    values: `fairloss.InputError`) so that no request is sent for them. With a ``bootstrap``,
+    each chunk asks for its replicate sums, to be merged."""
+    weights = options.get("class_weights")
+    if weights is not None:  # numpy arrays and tensors too
+        options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}
+    checked = ScoringOptions(**options)
+    fields = option_fields(checked, per_sample, extra_columns, compare=compare, typed=typed)
+    if bootstrap is not None:
+        resample = bootstrap if isinstance(bootstrap, Bootstrap) else Bootstrap(**bootstrap)
+        fields["bootstrap"] = {**asdict(resample), "replicate_sums": True}
+    return fields
+
+
+def _offset(rows: slice | Array, fields: dict[str, Any]) -> dict[str, Any]:
+    """``row_offset``, the chunk's first item in the dataset, when bootstrapping."""
+    if "bootstrap" not in fields:
+        return {}
+    return {"row_offset": rows.start if isinstance(rows, slice) else 0}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call's items (the first axis): ``body(rows)`` is the JSON object for a slice."""
+
+    path: str
+    n: int
+    row_elements: int
+    body: Callable[[slice | Array], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Checked arrays: the labels, the sample weights (or None), and how to send an array."""
+
+    labels: Array
+    weights: Array | None
+    typed: bool
+
+    def send(self, array: Array) -> Any:
+        """An array as the JSON body holds it: a typed array, or nested lists."""
+        return encode_array(array) if self.typed else array
+
+    def fields(self, rows: slice | Array) -> dict[str, Any]:
+        fields = {"labels": self.send(self.labels[rows])}
+        if self.weights is not None:
+            fields["sample_weight"] = self.send(self.weights[rows])
+        return fields
+
+
+def _inputs(
+    labels: ArrayLike, weights: ArrayLike | None, shape: tuple[int, ...], typed: bool
+) -> Inputs:
+    y = as_labels(labels, shape)
+    return Inputs(y, None if weights is None else as_weights(weights, y.shape), typed)
+
+
+def score_request(
+    predictions: ArrayLike,
+    labels: ArrayLike,
+    fields: dict[str, Any],
+    *,
+    kind: str = "logits",
+    sample_weight: ArrayLike | None = None,
+) -> Request:
+    z = as_predictions(predictions, kind, fields["precision"])
+    inputs = _inputs(labels, sample_weight, z.shape, fields["response_arrays"] == "base64")
+
+    def body(rows: slice | Array) -> dict[str, Any]:
+        return {
+            kind: inputs.send(z[rows]),
+            **inputs.fields(rows),
+            **fields,
+            **_offset(rows, fields),
+        }
+
+    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body)
+
+
+def compare_request(
+    candidates: Mapping[str, ArrayLike],
+    labels: ArrayLike,
+    fields: dict[str, Any],
+    *,
+    kind: str = "logits",
+    sample_weight: ArrayLike | None = None,
+) -> Request:
+    if not candidates:
+        raise ValueError("Expected at least one candidate")
+    precision = fields["precision"]
+    arrays = {
+        name: as_predictions(v, f"candidates[{name!r}]", precision)
+        for name, v in candidates.items()
+    }
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"Expected every candidate to have one shape, but got {sorted(shapes)}")
+    shape = shapes.pop()
+    inputs = _inputs(labels, sample_weight, shape, fields["response_arrays"] == "base64")
+
+    def body(rows: slice | Array) -> dict[str, Any]:
+        named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
+        return {**inputs.fields(rows), "candidates": named, **fields, **_offset(rows, fields)}
+
+    return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body)
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
