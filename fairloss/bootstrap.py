@@ -33,7 +33,7 @@ MAX_REPLICATES = 10_000
 Floats = npt.NDArray[np.float64]
 
 
-def _thresholds() -> npt.NDArray[np.uint64]:
+def _thresholds() -> npt.NDArray[np.uint32]:
     """``T[k] = floor(2**32 * P(X <= k))`` for X ~ Poisson(1), while below 2**32."""
     edges: list[int] = []
     cdf, k = 0.0, 0
@@ -41,7 +41,7 @@ def _thresholds() -> npt.NDArray[np.uint64]:
         cdf += math.exp(-1) / math.factorial(k)
         edge = math.floor(cdf * 2**32)
         if edge >= 2**32:
-            return np.array(edges, dtype=np.uint64)
+            return np.array(edges, dtype=np.uint32)
         edges.append(edge)
         k += 1
 
@@ -100,12 +100,11 @@ def poisson_weights(bootstrap: Bootstrap, start: int, count: int) -> Floats:
     low = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     high = _fmix32((index >> np.uint64(32)).astype(np.uint32) + np.uint32(0x68E31DA4))
     keys = _replicate_keys(bootstrap.seed, bootstrap.replicates)[:, None]
-    with np.errstate(over="ignore"):
-        u = _fmix32((low * np.uint32(0x9E3779B1)) ^ high ^ keys).astype(np.uint64)
-    weights = np.zeros(u.shape, dtype=np.float64)
-    for edge in THRESHOLDS:
-        weights += u >= edge
-    return weights
+    u = _fmix32((low * np.uint32(0x9E3779B1)) ^ high ^ keys)
+    counts = np.zeros(u.shape, dtype=np.uint8)
+    for edge in THRESHOLDS:  # the inverse CDF: count the thresholds u reaches
+        np.add(counts, u >= edge, out=counts, casting="unsafe")
+    return counts.astype(np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,23 +143,14 @@ class ReplicateSums:
         return {name: means[name] for name in CRITERIA}
 
 
-def replicate_sums(
-    bootstrap: Bootstrap,
-    row_offset: int,
-    items: Floats,
-    bins: Floats,
-) -> ReplicateSums:
-    """The replicate sums of a batch whose items carry the per-item sums ``items`` (N, 9) and
-    per-item bin sums ``bins`` (N, 3 * B), item i being global item ``row_offset + i``."""
-    n = items.shape[0]
-    values = np.zeros((bootstrap.replicates, items.shape[1]))
-    binned = np.zeros((bootstrap.replicates, bins.shape[1]))
-    for start in range(0, n, BLOCK):
-        stop = min(start + BLOCK, n)
-        weights = poisson_weights(bootstrap, row_offset + start, stop - start)
-        values += weights @ items[start:stop]
-        binned += weights @ bins[start:stop]
-    return ReplicateSums(values, binned.reshape(bootstrap.replicates, 3, -1))
+def replicate_sums(bootstrap: Bootstrap, row_offset: int, items: Floats) -> Floats:
+    """(R, K) replicate sums of the per-item sums ``items`` (N, K), item i being the dataset's
+    item ``row_offset + i``: ``weights @ items``, in blocks of items."""
+    sums = np.zeros((bootstrap.replicates, items.shape[1]))
+    for start in range(0, items.shape[0], BLOCK):
+        stop = min(start + BLOCK, items.shape[0])
+        sums += poisson_weights(bootstrap, row_offset + start, stop - start) @ items[start:stop]
+    return sums
 
 
 def interval(stats: Floats, estimate: float, confidence_level: float) -> dict[str, Any]:

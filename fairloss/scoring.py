@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -65,6 +67,7 @@ class BatchScores:
     violations: dict[str, Violations] | None = None
     shape: tuple[int, ...] = ()
     weighted: bool = False
+    sample_weight: Tensor | None = None
 
     @property
     def reduced(self) -> dict[str, float]:
@@ -181,33 +184,46 @@ def score_batch(
             k: count_violations(columns[k], correct, counted, sample_weight=w) for k in CRITERIA
         }
     sums = score_sums(terms, scores, options.ece_bins, w)
-    if bootstrap is not None:
-        weight = counted.double() * (1 if w is None else w)
-        replicates = _replicates(columns, weight, shape[0], options.ece_bins, bootstrap, row_offset)
-        sums = replace(sums, replicates=replicates)
-    return batch(columns, sums, found, weighted=w is not None)
+    scored = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
+    if bootstrap is None:
+        return scored
+    (scored,) = with_replicates([scored], bootstrap, row_offset)
+    return scored
 
 
-def _replicates(
-    columns: dict[str, Tensor],
-    weight: Tensor,
-    items: int,
-    n_bins: int,
-    bootstrap: Bootstrap,
-    row_offset: int,
-) -> ReplicateSums:
-    """Per-replicate sums, resampling items (the first axis): every position of an item shares
-    its weight, a cluster bootstrap, as positions within an image or a sequence are not
-    independent."""
+def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:
+    """(N, 9 + 3B) per-item sums of a batch: the `FIELDS` weighted by sample weight (zero for
+    samples that do not count), then each calibration bin's weight, confidence and correct
+    sums. Summed over an item's positions: with K-dimensional outputs, the bootstrap resamples
+    items (the first axis), a cluster bootstrap, as the positions of one image or sequence are
+    not independent."""
+    columns, items, n_bins = batch.columns, batch.shape[0], batch.options.ece_bins
+    weight = columns["counted"].double()
+    if batch.sample_weight is not None:
+        weight = weight * batch.sample_weight
     values = [weight, *(columns[name].double() * weight for name in FIELDS[1:])]
     per_item = torch.stack(values, dim=1).reshape(items, -1, len(FIELDS)).sum(dim=1)
-    binned = torch.stack(
-        [weight, columns["confidence"].double() * weight, columns["correct"].double() * weight]
-    )
+    binned = [weight, columns["confidence"].double() * weight, columns["correct"] * weight]
     slot = torch.arange(weight.shape[0], device=weight.device) // (weight.shape[0] // items)
     slot = slot * n_bins + bin_index(columns["confidence"], n_bins)
     bins = torch.zeros(items * n_bins, 3, dtype=torch.float64, device=weight.device)
-    bins = bins.index_add(0, slot, binned.T).reshape(items, n_bins, 3).transpose(1, 2)
-    return replicate_sums(
-        bootstrap, row_offset, per_item.cpu().numpy(), bins.reshape(items, -1).cpu().numpy()
-    )
+    bins = bins.index_add(0, slot, torch.stack(binned, dim=1))
+    bins = bins.reshape(items, n_bins, 3).transpose(1, 2).reshape(items, -1)
+    return torch.cat([per_item, bins], dim=1).cpu().numpy()
+
+
+def with_replicates(
+    batches: list[BatchScores], bootstrap: Bootstrap, row_offset: int = 0
+) -> list[BatchScores]:
+    """The batches (candidates scored against the same labels) with their per-replicate sums,
+    from one draw of weights shared by all of them: a paired bootstrap."""
+    matrices = [item_matrix(batch) for batch in batches]
+    sums = replicate_sums(bootstrap, row_offset, np.concatenate(matrices, axis=1))
+    done, start = [], 0
+    for batch, matrix in zip(batches, matrices, strict=True):
+        own = sums[:, start : start + matrix.shape[1]]
+        start += matrix.shape[1]
+        bins = own[:, len(FIELDS) :].reshape(bootstrap.replicates, 3, -1)
+        replicates = ReplicateSums(np.ascontiguousarray(own[:, : len(FIELDS)]), bins)
+        done.append(replace(batch, sums=replace(batch.sums, replicates=replicates)))
+    return done

@@ -24,7 +24,7 @@ from typing import Any
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
-from fairloss.scoring import score_batch
+from fairloss.scoring import score_batch, with_replicates
 from fairloss_client.arrays import as_labels, as_numpy, as_predictions
 from fairloss_client.cli_files import check_output, load, write_output
 from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason
@@ -98,11 +98,14 @@ def in_process(
                 checked,
                 default_device="auto",
                 violations=compare,
-                bootstrap=bootstrap,
             )
         except InputError as exc:
             where = f"{flag('device')} {checked.device}" if exc.loc[:1] == ("device",) else name
             raise CliError(f"{where}: {exc}") from None
+    if bootstrap is not None:  # one draw of weights for all candidates: paired
+        batches = dict(
+            zip(batches, with_replicates(list(batches.values()), bootstrap), strict=True)
+        )
     if compare:
         return compare_result(batches, bootstrap)
     (only,) = batches.values()

@@ -13,7 +13,7 @@ from fairloss.checks import KINDS, Kind
 from fairloss.errors import InputError, path
 from fairloss.metrics import rank
 from fairloss.options import OPTION_NAMES, ScoringOptions
-from fairloss.scoring import BatchScores, score_batch
+from fairloss.scoring import BatchScores, score_batch, with_replicates
 from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
@@ -220,11 +220,14 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
                 sample_weight=weight,
                 default_device=default_device,
                 violations=True,
-                bootstrap=resampling.bootstrap,
-                row_offset=resampling.row_offset,
             )
         except InputError as error:
             raise (error.within("candidates", k) if error.loc[:1] == (kind,) else error) from None
+    if resampling.bootstrap is not None:  # one draw of weights for all candidates: paired
+        bootstrapped = with_replicates(
+            list(batches.values()), resampling.bootstrap, resampling.row_offset
+        )
+        batches = dict(zip(batches, bootstrapped, strict=True))
     results = [
         {"name": name, **_scored(batch, response, resampling)} for name, batch in batches.items()
     ]
