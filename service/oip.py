@@ -18,11 +18,14 @@ import numpy as np
 import orjson
 
 import fairloss
+from fairloss.bootstrap import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
+from fairloss.uncertainty import intervals
 from service.errors import unknown_fields
 from service.oip_tensors import bad_request, json_object, read_inputs
 from service.payload import parse_object
+from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling
 from service.wire import header_int, number
 
 MODEL = "fairloss"
@@ -30,7 +33,9 @@ HEADER_LENGTH = "inference-header-content-length"
 # Outputs: the per-sample terms (FP32, the labels' shape: [N] or [N, d1, ..., dk]), sent when
 # `outputs` is absent; and on request, the terms reduced as the `reduction` parameter says (FP64,
 # [3]: ce, penalty, total) and the ECE over `ece_bins` bins (FP64, [1]).
-OUTPUTS = {**dict.fromkeys(TERMS, "FP32"), "reduced": "FP64", "ece": "FP64"}
+# With the `bootstrap` parameter (an object, as on /score) and `row_offset`, also `intervals`
+# (FP64, [9, 3]: estimate, low, high of each of `INTERVAL_ROWS`; NaN where none).
+OUTPUTS = {**dict.fromkeys(TERMS, "FP32"), "reduced": "FP64", "ece": "FP64", "intervals": "FP64"}
 WIRE_DTYPES = {"FP32": "<f4", "FP64": "<f8"}
 REQUEST_KEYS = frozenset({"id", "inputs", "outputs", "parameters"})
 OUTPUT_KEYS = frozenset({"name", "parameters"})
@@ -58,6 +63,7 @@ MODEL_METADATA: dict[str, Any] = {
         *({"name": name, "datatype": "FP32", "shape": [-1]} for name in TERMS),
         {"name": "reduced", "datatype": "FP64", "shape": [3]},
         {"name": "ece", "datatype": "FP64", "shape": [1]},
+        {"name": "intervals", "datatype": "FP64", "shape": [len(CRITERIA), 3]},
     ],
 }
 
@@ -84,8 +90,9 @@ def infer(
     binary_default = parameters.pop("binary_data_output", False)
     if type(binary_default) is not bool:
         raise bad_request("Parameter 'binary_data_output' must be a boolean")
-    unknown_fields(parameters, OPTION_NAMES, "parameters")
-    options = ScoringOptions(**parameters)
+    unknown_fields(parameters, (*OPTION_NAMES, *REQUEST_FIELDS), "parameters")
+    resampling = parse_resampling(parameters)
+    options = ScoringOptions(**{k: v for k, v in parameters.items() if k in OPTION_NAMES})
     outputs = _requested_outputs(request.get("outputs"), binary_default)
     tensors = read_inputs(request, body, split, max_elements)
     batch = score_batch(
@@ -95,19 +102,27 @@ def infer(
         kind=tensors.kind,
         sample_weight=tensors.sample_weight,
         default_device=default_device,
-        rules="ece" in outputs,  # the per-sample terms and `reduced` need the loss alone
+        rules="ece" in outputs or "intervals" in outputs,  # the terms need the loss alone
+        bootstrap=resampling.bootstrap if "intervals" in outputs else None,
+        row_offset=resampling.row_offset,
     )
-    results = {name: _output(batch, name) for name in outputs}
+    if "intervals" in outputs and batch.sums.replicates is None:
+        raise bad_request("Output 'intervals' needs the parameter 'bootstrap'")
+    results = {name: _output(batch, name, resampling) for name in outputs}
     return _response(
         request.get("id"), results, outputs, (batch.n, batch.num_classes, batch.device)
     )
 
 
-def _output(batch: BatchScores, name: str) -> np.ndarray:
+def _output(batch: BatchScores, name: str, resampling: Resampling) -> np.ndarray:
     if name == "reduced":
         return np.array([number(v) for v in batch.reduced.values()], dtype=np.float64)
     if name == "ece":
         return np.array([number(batch.metrics["ece"])], dtype=np.float64)
+    if name == "intervals" and resampling.bootstrap is not None:  # `infer` checked it's there
+        found = intervals(batch.sums, resampling.bootstrap.confidence_level)
+        rows = [[found[c][k] for k in ("estimate", "low", "high")] for c in CRITERIA]
+        return np.array([[np.nan if v is None else v for v in row] for row in rows])
     return batch.columns[name].float().cpu().numpy().reshape(batch.shape)
 
 

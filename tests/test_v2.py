@@ -13,7 +13,10 @@ import torch
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+import fairloss
 from fairloss import fair_loss_terms
+from fairloss.bootstrap import CRITERIA, Bootstrap
+from fairloss.uncertainty import intervals
 from service.settings import Settings
 from tests.conftest import running_server
 
@@ -142,7 +145,14 @@ def test_tritonclient_health_and_metadata(triton_client):
         {"name": "labels", "datatype": "INT64", "shape": [-1]},
         {"name": "sample_weight", "datatype": "FP32", "shape": [-1], "optional": True},
     ]
-    assert [o["name"] for o in model["outputs"]] == ["ce", "penalty", "total", "reduced", "ece"]
+    assert [o["name"] for o in model["outputs"]] == [
+        "ce",
+        "penalty",
+        "total",
+        "reduced",
+        "ece",
+        "intervals",
+    ]
 
 
 def test_tritonclient_sees_the_error_message(triton_client):
@@ -353,8 +363,8 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "unknown output",
         json_request(outputs=[{"name": "accuracy"}]),
-        "outputs[0] names 'accuracy'; expected one of ce, penalty, total, reduced, ece, each at "
-        "most once",
+        "outputs[0] names 'accuracy'; expected one of ce, penalty, total, reduced, ece, "
+        "intervals, each at most once",
     ),
     (
         "both data and binary size",
@@ -475,3 +485,31 @@ async def test_unknown_model_gets_404(client):
     response = await client.post("/v2/models/resnet/infer", content=orjson.dumps(json_request()))
     assert response.status_code == 404
     assert response.json() == {"error": "Unknown model 'resnet'; this server has 'fairloss'"}
+
+
+@pytest.mark.anyio
+async def test_bootstrap_intervals_as_an_output(client):
+    rng = np.random.default_rng(4)
+    logits, labels = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
+    request = {
+        "inputs": [
+            tensor("logits", "FP64", [60, 3], logits.ravel().tolist()),
+            tensor("labels", "INT64", [60], labels.tolist()),
+        ],
+        "outputs": [{"name": "intervals"}, {"name": "total"}],
+        "parameters": {"bootstrap": {"replicates": 80, "seed": 2}, "row_offset": 7},
+    }
+    response = await post(client, request)
+    assert response.status_code == 200, response.text
+    out = {o["name"]: o for o in response.json()["outputs"]}
+    assert out["intervals"]["shape"] == [9, 3]
+    batch = fairloss.score_batch(logits, labels, bootstrap=Bootstrap(80, seed=2), row_offset=7)
+    want = intervals(batch.sums, 0.95)
+    got = np.array(out["intervals"]["data"]).reshape(9, 3)
+    for row, name in zip(got, CRITERIA, strict=True):
+        assert row.tolist() == pytest.approx([want[name][k] for k in ("estimate", "low", "high")])
+    without = await post(client, {**request, "parameters": {}})
+    assert without.json() == {"error": "Output 'intervals' needs the parameter 'bootstrap'"}
+    bad = await post(client, {**request, "parameters": {"bootstrap": {"replicates": 0}}})
+    assert bad.status_code == 400
+    assert bad.json()["error"].startswith("Expected `bootstrap.replicates` to be an integer")
