@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 DASH = "\N{EN DASH}"  # between the first and last row numbers of the samples note
+MINUS = "\N{MINUS SIGN}"  # between the two names of a pair of candidates
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
@@ -298,7 +299,7 @@ def test_hints_read_as_hints_in_chromium(page):
     assert empty.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
 
     fields = page.locator("textarea[placeholder], input[placeholder]")
-    assert fields.count() == 6
+    assert fields.count() == 9
     for k in range(fields.count()):
         field = fields.nth(k)
         hint = field.get_attribute("placeholder")
@@ -423,3 +424,252 @@ def test_20000_samples_in_chromium(page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-20000.png"), full_page=True)
     assert (ARTIFACTS / "dashboard-20000.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap intervals, paired differences and the reliability diagram
+
+BOOTSTRAP = {"replicates": 500, "confidence_level": 0.95, "seed": 7}
+ALPHA = 1 - BOOTSTRAP["confidence_level"]
+
+
+def bootstrap_batch(n: int = 300) -> tuple[list[int], dict[str, list[list[float]]]]:
+    """Two candidates on the same labels: model-b is model-a's logits halved plus noise, so it is
+    clearly worse under every loss and in accuracy, while their ECEs differ by less than the
+    bootstrap can tell apart at 95% (p between 0.05 and 0.1)."""
+    logits, labels = random_batch(n, classes=5, seed=3)
+    rng = random.Random(5)
+    worse = [[round(0.5 * v + rng.gauss(0, 0.4), 3) for v in row] for row in logits]
+    return labels, {"model-a": logits, "model-b": worse}
+
+
+def assert_fixed(text: str, value: float, decimals: int, scale: float = 1.0) -> None:
+    """`text` is `value * scale` rounded to `decimals` decimals."""
+    assert re.fullmatch(rf"[+-]?\d+\.\d{{{decimals}}}", text), text
+    assert abs(float(text) - value * scale) <= 0.5 * 10**-decimals * (1 + 1e-9), (text, value)
+
+
+def assert_sig(text: str, value: float, scale: float = 1.0) -> None:
+    """`text` is `value * scale` rounded to three significant digits."""
+    assert re.fullmatch(r"-?\d+(\.\d+)?", text), text
+    exact = value * scale
+    unit = 10 ** (math.floor(math.log10(abs(exact))) - 2) if exact else 0.0
+    assert abs(float(text) - exact) <= 0.5 * unit * (1 + 1e-9) + 1e-12, (text, value)
+
+
+def assert_bounds(text: str, low: float, high: float, scale: float = 1.0, unit: str = "") -> None:
+    """`text` is "[low, high]" (each a number then `unit`), to three significant digits."""
+    found = re.fullmatch(rf"\[(\S+){unit}, (\S+){unit}\]", text)
+    assert found, text
+    assert_sig(found[1], low, scale)
+    assert_sig(found[2], high, scale)
+
+
+def assert_interval_text(text: str, criterion: str, interval: dict[str, float]) -> None:
+    """ "estimate [low, high]": "1.5897 [1.54, 1.63]", accuracy "80.0% [32.7%, 100%]"."""
+    estimate, bounds = text.split(" ", 1)
+    if criterion == "accuracy":
+        assert estimate.endswith("%")
+        assert_fixed(estimate[:-1], interval["estimate"], 1, 100)
+        assert_bounds(bounds, interval["low"], interval["high"], 100, "%")
+    else:
+        assert_fixed(estimate, interval["estimate"], 4)
+        assert_bounds(bounds, interval["low"], interval["high"])
+
+
+def assert_p_value(text: str, p: float) -> None:
+    """A p-value as shown: 0 as "< 1/replicates", tiny ones as "2.7e-7", others to 4 decimals."""
+    if p == 0:
+        assert text == "< 0.002"  # 1 / 500 replicates
+    elif p < 1e-4:
+        mantissa, exponent = text.split("e")
+        assert abs(float(mantissa) - p / 10 ** int(exponent)) <= 0.05 * (1 + 1e-9), (text, p)
+    else:
+        assert_fixed(text, p, 4)
+
+
+@needs_chromium
+def test_bootstrap_intervals_differences_and_reliability_in_chromium(page):
+    labels, candidates = bootstrap_batch()
+    names = list(candidates)
+    body = {
+        "labels": labels,
+        "candidates": [{"name": name, "logits": logits} for name, logits in candidates.items()],
+        "bootstrap": BOOTSTRAP,
+    }
+    # The same request straight to the service: what the page must show.
+    expected = httpx.post(page.url + "compare", json=body, timeout=60).raise_for_status().json()
+    scored = {c["name"]: c for c in expected["candidates"]}
+
+    page.evaluate(
+        """([names, logits, labels]) => {
+            document.querySelectorAll('.candidate').forEach((box, k) => k && box.remove());
+            document.querySelector('#add-candidate').click();
+            document.querySelectorAll('.candidate').forEach((box, k) => {
+                box.querySelector('.candidate-name').value = names[k];
+                box.querySelector('.candidate-logits').value = logits[k];
+            });
+            document.querySelector('#labels').value = labels;
+        }""",
+        [names, [json.dumps(candidates[name]) for name in names], json.dumps(labels)],
+    )
+    if not page.is_visible("#opt-bootstrap"):
+        page.click(".options summary")
+    assert page.is_disabled("#opt-replicates")
+    page.check("#opt-bootstrap")
+    assert not page.is_disabled("#opt-replicates")
+    page.fill("#opt-replicates", str(BOOTSTRAP["replicates"]))
+    page.fill("#opt-confidence", str(BOOTSTRAP["confidence_level"]))
+    page.fill("#opt-seed", str(BOOTSTRAP["seed"]))
+    page.click("#run-compare")
+    page.wait_for_selector("#difference-table tbody[data-pair='model-a|model-b']")
+
+    # The pairwise differences: every criterion of the one pair, as /compare returns them.
+    [difference] = expected["differences"]
+    assert (difference["a"], difference["b"]) == ("model-a", "model-b")
+    assert page.locator("#difference-table tbody").count() == 1
+    pair = page.locator("#difference-table tbody[data-pair='model-a|model-b']")
+    assert pair.locator("th.pair").first.inner_text() == f"model-a {MINUS} model-b"
+    criteria = difference["criteria"]
+    assert _attrs(page, "#difference-table tbody tr", "data-criterion") == list(criteria)
+    marked = set()
+    for criterion, d in criteria.items():
+        row = pair.locator(f"tr[data-criterion={criterion}]")
+        is_accuracy = criterion == "accuracy"
+        estimate = row.locator("td.estimate").inner_text()
+        if is_accuracy:  # in percentage points
+            assert estimate.endswith(" pp")
+            assert_fixed(estimate.removesuffix(" pp"), d["estimate"], 1, 100)
+            interval = row.locator("td.interval").inner_text()
+            assert interval.endswith(" pp")
+            assert_bounds(interval.removesuffix(" pp"), d["low"], d["high"], 100)
+        else:
+            assert_fixed(estimate, d["estimate"], 4)
+            assert_bounds(row.locator("td.interval").inner_text(), d["low"], d["high"])
+        assert_p_value(row.locator("td.p-value .value").inner_text(), d["p_value"])
+        # A star on each p-value below 1 - confidence level, and the row marked when one is.
+        ps = {"p-value": d["p_value"], "mcnemar": d.get("mcnemar_p_value")}
+        for kind, p in ps.items():
+            star = row.locator(f"td.{kind} .mark").inner_text() if p is not None else ""
+            assert star == ("★" if p is not None and p < ALPHA else ""), (criterion, kind, p)
+        significant = any(p is not None and p < ALPHA for p in ps.values())
+        assert ("significant" in row.get_attribute("class").split()) == significant, criterion
+        if significant:
+            marked.add(criterion)
+        better = d["estimate"] > 0 if is_accuracy else d["estimate"] < 0
+        assert row.locator("td.favours").inner_text() == ("model-a" if better else "model-b")
+    mcnemar = pair.locator("tr[data-criterion=accuracy] td.mcnemar .value").inner_text()
+    assert_p_value(mcnemar, criteria["accuracy"]["mcnemar_p_value"])
+    # The data make the marks bite: model-b is clearly worse, and ECE's p is just above alpha.
+    assert {"ce", "total", "accuracy"} <= marked
+    assert criteria["accuracy"]["mcnemar_p_value"] < ALPHA
+    assert "ece" not in marked
+    assert ALPHA < criteria["ece"]["p_value"] < 2 * ALPHA
+    assert page.locator("#difference-table tr.significant").count() == len(marked)
+    legend = page.inner_text("#differences-legend")
+    assert f"★ marks p < 0.05 (1 {MINUS} the 95% confidence level)" in legend
+    assert "Lower is better for every loss, so a negative difference favours a" in legend
+    assert "for accuracy (in percentage points) higher is better" in legend
+
+    # The intervals: each candidate's "estimate [low, high]" per criterion, and its error bar.
+    title = "Bootstrap intervals: 95% percentile intervals, 500 replicates, seed 7"
+    assert page.inner_text("#intervals-title") == title
+    for result in scored.values():
+        assert result["bootstrap"] == BOOTSTRAP
+    rows = page.locator("#interval-table tbody tr")
+    assert rows.count() == 9
+    for criterion in scored["model-a"]["intervals"]:
+        row = page.locator(f"#interval-table tr[data-criterion={criterion}]")
+        for name in names:
+            text = row.locator(f"td.interval[data-candidate={name}]").inner_text()
+            assert_interval_text(text, criterion, scored[name]["intervals"][criterion])
+        # One bar per candidate on one axis: positions are one linear map of the values.
+        bars = {}
+        for name in names:
+            bar = row.locator(f"g.ebar[data-candidate={name}]")
+            line = bar.locator("line.range")
+            bars[name] = [
+                float(line.get_attribute("x1")),
+                float(line.get_attribute("x2")),
+                float(bar.locator("circle.estimate").get_attribute("cx")),
+            ]
+        a, b = (scored[name]["intervals"][criterion] for name in names)
+        scale = (bars["model-a"][1] - bars["model-a"][0]) / (a["high"] - a["low"])
+        for name, iv in zip(names, (a, b), strict=True):
+            for at, value in zip(bars[name], (iv["low"], iv["high"], iv["estimate"]), strict=True):
+                assert math.isclose(
+                    at, bars["model-a"][0] + (value - a["low"]) * scale, abs_tol=0.01
+                )
+    # ... and under each value of the cards and the ranking.
+    ce = scored["model-a"]["intervals"]["ce"]
+    card = page.inner_text("#summary [data-metric=ce] .interval")
+    assert card.startswith("95% ")
+    assert_bounds(card.removeprefix("95% "), ce["low"], ce["high"])
+    cell = page.locator("#ranking tr[data-candidate=model-b] [data-criterion=accuracy] .interval")
+    spread = scored["model-b"]["intervals"]["accuracy"]
+    assert_bounds(cell.inner_text(), spread["low"], spread["high"], 100, "%")
+
+    # The reliability diagram: one point and one count bar per non-empty bin, on the axes the
+    # diagonal spans from (0, 0) to (1, 1).
+    diagonal = page.locator("#reliability line.diagonal")
+    assert diagonal.count() == 1
+    x0, y0, x1, y1 = (float(diagonal.get_attribute(a)) for a in ("x1", "y1", "x2", "y2"))
+    assert x1 > x0  # up and to the right
+    assert y1 < y0
+    for name in names:
+        bins = scored[name]["sums"]["bins"]
+        filled = [b for b, n in enumerate(bins["count"]) if n > 0]
+        assert 0 < len(filled) < len(bins["count"])  # the data leave some bins empty
+        points = page.locator(f"#reliability circle.bin-point[data-candidate={name}]")
+        assert points.count() == len(filled)
+        assert [
+            int(b)
+            for b in _attrs(
+                page, f"#reliability circle.bin-point[data-candidate={name}]", "data-bin"
+            )
+        ] == filled
+        count_bars = f"#reliability rect.count-bar[data-candidate={name}]"
+        assert [float(n) for n in _attrs(page, count_bars, "data-count")] == [
+            bins["count"][b] for b in filled
+        ]
+        for k, b in enumerate(filled):
+            confidence = bins["confidence"][b] / bins["count"][b]
+            share = bins["correct"][b] / bins["count"][b]
+            point = points.nth(k)
+            assert math.isclose(float(point.get_attribute("cx")), x0 + confidence * (x1 - x0))
+            assert math.isclose(float(point.get_attribute("cy")), y0 + share * (y1 - y0))
+        assert f"{name}: {len(filled)} of {len(bins['count'])}" in page.inner_text(
+            "#reliability-note"
+        )
+        legend = page.locator(f"#reliability-legend [data-candidate={name}]").inner_text()
+        shown_ece = re.fullmatch(rf"{name} \(ECE (\S+)\)", legend)
+        assert shown_ece
+        assert_fixed(shown_ece[1], scored[name]["metrics"]["ece"], 4)
+    titles = page.locator("#reliability text.title").all_text_contents()
+    assert titles == [
+        "confidence (mean of the bin's samples)",
+        "accuracy (share correct)",
+        "samples",
+    ]
+    ticks = ["0", "0.2", "0.4", "0.6", "0.8", "1"]
+    assert page.locator("#reliability text.x-tick").all_text_contents() == ticks
+    assert page.locator("#reliability text.y-tick").all_text_contents() == ticks
+    note = page.inner_text("#reliability-note")
+    assert "empty bins are left out" in note
+    assert "On the dashed diagonal y = x a model is calibrated: ECE sums the vertical gaps" in note
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-bootstrap.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard-bootstrap.png").stat().st_size > 10_000
+
+    # Off again: no intervals, and the panels say what would fill them.
+    page.uncheck("#opt-bootstrap")
+    assert page.is_disabled("#opt-replicates")
+    page.click("#run-score")
+    page.wait_for_selector("#intervals .empty")
+    assert page.inner_text("#intervals .empty").startswith("Tick bootstrap intervals under Loss")
+    assert page.inner_text("#differences .empty").startswith("Run Compare with two or more")
+    assert page.locator("#summary .interval").count() == 0
+    assert page.locator("#reliability circle.bin-point").count() == len(
+        [n for n in scored["model-a"]["sums"]["bins"]["count"] if n > 0]
+    )

@@ -14,12 +14,35 @@ const PLOT_POINTS = 4000; // at most about this many samples drawn in the scatte
 const LABEL_GAP = 16; // least distance, in SVG units, between two labels in the scatter's label column
 const HISTOGRAM_BINS = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
+// One colour per candidate (request order) in the reliability diagram and the error bars.
+const PALETTE = ["#3056d3", "#c2255c", "#0f7b9c", "#b08800", "#7b2cbf", "#495057", "#2b8a3e", "#e8590c"];
+const colorOf = (k) => PALETTE[k % PALETTE.length];
+// The criteria the bootstrap gives an interval for (and /compare a paired difference), in the
+// order shown. All but accuracy are losses: lower is better.
+const CRITERIA = [
+  ["ce", "cross-entropy"],
+  ["penalty", "penalty"],
+  ["total", "FairLoss total"],
+  ["log_loss", "log loss"],
+  ["brier", "Brier"],
+  ["pll", "PLL"],
+  ["pbs", "PBS"],
+  ["accuracy", "accuracy"],
+  ["ece", "ECE"],
+];
 
 const $ = (id) => document.getElementById(id);
 const maxOf = (values) => values.reduce((a, b) => Math.max(a, b), -Infinity); // no spread: arrays may be long
 const fmt = (x, digits = 4) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits));
 const count = (k) => k.toLocaleString("en-US"); // 20000 -> "20,000"
 const plural = (k, one, many = `${one}s`) => `${count(k)} ${k === 1 ? one : many}`;
+const isNumber = (x) => typeof x === "number" && Number.isFinite(x);
+// Interval bounds and differences' bounds: three significant digits ("1.54", "0.0213"), enough
+// to see whether two intervals overlap; the estimates keep fmt's four decimals.
+const sig = (x) => (isNumber(x) ? String(Number(x.toPrecision(3))) : "–");
+const percent = (x, digits = 1) => (isNumber(x) ? `${fmt(x * 100, digits)}%` : "–");
+const inPercent = (x) => (isNumber(x) ? x * 100 : null); // null (no value) stays null
+const level = (c) => `${Number((c * 100).toPrecision(6))}%`; // 0.95 -> "95%"
 
 // ---------------------------------------------------------------------------------------------
 // Calling the API
@@ -67,7 +90,21 @@ function lossOptions() {
     const text = $(id).value.trim();
     if (text !== "") options[name] = Number(text);
   }
-  return options;
+  return { ...options, ...bootstrapOption() };
+}
+
+// The bootstrap field, when "bootstrap intervals" is ticked: { replicates, confidence_level, seed },
+// each left out when its input is empty (the server's defaults: 1000, 0.95 and 0). With it, each
+// scored body gains `intervals` and `/compare` gains `differences`, its paired tests.
+function bootstrapOption() {
+  if (!$("opt-bootstrap").checked) return {};
+  const bootstrap = {};
+  const numbers = { replicates: "opt-replicates", confidence_level: "opt-confidence", seed: "opt-seed" };
+  for (const [name, id] of Object.entries(numbers)) {
+    const text = $(id).value.trim();
+    if (text !== "") bootstrap[name] = Number(text);
+  }
+  return { bootstrap };
 }
 
 // POST /score with the first candidate's logits.
@@ -75,16 +112,18 @@ async function runScore() {
   const [first] = readCandidates();
   const labels = readLabels();
   const result = await callApi("score", { logits: first.logits, labels, ...lossOptions() });
-  return { mode: "score", labels, candidates: [{ name: first.name, ...result }], ranking: null };
+  return { mode: "score", labels, candidates: [{ name: first.name, ...result }], ranking: null, differences: null };
 }
 
 // POST /compare with every candidate: each gets per-sample scores and superior violations (the
 // (correct, wrong) sample pairs a criterion orders the wrong way), and the response ranks them.
+// With the bootstrap on, `differences` holds one paired comparison per pair of candidates.
 async function runCompare() {
   const candidates = readCandidates();
   const labels = readLabels();
   const response = await callApi("compare", { labels, candidates, ...lossOptions() });
-  return { mode: "compare", labels, candidates: response.candidates, ranking: response.ranking };
+  const { ranking, differences = null } = response;
+  return { mode: "compare", labels, candidates: response.candidates, ranking, differences };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,7 +230,7 @@ const fmtTick = (v) => String(Number(v.toPrecision(2)));
 // ---------------------------------------------------------------------------------------------
 // Rendering a result
 
-let view = null; // the last response, shaped as { mode, labels, candidates, ranking }
+let view = null; // the last response, shaped as { mode, labels, candidates, ranking, differences }
 let shown = null; // the candidate shown: { result, flipped, page }; the table's controls re-render from it
 
 // The server's example pairs (i correct, j wrong) that cross-entropy scores the wrong way round,
@@ -217,25 +256,57 @@ function render(index) {
   $("output").hidden = false;
 }
 
-function card(name, label, value, note = "") {
+function card(name, label, value, note = "", interval = null) {
   return el("div", { class: "card", "data-metric": name }, [
     el("span", { class: "label" }, [label]),
     el("strong", { class: "value" }, [value]),
+    ...(interval ? [el("span", { class: "interval" }, [interval])] : []),
     el("span", { class: "note" }, [note]),
   ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bootstrap intervals, as text
+//
+// Every interval is of the per-sample mean (accuracy and ECE: of the whole set), whatever the
+// reduction: with reduction "sum", the cards and the ranking say "mean" before the interval.
+
+// "[low, high]" of one criterion; accuracy in percent.
+function bounds(criterion, { low, high }) {
+  if (criterion !== "accuracy") return `[${sig(low)}, ${sig(high)}]`;
+  const inPercentText = (x) => (isNumber(x) ? `${sig(x * 100)}%` : "–");
+  return `[${inPercentText(low)}, ${inPercentText(high)}]`;
+}
+
+// "estimate [low, high]", e.g. "1.5897 [1.54, 1.63]" or "80.0% [32.7%, 100%]".
+function intervalText(criterion, interval) {
+  const estimate = criterion === "accuracy" ? percent(interval.estimate) : fmt(interval.estimate);
+  return `${estimate} ${bounds(criterion, interval)}`;
+}
+
+// The interval under a value already shown (a card, a ranking cell): "95% [0.19, 1.08]" ("[0.19,
+// 1.08]" without the level), or with the estimate when the value shown is a sum, not the mean the
+// interval is about.
+function intervalNote(result, criterion, withLevel = true) {
+  const interval = result.intervals?.[criterion];
+  if (!interval) return null;
+  const at = withLevel ? `${level(result.bootstrap.confidence_level)} ` : "";
+  const summed = ["ce", "penalty", "total"].includes(criterion) && result.reduced.reduction === "sum";
+  return summed ? `${at}mean ${intervalText(criterion, interval)}` : `${at}${bounds(criterion, interval)}`;
 }
 
 function renderSummary(result) {
   const { reduced, metrics } = result;
   const how = reduced.reduction;
+  const interval = (criterion) => intervalNote(result, criterion);
   const cards = [
-    card("accuracy", "accuracy", `${fmt(metrics.accuracy * 100, 1)}%`, `${result.sums.correct} of ${result.sums.count} correct`),
-    card("ce", `cross-entropy (${how})`, fmt(reduced.ce)),
-    card("penalty", `penalty (${how})`, fmt(reduced.penalty)),
-    card("total", `FairLoss total (${how})`, fmt(reduced.total)),
-    card("pll", "PLL (mean)", fmt(metrics.pll), "penalized log loss"),
-    card("pbs", "PBS (mean)", fmt(metrics.pbs), "penalized Brier score"),
-    card("ece", "ECE", fmt(metrics.ece), `${count(result.n)} samples on ${result.device}`),
+    card("accuracy", "accuracy", `${fmt(metrics.accuracy * 100, 1)}%`, `${result.sums.correct} of ${result.sums.count} correct`, interval("accuracy")),
+    card("ce", `cross-entropy (${how})`, fmt(reduced.ce), "", interval("ce")),
+    card("penalty", `penalty (${how})`, fmt(reduced.penalty), "", interval("penalty")),
+    card("total", `FairLoss total (${how})`, fmt(reduced.total), "", interval("total")),
+    card("pll", "PLL (mean)", fmt(metrics.pll), "penalized log loss", interval("pll")),
+    card("pbs", "PBS (mean)", fmt(metrics.pbs), "penalized Brier score", interval("pbs")),
+    card("ece", "ECE", fmt(metrics.ece), `${count(result.n)} samples on ${result.device}`, interval("ece")),
   ];
   if (result.violations) {
     const { ce, total } = result.violations;
@@ -477,7 +548,13 @@ function renderRanking() {
       el("th", { scope: "row" }, [c.name]),
       ...columns.map(([criterion, , value]) => {
         const rank = view.ranking[criterion].indexOf(c.name) + 1;
-        return el("td", { class: `num ${rank === 1 ? "best" : ""}`, "data-criterion": criterion }, [value(c), el("span", { class: "rank" }, [`#${rank}`])]);
+        const interval = intervalNote(c, criterion, false);
+        const tip = interval ? { title: `${level(c.bootstrap.confidence_level)} bootstrap interval` } : {};
+        return el("td", { class: `num ${rank === 1 ? "best" : ""}`, "data-criterion": criterion }, [
+          value(c),
+          el("span", { class: "rank" }, [`#${rank}`]),
+          ...(interval ? [el("span", { class: "interval", ...tip }, [interval])] : []),
+        ]);
       }),
       el("td", { class: "num" }, [`${count(c.violations.ce.count)} / ${count(c.violations.ce.pairs)}`]),
       el("td", { class: "num" }, [`${count(c.violations.total.count)} / ${count(c.violations.total.pairs)}`]),
@@ -486,12 +563,243 @@ function renderRanking() {
   $("ranking").replaceChildren(head, body);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Calibration: the reliability diagram
+
+// Every candidate's ECE bins in one chart: for each bin that holds samples, a point at the mean
+// confidence (the top class's probability) of its samples and the share of them predicted
+// correctly, the points of a candidate joined by a line. The dashed diagonal y = x is perfect
+// calibration; the thin vertical segments are each bin's gap to it, the terms ECE sums (weighted
+// by the bin counts, drawn as bars under the plot: one bar per candidate per bin). Empty bins
+// have no accuracy, so they get no point and no bar.
+function renderReliability() {
+  const width = 520;
+  const m = { left: 56, right: 14, top: 12 };
+  const plot = 260; // the height of the accuracy plot; below it, a strip of bin counts
+  const strip = 64;
+  const gap = 18;
+  const base = m.top + plot + gap + strip; // the count strip's zero line
+  const height = base + 44;
+  const x = (v) => m.left + v * (width - m.left - m.right);
+  const y = (v) => m.top + (1 - v) * plot;
+  const bins = view.candidates.map((c) => c.sums.bins);
+  const nBins = bins[0].count.length;
+  const most = Math.max(maxOf(bins.flatMap((b) => b.count)), 1e-12);
+  const yCount = (v) => base - (v / most) * strip;
+
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "reliability diagram" });
+  for (const t of [0, 0.2, 0.4, 0.6, 0.8, 1]) {
+    root.append(
+      svg("line", { class: "grid", x1: m.left, x2: width - m.right, y1: y(t), y2: y(t) }),
+      svg("line", { class: "grid", x1: x(t), x2: x(t), y1: m.top, y2: y(0) }),
+      svg("text", { class: "tick y-tick", x: m.left - 6, y: y(t) + 4, "text-anchor": "end" }, [fmtTick(t)]),
+      svg("text", { class: "tick x-tick", x: x(t), y: base + 16, "text-anchor": "middle" }, [fmtTick(t)]),
+    );
+  }
+  root.append(
+    // The accuracy plot's axes, the count strip's axes, their titles, and the diagonal.
+    svg("line", { class: "axis", x1: m.left, x2: width - m.right, y1: y(0), y2: y(0) }),
+    svg("line", { class: "axis", x1: m.left, x2: m.left, y1: m.top, y2: y(0) }),
+    svg("line", { class: "axis", x1: m.left, x2: width - m.right, y1: base, y2: base }),
+    svg("line", { class: "axis", x1: m.left, x2: m.left, y1: base - strip, y2: base }),
+    svg("text", { class: "tick count-tick", x: m.left - 6, y: base - strip + 8, "text-anchor": "end" }, [String(Number(most.toPrecision(3)))]),
+    svg("text", { class: "tick count-tick", x: m.left - 6, y: base + 4, "text-anchor": "end" }, ["0"]),
+    svg("text", { class: "title x-title", x: (m.left + width - m.right) / 2, y: height - 6, "text-anchor": "middle" }, ["confidence (mean of the bin's samples)"]),
+    svg("text", { class: "title y-title", transform: `translate(14 ${m.top + plot / 2}) rotate(-90)`, "text-anchor": "middle" }, ["accuracy (share correct)"]),
+    svg("text", { class: "title count-title", transform: `translate(14 ${base - strip / 2}) rotate(-90)`, "text-anchor": "middle" }, ["samples"]),
+    svg("line", { class: "diagonal", x1: x(0), y1: y(0), x2: x(1), y2: y(1) }, [svg("title", {}, ["perfect calibration: accuracy = confidence"])]),
+  );
+
+  const slot = (x(1 / nBins) - x(0) - 2) / view.candidates.length; // one bar's width in a bin
+  const layers = { gaps: [], lines: [], points: [] }; // drawn in this order: points on top
+  view.candidates.forEach((c, k) => {
+    const color = colorOf(k);
+    const { count: counts, confidence, correct } = bins[k];
+    const drawn = [];
+    counts.forEach((n, b) => {
+      if (!(n > 0)) return; // an empty bin: no accuracy to draw
+      const conf = confidence[b] / n;
+      const acc = correct[b] / n;
+      const range = `(${fmt(b / nBins, 3)}, ${fmt((b + 1) / nBins, 3)}]`;
+      const tip = `${c.name}, bin ${range}: ${count(n)} samples, mean confidence ${fmt(conf, 3)}, accuracy ${fmt(acc, 3)}`;
+      const data = { "data-candidate": c.name, "data-bin": b, "data-count": n, "data-confidence": conf, "data-accuracy": acc };
+      layers.gaps.push(svg("line", { class: "gap", x1: x(conf), y1: y(acc), x2: x(conf), y2: y(conf), stroke: color }));
+      layers.points.push(svg("circle", { class: "bin-point", cx: x(conf), cy: y(acc), r: 4.5, fill: color, ...data }, [svg("title", {}, [tip])]));
+      root.append(svg("rect", {
+        class: "count-bar", x: x(b / nBins) + 1 + k * slot, width: slot, y: yCount(n), height: base - yCount(n), fill: color, ...data,
+      }, [svg("title", {}, [tip])]));
+      drawn.push(`${x(conf)},${y(acc)}`);
+    });
+    layers.lines.push(svg("polyline", { class: "reliability-line", points: drawn.join(" "), stroke: color, "data-candidate": c.name }));
+  });
+  root.append(...layers.gaps, ...layers.lines, ...layers.points);
+  $("reliability").replaceChildren(root);
+
+  $("reliability-legend").replaceChildren(...view.candidates.map((c, k) =>
+    el("span", { class: "swatch", "data-candidate": c.name }, [
+      el("i", { class: "dot", style: `background: ${colorOf(k)}` }), `${c.name} (ECE ${fmt(c.metrics.ece)})`,
+    ]),
+  ));
+  const filled = bins.map((b, k) => `${view.candidates[k].name}: ${b.count.filter((n) => n > 0).length} of ${nBins}`).join("; ");
+  $("reliability-note").textContent =
+    `One point per non-empty bin of the ${nBins} equal-width confidence bins of (0, 1] (${filled} bins hold samples; `
+    + "empty bins are left out): the share of the bin's samples predicted correctly against their mean confidence "
+    + "(the top class's probability); the bars below count the bin's samples. On the dashed diagonal y = x a model "
+    + "is calibrated: ECE sums the vertical gaps to it, each weighted by its bin's share of the samples.";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uncertainty: bootstrap intervals and paired differences
+
+// One criterion's intervals across the candidates, on one shared axis: a horizontal bar from low
+// to high with a dot at the estimate, one row per candidate, so overlaps show at a glance.
+function errorBars(criterion) {
+  const rows = view.candidates.map((c) => c.intervals[criterion]);
+  const values = rows.flatMap(({ estimate, low, high }) => [estimate, low, high]).filter(isNumber);
+  let lo = values.length ? Math.min(...values) : 0;
+  let hi = values.length ? Math.max(...values) : 1;
+  const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.05 || 0.01; // a point interval still gets a width
+  lo -= pad;
+  hi += pad;
+  const width = 240;
+  const row = 12;
+  const x = (v) => 6 + ((v - lo) / (hi - lo)) * (width - 12);
+  const root = svg("svg", { class: "ebars", viewBox: `0 0 ${width} ${rows.length * row + 6}`, width, height: rows.length * row + 6 });
+  rows.forEach((interval, k) => {
+    const name = view.candidates[k].name;
+    const cy = 3 + row * k + row / 2;
+    const bar = svg("g", { class: "ebar", "data-candidate": name, stroke: colorOf(k), fill: colorOf(k) }, [
+      svg("title", {}, [`${name}: ${intervalText(criterion, interval)}`]),
+    ]);
+    const { estimate, low, high } = interval;
+    if (isNumber(low) && isNumber(high)) {
+      bar.append(
+        svg("line", { class: "range", x1: x(low), x2: x(high), y1: cy, y2: cy }),
+        svg("line", { class: "cap", x1: x(low), x2: x(low), y1: cy - 4, y2: cy + 4 }),
+        svg("line", { class: "cap", x1: x(high), x2: x(high), y1: cy - 4, y2: cy + 4 }),
+      );
+    }
+    if (isNumber(estimate)) bar.append(svg("circle", { class: "estimate", cx: x(estimate), cy, r: 3.5 }));
+    root.append(bar);
+  });
+  return root;
+}
+
+// One row per criterion: each candidate's "estimate [low, high]", then the error bars of all.
+function renderIntervals() {
+  const box = $("intervals");
+  const title = $("intervals-title");
+  if (!view.candidates.every((c) => c.intervals)) {
+    title.textContent = "Bootstrap intervals";
+    box.replaceChildren(el("p", { class: "empty" }, [
+      "Tick bootstrap intervals under Loss options, then run Score or Compare, to see an interval for each criterion here.",
+    ]));
+    return;
+  }
+  const { replicates, confidence_level: confidence, seed } = view.candidates[0].bootstrap;
+  title.textContent = `Bootstrap intervals: ${level(confidence)} percentile intervals, ${plural(replicates, "replicate")}, seed ${seed}`;
+  const head = el("thead", {}, [el("tr", {}, [
+    el("th", {}, ["criterion"]),
+    ...view.candidates.map((c, k) => el("th", { class: "num" }, [el("i", { class: "dot", style: `background: ${colorOf(k)}` }), c.name])),
+    el("th", {}, ["error bars (shared axis per row)"]),
+  ])]);
+  const body = el("tbody", {}, CRITERIA.filter(([criterion]) => view.candidates[0].intervals[criterion]).map(([criterion, label]) =>
+    el("tr", { "data-criterion": criterion }, [
+      el("th", { scope: "row" }, [label]),
+      ...view.candidates.map((c) => el("td", { class: "num interval", "data-candidate": c.name }, [intervalText(criterion, c.intervals[criterion])])),
+      el("td", { class: "bars" }, [errorBars(criterion)]),
+    ]),
+  ));
+  box.replaceChildren(
+    el("p", { class: "rule", id: "intervals-rule" }, [
+      "Each cell: the value on the data [low, high], of the per-sample mean (accuracy and ECE: of the whole set). "
+      + "Where bars overlap, the data do not tell those candidates apart under that criterion; the paired differences below test it.",
+    ]),
+    el("div", { class: "scroll" }, [el("table", { id: "interval-table" }, [head, body])]),
+  );
+}
+
+// "+0.0213" for a positive difference as shown; negative ones, zeros and "–" stay as they are.
+const signed = (text) => (Number(text) > 0 ? `+${text}` : text);
+
+// A p-value as shown: four decimals, tiny ones in exponent form, and 0 (no replicate crossed
+// zero) as "< 1/replicates", the resolution of the bootstrap.
+function pValue(p, replicates) {
+  if (!isNumber(p)) return "–";
+  if (p === 0) return `< ${sig(1 / replicates)}`;
+  return p < 1e-4 ? p.toExponential(1) : p.toFixed(4);
+}
+
+// The pairwise differences a - b, one row per criterion, the significant ones marked. For losses
+// (every criterion but accuracy) lower is better, so a negative difference favours a; for accuracy
+// higher is better, so a positive one does.
+function renderDifferences() {
+  const box = $("differences");
+  if (!view.differences?.length) {
+    const why = view.mode === "compare" && view.candidates.length > 1
+      ? "Tick bootstrap intervals under Loss options and run Compare again"
+      : "Run Compare with two or more candidates and bootstrap intervals ticked";
+    box.replaceChildren(el("p", { class: "empty" }, [`${why} to see each pair's differences, with intervals and p-values, here.`]));
+    return;
+  }
+  const { replicates, confidence_level: confidence } = view.candidates[0].bootstrap;
+  const alpha = 1 - confidence;
+  const alphaText = String(Number(alpha.toPrecision(6)));
+  // A p-value cell: the value, and a star when it is below alpha.
+  const pCell = (kind, p, title) => {
+    const significant = isNumber(p) && p < alpha;
+    return el("td", { class: `num ${kind} ${significant ? "significant" : ""}`, title }, [
+      el("span", { class: "value" }, [pValue(p, replicates)]),
+      el("span", { class: "mark", "aria-label": significant ? "significant" : "" }, [significant ? "★" : ""]),
+    ]);
+  };
+  const bodies = view.differences.map(({ a, b, criteria, discordant }) =>
+    el("tbody", { "data-pair": `${a}|${b}` }, CRITERIA.filter(([criterion]) => criteria[criterion]).map(([criterion, label], row) => {
+      const d = criteria[criterion];
+      const accuracy = criterion === "accuracy";
+      const higherIsBetter = accuracy;
+      const favours = !isNumber(d.estimate) || d.estimate === 0 ? "neither" : (d.estimate > 0) === higherIsBetter ? a : b;
+      const significant = [d.p_value, d.mcnemar_p_value].some((p) => isNumber(p) && p < alpha);
+      // Accuracy in percentage points, the losses as they are; "+" on the positive ones.
+      const estimate = accuracy ? `${signed(fmt(inPercent(d.estimate), 1))} pp` : signed(fmt(d.estimate));
+      const interval = accuracy ? `[${sig(inPercent(d.low))}, ${sig(inPercent(d.high))}] pp` : `[${sig(d.low)}, ${sig(d.high)}]`;
+      const mcnemar = accuracy
+        ? pCell("mcnemar", d.mcnemar_p_value, `McNemar's exact test: ${discordant[0]} samples only ${a} gets right, ${discordant[1]} only ${b}`)
+        : el("td", { class: "num mcnemar" }, [""]);
+      return el("tr", { "data-criterion": criterion, class: significant ? "significant" : "" }, [
+        el("th", { scope: "row", class: "pair" }, [row === 0 ? `${a} − ${b}` : ""]),
+        el("td", { class: "criterion" }, [label]),
+        el("td", { class: "num estimate" }, [estimate]),
+        el("td", { class: "num interval" }, [interval]),
+        pCell("p-value", d.p_value, "bootstrap p-value: the percentile interval inverted"),
+        mcnemar,
+        el("td", { class: "favours" }, [favours]),
+      ]);
+    })),
+  );
+  const titles = ["pair a − b", "criterion", "difference", `${level(confidence)} interval`, "p-value", "McNemar p", "favours"];
+  const head = el("thead", {}, [el("tr", {}, titles.map((t, k) => el("th", { class: k >= 2 && k <= 5 ? "num" : "" }, [t])))]);
+  box.replaceChildren(
+    el("p", { class: "rule", id: "differences-legend" }, [
+      `Differences a − b of the paired bootstrap (the same resampled samples for both). ★ marks p < ${alphaText} `
+      + `(1 − the ${level(confidence)} confidence level): a significant difference. Lower is better for every loss, so a `
+      + "negative difference favours a; for accuracy (in percentage points) higher is better, so a positive one does, "
+      + "and McNemar's exact test on the samples only one candidate gets right is shown too.",
+    ]),
+    el("div", { class: "scroll" }, [el("table", { id: "difference-table" }, [head, ...bodies])]),
+  );
+}
+
 function show(newView) {
   view = newView;
   const select = $("candidate-select");
   select.replaceChildren(...view.candidates.map((c, k) => el("option", { value: k }, [c.name])));
   $("candidate-pick").hidden = view.candidates.length < 2;
   render(0);
+  // These show every candidate at once, so picking another candidate leaves them as they are.
+  renderReliability();
+  renderIntervals();
+  renderDifferences();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,6 +883,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("page-next").addEventListener("click", () => showPage(shown.page + 1));
   for (const id of ["table-order", "table-size"]) $(id).addEventListener("change", () => showPage(0));
   $("download-csv").addEventListener("click", downloadCsv);
+  $("opt-bootstrap").addEventListener("change", (event) => {
+    for (const id of ["opt-replicates", "opt-confidence", "opt-seed"]) $(id).disabled = !event.target.checked;
+  });
   $("labels-file").addEventListener("change", async (event) => {
     $("labels").value = await event.target.files[0].text();
   });
