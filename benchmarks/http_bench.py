@@ -8,6 +8,10 @@ Protocol with binary tensors; (e) a naive endpoint (pydantic ``list[list[float]]
 ``torch.tensor(list)``), defined here only; (f) ``POST /score`` with typed base64 arrays both
 ways. Measurements are interleaved round by round and
 reported as medians, since the machine may be shared.
+
+The bootstrap rows: the time a 1,000-replicate bootstrap adds to ``POST /compare`` (100,000 x 10,
+two candidates, typed arrays), against the time numpy takes to draw the 10^8 float32 uniforms
+of as many weights; the bytes the replicate sums add to a response; the server's peak memory.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from service.typed_arrays import encode  # noqa: E402
 from tests.conftest import free_port, running_server  # noqa: E402
 
 JSON_SIZES = [(64, 10), (10_000, 100), (100_000, 10)]
+BOOT_N, BOOT_C, BOOT_R = 100_000, 10, 1_000
 BINARY_SIZES = [*JSON_SIZES, (100_000, 100)]
 MIB = 1024 * 1024
 
@@ -117,6 +122,94 @@ def binary_body(logits: np.ndarray, labels: np.ndarray) -> tuple[bytes, dict[str
         }
     )
     return header + z.tobytes() + y.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def compare_body(
+    n: int,
+    c: int,
+    bootstrap: dict[str, Any] | None,
+    arrays: str = "base64",
+    per_sample: bool = True,
+) -> bytes:
+    """``POST /compare`` of two candidates (typed arrays in), with ``bootstrap`` when given."""
+    logits, labels = payload(n, c)
+    other = logits + np.random.default_rng(n).normal(scale=1.0, size=logits.shape)
+    body: dict[str, Any] = {
+        "labels": encode(labels),
+        "candidates": [
+            {"name": name, "logits": encode(z.astype(np.float32))}
+            for name, z in (("a", logits), ("b", other))
+        ],
+        "response_arrays": arrays,
+        "per_sample": per_sample,
+    }
+    if bootstrap is not None:
+        body["bootstrap"] = bootstrap
+    return orjson.dumps(body)
+
+
+def uniforms() -> None:
+    """The yardstick of the bootstrap: numpy's 10^8 float32 uniforms, one per weight."""
+    np.random.default_rng().random((BOOT_R, BOOT_N), dtype=np.float32)
+
+
+def measure_bootstrap(service: str, rounds: int) -> dict[str, float]:
+    """Median seconds of ``/compare`` with and without the bootstrap, and of the uniforms."""
+    headers = {"Content-Type": "application/json"}
+    client = httpx.Client(timeout=300.0)
+    plain = compare_body(BOOT_N, BOOT_C, None)
+    resampled = compare_body(BOOT_N, BOOT_C, {"replicates": BOOT_R, "seed": 7})
+    cases: dict[str, Callable[[], Any]] = {
+        "plain": partial(post, client, f"{service}/compare", plain, headers),
+        "bootstrap": partial(post, client, f"{service}/compare", resampled, headers),
+        "uniforms": uniforms,
+    }
+    for call in cases.values():
+        call()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, call in cases.items():
+            time.sleep(0.3)
+            samples[name].append(timed(call))
+    client.close()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def replicate_bytes(service: str, n: int = 1_000) -> dict[str, int | str]:
+    """Bytes the replicate sums of two candidates add to a ``/compare`` answer, per
+    ``response_arrays`` (the status instead, when the service refuses to answer)."""
+    added: dict[str, int | str] = {}
+    with httpx.Client(timeout=300.0) as client:
+        for arrays in ("json", "base64"):
+            sizes: list[int] = []
+            for sums in (False, True):
+                bootstrap = {"replicates": BOOT_R, "seed": 7, "replicate_sums": sums}
+                body = compare_body(n, BOOT_C, bootstrap, arrays, per_sample=False)
+                response = client.post(
+                    f"{service}/compare", content=body, headers={"Content-Type": "application/json"}
+                )
+                if response.status_code != 200:
+                    added[arrays] = f"HTTP {response.status_code}"
+                    break
+                sizes.append(len(response.content))
+            else:
+                added[arrays] = sizes[1] - sizes[0]
+    return added
+
+
+def bootstrap_peak_memory() -> dict[str, tuple[int, int, int]]:
+    """(body bytes, VmHWM before, VmHWM after) of a fresh server answering the /compare of
+    the timing row, with and without its 1,000-replicate bootstrap."""
+    found = {}
+    for name, bootstrap in (("plain", None), ("bootstrap", {"replicates": BOOT_R, "seed": 7})):
+        body = compare_body(BOOT_N, BOOT_C, bootstrap)
+        with running_server() as server:
+            httpx.post(f"{server.url}/score", content=json_body(*payload(64, 10)), timeout=60.0)
+            before = _hwm(server.process.pid)
+            response = httpx.post(f"{server.url}/compare", content=body, timeout=300.0)
+            response.raise_for_status()
+            found[name] = (len(body), before, _hwm(server.process.pid))
+    return found
 
 
 def core(z: torch.Tensor, y: torch.Tensor) -> None:
@@ -256,6 +349,8 @@ def main() -> None:
         medians = measure(service.url, naive, rounds)
         small, health = small_latency(service.url, count)
         rps = asyncio.run(_throughput(service.url, 8, seconds))
+        boot = measure_bootstrap(service.url, max(3, rounds - 2))
+        added = replicate_bytes(service.url)
     print(
         f"\nmedian ms    {'size':>14}",
         *(
@@ -284,6 +379,26 @@ def main() -> None:
     print(
         f"64 x 10: /score {small * 1e3:.2f} ms, /healthz {health * 1e3:.2f} ms, "
         f"ratio {small / health:.2f} (target <= 1.5); 8 concurrent clients: {rps:.0f} requests/s"
+    )
+    extra = boot["bootstrap"] - boot["plain"]
+    print(
+        f"{BOOT_N:,} x {BOOT_C} /compare, 2 candidates: a {BOOT_R:,}-replicate bootstrap adds "
+        f"{extra * 1e3:.0f} ms ({boot['bootstrap'] * 1e3:.0f} against {boot['plain'] * 1e3:.0f}) "
+        f"= {extra / boot['uniforms']:.2f}x numpy's 10^8 float32 uniforms "
+        f"({boot['uniforms'] * 1e3:.0f} ms) (goal <= 5)"
+    )
+    said = {k: f"{v:,} bytes" if isinstance(v, int) else v for k, v in added.items()}
+    print(
+        f"replicate sums ({BOOT_R:,} replicates, 2 candidates; independent of N) add to a "
+        f"/compare answer: {said['json']} as JSON lists, {said['base64']} as base64"
+    )
+    memory = bootstrap_peak_memory()
+    body_size, idle, plain = memory["plain"]
+    resampled = memory["bootstrap"][2]
+    print(
+        f"{BOOT_N:,} x {BOOT_C} /compare, 2 candidates ({body_size / MIB:.1f} MiB typed body): "
+        f"server peak RSS {resampled / MIB:.0f} MiB with {BOOT_R:,} replicates, "
+        f"{plain / MIB:.0f} MiB without (idle peak {idle / MIB:.0f} MiB)"
     )
     size, before, after = peak_memory()
     print(

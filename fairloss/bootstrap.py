@@ -34,13 +34,14 @@ Floats = npt.NDArray[np.float64]
 
 
 def _thresholds() -> npt.NDArray[np.uint32]:
-    """``T[k] = floor(2**32 * P(X <= k))`` for X ~ Poisson(1), while below 2**32."""
+    """``T[k] = floor(2**32 * P(X <= k))`` for X ~ Poisson(1), while below 2**32 - 1 (a weight
+    is the number of edges its uniform 32-bit hash reaches, 12 at most)."""
     edges: list[int] = []
     cdf, k = 0.0, 0
     while True:
         cdf += math.exp(-1) / math.factorial(k)
         edge = math.floor(cdf * 2**32)
-        if edge >= 2**32:
+        if edge >= 2**32 - 1:  # reached by the largest hash alone: no edge of its own
             return np.array(edges, dtype=np.uint32)
         edges.append(edge)
         k += 1

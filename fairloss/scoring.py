@@ -136,6 +136,8 @@ def score_batch(
             overflows the compute precision.
     """
     options = options or ScoringOptions()
+    if bootstrap is not None and not rules:
+        raise ValueError("Expected rules=True with a bootstrap: its sums hold the scoring rules")
     device = resolve_device(options.device or default_device)
     dtype = DTYPES[options.precision]
     z = checked_predictions(predictions, kind, options.precision).to(device=device, dtype=dtype)
@@ -223,7 +225,7 @@ def with_replicates(
     for batch, matrix in zip(batches, matrices, strict=True):
         own = sums[:, start : start + matrix.shape[1]]
         start += matrix.shape[1]
-        bins = own[:, len(FIELDS) :].reshape(bootstrap.replicates, 3, -1)
+        bins = np.ascontiguousarray(own[:, len(FIELDS) :].reshape(bootstrap.replicates, 3, -1))
         replicates = ReplicateSums(np.ascontiguousarray(own[:, : len(FIELDS)]), bins)
         done.append(replace(batch, sums=replace(batch.sums, replicates=replicates)))
     return done
