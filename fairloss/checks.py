@@ -114,13 +114,18 @@ def _from_log_probabilities(lp: Tensor) -> Tensor:
 
 
 def _check_normalised(totals: Tensor, name: str, verb: str) -> None:
+    """``totals`` (N, d1, ..., dk): each sample's sum over the class axis (axis 1)."""
     off = (totals - 1).abs() > SUM_TOLERANCE
     if bool(off.any()):
         at = _first(off)
+        # the sample's elements: predictions[n][:][d1]...[dk], the class axis spanned
+        classes = "".join(f"[{k}]" for k in at[1:])
+        span = f"[:]{classes}" if classes else ""
         raise InputError(
             f"Expected each sample of {name} to sum to 1 over the classes (within "
-            f"{SUM_TOLERANCE:g}), but the sample at {{where}} {verb} {float(totals[at]):.6g}",
-            (name, *at),
+            f"{SUM_TOLERANCE:g}), but the sample at {{where}}{span} {verb} "
+            f"{float(totals[at]):.6g}",
+            (name, at[0]),
             "not_normalised",
         )
 

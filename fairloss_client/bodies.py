@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from fairloss.bootstrap import Bootstrap
+from fairloss.checks import KINDS
 from fairloss.metrics import CRITERIA
 from fairloss.options import ScoringOptions
 from fairloss_client.arrays import Array, ArrayLike, as_labels, as_numpy, as_predictions, as_weights
@@ -103,6 +104,11 @@ def _inputs(
     return Inputs(y, None if weights is None else as_weights(weights, y.shape), typed)
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"Expected `kind` to be one of {', '.join(KINDS)}, but got {kind!r}")
+
+
 def score_request(
     predictions: ArrayLike,
     labels: ArrayLike,
@@ -111,6 +117,7 @@ def score_request(
     kind: str = "logits",
     sample_weight: ArrayLike | None = None,
 ) -> Request:
+    _check_kind(kind)
     z = as_predictions(predictions, kind, fields["precision"])
     inputs = _inputs(labels, sample_weight, z.shape, fields["response_arrays"] == "base64")
 
@@ -133,6 +140,7 @@ def compare_request(
     kind: str = "logits",
     sample_weight: ArrayLike | None = None,
 ) -> Request:
+    _check_kind(kind)
     if not candidates:
         raise ValueError("Expected at least one candidate")
     precision = fields["precision"]

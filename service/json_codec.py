@@ -20,6 +20,7 @@ from service.json_arrays import labels_array, may_hold_booleans, predictions_arr
 from service.payload import parse_object
 from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling, uncertainty
 from service.schemas import ResponseOptions
+from service.typed_arrays import FLOATS, decode, is_typed
 from service.wire import scored
 
 RESPONSE_OPTIONS = tuple(ResponseOptions.model_fields)
@@ -48,7 +49,12 @@ def parse_options(fields: dict[str, Any], *arrays: str) -> tuple[ScoringOptions,
         raise field_errors(
             [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         ) from None
-    return ScoringOptions(**{k: fields[k] for k in OPTION_NAMES if k in fields}), response
+    given = {k: fields[k] for k in OPTION_NAMES if k in fields}
+    if is_typed(given.get("class_weights")):  # an array field, so it may be typed too
+        given["class_weights"] = decode(
+            given["class_weights"], ["class_weights"], FLOATS, invalid
+        ).tolist()
+    return ScoringOptions(**given), response
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

@@ -84,17 +84,17 @@ class ScoreRequest(LossOptions, ResponseOptions, Resampled):
         + TYPED
         + "; exactly one of logits, probabilities and log_probabilities",
     )
-    probabilities: list[list[float]] | dict[str, Any] | None = Field(
+    probabilities: list[list[Any]] | dict[str, Any] | None = Field(
         None, description="probabilities in [0, 1], each sample summing to 1, " + TYPED
     )
-    log_probabilities: list[list[float]] | dict[str, Any] | None = Field(
+    log_probabilities: list[list[Any]] | dict[str, Any] | None = Field(
         None, description="log-probabilities <= 0, each sample's logsumexp 0, " + TYPED
     )
-    labels: list[int] | dict[str, Any] = Field(
+    labels: list[Any] | dict[str, Any] = Field(
         description="class labels in [0, C) or equal to ignore_index, one per sample (the "
         "predictions' shape without C), " + TYPED
     )
-    sample_weight: list[float] | dict[str, Any] | None = Field(
+    sample_weight: list[Any] | dict[str, Any] | None = Field(
         None, description="non-negative weights of the labels' shape, " + TYPED
     )
 
@@ -133,18 +133,24 @@ class CompareRequest(LossOptions, ResponseOptions, Resampled):
     )
 
 
+Typed = dict[str, Any]  # {"dtype", "shape", "data"}: a typed base64 array
+
+
 class PerSample(BaseModel):
-    ce: list[float]
-    penalty: list[float]
-    total: list[float]
-    predicted: list[int]
-    correct: list[bool]
-    counted: list[bool] | None = Field(None, description="present when ignore_index is set")
-    confidence: list[float] | None = None
-    log_loss: list[float] | None = None
-    brier: list[float] | None = None
-    pll: list[float] | None = None
-    pbs: list[float] | None = None
+    """Equal-length columns, one value per sample (position, with K-dimensional outputs, in the
+    row-major order of ``shape``); typed arrays with ``"response_arrays": "base64"``."""
+
+    ce: list[float] | Typed
+    penalty: list[float] | Typed
+    total: list[float] | Typed
+    predicted: list[int] | Typed
+    correct: list[bool] | Typed
+    counted: list[bool] | Typed | None = Field(None, description="when ignore_index is set")
+    confidence: list[float] | Typed | None = None
+    log_loss: list[float] | Typed | None = None
+    brier: list[float] | Typed | None = None
+    pll: list[float] | Typed | None = None
+    pbs: list[float] | Typed | None = None
 
 
 class Reduced(BaseModel):
@@ -155,7 +161,7 @@ class Reduced(BaseModel):
 
 
 class Metrics(BaseModel):
-    """Means over the counted samples; null when no sample counts."""
+    """Weighted means over the counted samples; null when they weigh nothing."""
 
     accuracy: float | None
     log_loss: float | None
@@ -166,16 +172,31 @@ class Metrics(BaseModel):
 
 
 class Bins(BaseModel):
-    count: list[int]
+    """Per calibration bin: the samples' count (weight total with sample_weight), and their
+    confidence and correct sums; whole numbers without weights."""
+
+    count: list[float]
     confidence: list[float]
-    correct: list[int]
+    correct: list[float]
+
+
+class Replicates(BaseModel):
+    """Per-replicate sums (R rows), to add up across chunks."""
+
+    fields: list[str]
+    values: list[list[float]] | Typed = Field(description="R x len(fields)")
+    bins: list[list[list[float]]] | Typed = Field(
+        description="R x 3 (count, confidence, correct) x bins"
+    )
 
 
 class Sums(BaseModel):
-    """Sums and counts that merge across chunks by addition."""
+    """Sums and counts that merge across chunks by addition; every mean divides by ``weight``
+    (present with sample_weight; ``count`` without)."""
 
     count: int
-    correct: int
+    weight: float | None = None
+    correct: float
     ce: float
     penalty: float
     total: float
@@ -184,10 +205,24 @@ class Sums(BaseModel):
     pll: float
     pbs: float
     bins: Bins
+    replicates: Replicates | None = None
+
+
+class Interval(BaseModel):
+    estimate: float | None
+    low: float | None
+    high: float | None
+
+
+class BootstrapUsed(BaseModel):
+    replicates: int
+    confidence_level: float
+    seed: int
 
 
 class ScoreResponse(BaseModel):
-    n: int
+    n: int = Field(description="scored samples (positions, with K-dimensional outputs)")
+    shape: list[int] = Field(description="the labels' shape")
     num_classes: int
     device: str
     precision: Literal["float32", "float64"]
@@ -195,12 +230,16 @@ class ScoreResponse(BaseModel):
     metrics: Metrics
     sums: Sums
     per_sample: PerSample | None = None
+    bootstrap: BootstrapUsed | None = None
+    intervals: dict[str, Interval] | None = Field(None, description="percentile intervals")
 
 
 class ViolationCount(BaseModel):
     count: int = Field(description="pairs (i correct, j wrong) with score_i > score_j")
     pairs: int = Field(description="all (correct, wrong) pairs")
     examples: list[tuple[int, int]]
+    weighted_count: float | None = Field(None, description="sum of w_i * w_j over those pairs")
+    weighted_pairs: float | None = Field(None, description="sum of w_i * w_j over all pairs")
 
 
 class CandidateResult(ScoreResponse):
@@ -208,9 +247,22 @@ class CandidateResult(ScoreResponse):
     violations: dict[str, ViolationCount]
 
 
+class Difference(Interval):
+    p_value: float | None
+    mcnemar_p_value: float | None = Field(None, description="accuracy only")
+
+
+class PairedDifference(BaseModel):
+    a: str
+    b: str
+    criteria: dict[str, Difference] = Field(description="a - b")
+    discordant: tuple[int, int] = Field(description="samples only a, only b gets right")
+
+
 class CompareResponse(BaseModel):
     candidates: list[CandidateResult]
     ranking: dict[str, list[str]] = Field(description="candidate names, best first")
+    differences: list[PairedDifference] | None = Field(None, description="with a bootstrap")
 
 
 class Problem(BaseModel):

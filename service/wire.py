@@ -25,8 +25,9 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 def _whole(value: float) -> float | int:
-    """Counts as integers where they are whole (they are, without sample weights)."""
-    return int(value) if float(value).is_integer() else value
+    """Counts as integers where they are whole and exact (they are, without sample weights);
+    a weighted count past 2**53 stays a float (an int past 64 bits is no JSON orjson writes)."""
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
 
 
 def sums_to_dict(sums: ScoreSums, weighted: bool = False) -> dict[str, Any]:

@@ -424,6 +424,17 @@ def test_bad_arrays_are_refused_before_anything_is_sent(logits, labels, message)
     assert seen == []
 
 
+def test_an_unknown_kind_is_refused_before_anything_is_sent():
+    seen: list[httpx.Request] = []
+    kind: Any = "probs"  # not a Kind: what a caller without type checks may pass
+    with (
+        Client("http://fake", transport=scripted([], seen)) as client,
+        pytest.raises(ValueError, match=r"^Expected `kind` to be one of logits, "),
+    ):
+        client.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"], kind=kind)
+    assert seen == []
+
+
 def test_compare_refuses_bad_candidates():
     with Client("http://fake", transport=scripted([], [])) as client:
         with pytest.raises(ValueError, match=r"^Expected at least one candidate$"):

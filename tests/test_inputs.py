@@ -245,3 +245,40 @@ def test_the_largest_float32_as_float32_prints_it_is_taken_in_float32() -> None:
     assert float(batch.columns["total"][0]) == pytest.approx(want, rel=1e-6)
     with pytest.raises(InputError, match="too large for float32"):
         score_batch(np.array([[3.5e38, 0.0]]), np.array([0]))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("weights", [[1e30, 1e30], [2e19, 1.0], [1e308, 0.0]])
+async def test_weights_past_64_bits_are_answered(
+    client: httpx.AsyncClient, weights: list[float]
+) -> None:
+    """A weighted bin count past 2**64 was written as an int orjson refuses: a 500."""
+    body = {
+        "logits": [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],
+        "labels": [0, 0],
+        "sample_weight": weights,
+    }
+    response = await client.post("/score", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["sums"]["weight"] == pytest.approx(sum(weights))
+
+
+def test_a_k_dim_sample_that_is_no_distribution_is_named_with_its_class_axis_spanned() -> None:
+    probs = np.full((3, 4, 5), 0.25)
+    probs[1, 2, 3] = 0.35  # item 1, position 3: sums to 1.1
+    with pytest.raises(InputError) as raised:
+        score_batch(probs, np.zeros((3, 5), dtype=np.int64), kind="probabilities")
+    assert raised.value.loc == ("probabilities", 1)
+    assert "the sample at probabilities[1][:][3] sums to 1.1" in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_class_weights_may_be_a_typed_array(client: httpx.AsyncClient) -> None:
+    from service.typed_arrays import encode
+
+    body = {"logits": LOGITS[:20].tolist(), "labels": LABELS[:20].tolist()}
+    weights = np.array([1.0, 2.0, 0.5, 1.0])
+    typed = await client.post("/score", json={**body, "class_weights": encode(weights)})
+    plain = await client.post("/score", json={**body, "class_weights": weights.tolist()})
+    assert typed.status_code == 200, typed.text
+    assert typed.json() == plain.json()
