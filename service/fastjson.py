@@ -18,7 +18,8 @@ import simdjson
 
 MATRICES = frozenset({"logits", "probabilities", "log_probabilities"})
 VECTORS: dict[str, Literal["i", "d"]] = {"labels": "i", "sample_weight": "d"}  # element types
-NESTED = frozenset({"candidates"})
+NESTED = frozenset({"candidates", "inputs"})  # arrays of objects: /compare's, OIP's tensors
+INTEGER_DATATYPES = frozenset({"INT32", "INT64"})
 
 
 class _NotFastError(Exception):
@@ -26,8 +27,8 @@ class _NotFastError(Exception):
 
 
 def parse_fast(body: bytes | bytearray) -> dict[str, Any] | None:
-    """The body's object, with 2-D predictions (N x C float64), flat ``labels`` (int64) and
-    flat ``sample_weight`` (float64) as arrays."""
+    """The body's object, with 2-D predictions (N x C float64), flat ``labels`` (int64),
+    flat ``sample_weight`` (float64) and the flat ``data`` of OIP tensors as arrays."""
     try:
         document = simdjson.Parser().parse(body)
         if not isinstance(document, simdjson.Object):
@@ -55,6 +56,8 @@ def _object(element: Any) -> tuple[dict[str, Any], int]:
             data[key], count = _vector(value, VECTORS[key])
         elif key in NESTED and isinstance(value, simdjson.Array):
             data[key], count = _objects(value)
+        elif key == "data" and "datatype" in keys and isinstance(value, simdjson.Array):
+            data[key], count = _tensor_data(value, element["datatype"])
         else:
             data[key], count = _plain(value)
         brackets += count
@@ -87,6 +90,12 @@ def _vector(value: Any, of_type: Literal["i", "d"]) -> tuple[np.ndarray[Any, Any
     if flat.size != len(value):
         raise _NotFastError
     return flat, 1
+
+
+def _tensor_data(value: Any, datatype: Any) -> tuple[np.ndarray[Any, Any], int]:
+    """An Open Inference Protocol tensor's flat ``data`` (nested data takes the general path),
+    as int64 for an integer datatype and float64 otherwise."""
+    return _vector(value, "i" if datatype in INTEGER_DATATYPES else "d")
 
 
 def _objects(value: Any) -> tuple[list[Any], int]:

@@ -163,12 +163,12 @@ def _json_data(
     name: str, datatype: str, shape: list[int], data: Any, booleans: bool
 ) -> np.ndarray[Any, Any]:
     integers = datatype in INTEGERS
-    try:
+    try:  # lists from the general parser; flat numbers as an array from the fast one
         array = np.asarray(data)
     except ValueError:
         array = np.asarray([None])
     if (
-        not isinstance(data, list)
+        not isinstance(data, list | np.ndarray)
         or array.dtype.kind not in ("i" if integers else "fi")
         or (booleans and holds_a_boolean(data))
     ):

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.fastjson import parse_fast
+from service.oip import infer
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 number = st.one_of(finite, st.integers(-(2**53), 2**53))
@@ -88,3 +89,40 @@ def test_candidates_logits_are_arrays_and_other_fields_plain() -> None:
 )
 def test_fast_path_refuses_what_it_cannot_read_exactly(raw: bytes) -> None:
     assert parse_fast(raw) is None
+
+
+@pytest.mark.parametrize("datatypes", [("FP32", "INT64"), ("FP64", "INT32"), ("FP16", "INT64")])
+def test_oip_json_tensors_take_the_fast_path_and_answer_as_the_general_one(
+    monkeypatch: pytest.MonkeyPatch, datatypes: tuple[str, str]
+) -> None:
+    rng = np.random.default_rng(2)
+    logits, labels = rng.normal(size=(300, 7)) * 3, rng.integers(0, 7, 300)
+    request = {
+        "inputs": [
+            {"name": "logits", "datatype": datatypes[0], "shape": [300, 7], "data": logits.ravel()},
+            {"name": "labels", "datatype": datatypes[1], "shape": [300], "data": labels},
+        ],
+        "outputs": [{"name": "total"}, {"name": "reduced"}],
+    }
+    body = bytearray(orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY))
+    fast = parse_fast(body)
+    assert fast is not None
+    assert isinstance(fast["inputs"][0]["data"], np.ndarray)
+    assert fast["inputs"][1]["data"].dtype == np.int64
+    answer = infer(body, None, "cpu", 10**6).body
+    monkeypatch.setattr("service.payload.parse_fast", lambda _: None)
+    assert infer(body, None, "cpu", 10**6).body == answer
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[[0.5, 1.0], [2.0, 3.0]]", b"[0.5, true, 2.0, 3.0]", b"[0.5, NaN, 2.0, 3.0]"],
+    ids=["nested", "boolean", "nan"],
+)
+def test_oip_data_the_fast_path_cannot_read_exactly_goes_to_the_general_one(data: bytes) -> None:
+    body = (
+        b'{"inputs": [{"name": "logits", "datatype": "FP64", "shape": [2, 2], "data": '
+        + data
+        + b'}, {"name": "labels", "datatype": "INT64", "shape": [2], "data": [0, 1]}]}'
+    )
+    assert parse_fast(body) is None
