@@ -17,6 +17,7 @@ from typing import IO, Any
 import httpx
 import hypothesis
 import pytest
+import tritonclient.http as triton
 from asgi_lifespan import LifespanManager
 
 from service.app import create_app
@@ -146,3 +147,12 @@ def live_url() -> Iterator[str]:
         return
     with running_server() as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def triton_client() -> Iterator[triton.InferenceServerClient]:
+    """tritonclient's HTTP client on a real server of this module's own."""
+    with running_server() as server:
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        yield client
+        client.close()

@@ -5,7 +5,6 @@ by fractions, ``torch.nn.CrossEntropyLoss``), and every bad input a 400 that say
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -20,7 +19,6 @@ import tritonclient.http as triton
 from fairloss import ScoringOptions, score_batch
 from fairloss.scoring import TERMS, BatchScores
 from service.oip_dtypes import bfloat16_bits_to_float32, round_to_bfloat16, rounded
-from tests.conftest import running_server
 
 INFER = "/v2/models/fairloss/infer"
 TORCH = {"FP16": torch.float16, "BF16": torch.bfloat16, "FP32": torch.float32}
@@ -279,14 +277,6 @@ async def test_k_dimensional_ce_is_torch_cross_entropy(client):
 
 
 # --- tritonclient against a real server --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def triton_client() -> Iterator[triton.InferenceServerClient]:
-    with running_server() as server:
-        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
-        yield client
-        client.close()
 
 
 NAMES = {"float16": "FP16", "float32": "FP32", "float64": "FP64", "int64": "INT64"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +17,6 @@ from fairloss import fair_loss_terms
 from fairloss.bootstrap import CRITERIA, Bootstrap
 from fairloss.uncertainty import intervals
 from service.settings import Settings
-from tests.conftest import running_server
 
 INFER = "/v2/models/fairloss/infer"
 LIMIT = 4096
@@ -70,14 +68,6 @@ def binary_request(
 
 
 # --- the ecosystem's own client against a real server ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def triton_client() -> Iterator[triton.InferenceServerClient]:
-    with running_server() as server:
-        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
-        yield client
-        client.close()
 
 
 def inputs(logits: np.ndarray, labels: np.ndarray, *, binary: bool) -> list[triton.InferInput]:
