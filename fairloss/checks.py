@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from fairloss.errors import InputError
+from fairloss.functional import FairLossTerms
 
 Kind = Literal["logits", "probabilities", "log_probabilities"]
 KINDS: tuple[Kind, ...] = ("logits", "probabilities", "log_probabilities")
@@ -47,9 +48,10 @@ def _first(mask: Tensor) -> tuple[int, ...]:
 
 
 def checked_predictions(predictions: ArrayLike, kind: Kind, precision: str) -> Tensor:
-    """The predictions as logits, as a tensor of their own dtype (at least float32 for
-    probabilities, which are scored as ``log(clip(p, eps, 1))``, eps the compute precision's
-    machine epsilon, as scikit-learn's ``log_loss`` clips them)."""
+    """The predictions as logits: probabilities (scored as ``log(clip(p, eps, 1))``, eps the
+    compute precision's machine epsilon, as scikit-learn's ``log_loss`` clips them) in the
+    compute precision, float64 logits in float32 when that is the precision, other
+    predictions in their own dtype."""
     z = torch.as_tensor(predictions)
     if not torch.is_floating_point(z):
         raise InputError(
@@ -58,27 +60,30 @@ def checked_predictions(predictions: ArrayLike, kind: Kind, precision: str) -> T
             "float_type",
         )
     check_shape(tuple(z.shape), kind)
-    finite = torch.isfinite(z)
-    if not bool(finite.all()):
-        at = _first(~finite)
+    narrow = kind == "logits" and precision == "float32" and z.dtype == torch.float64
+    # One pass checks both faults: a value that is not finite, and (narrowing) one too large
+    # once rounded to float32 (3.4028235e38, as float32 prints its largest, fits).
+    narrowed = z.to(torch.float32) if narrow else z
+    if not bool(torch.isfinite(narrowed).all()):
+        finite = torch.isfinite(z)
+        if not bool(finite.all()):
+            at = _first(~finite)
+            raise InputError(
+                f"Expected finite numbers, but {{where}} is {float(z[at])}",
+                (kind, *at),
+                "not_finite",
+            )
+        at = _first(~torch.isfinite(narrowed))
         raise InputError(
-            f"Expected finite numbers, but {{where}} is {float(z[at])}", (kind, *at), "not_finite"
+            f'{{where}} = {float(z[at])} is too large for float32; send "precision": "float64"',
+            (kind, *at),
+            "too_large_for_precision",
         )
     if kind == "probabilities":
         return _from_probabilities(z, precision)
     if kind == "log_probabilities":
         return _from_log_probabilities(z)
-    if precision == "float32" and z.dtype == torch.float64:
-        # too large once rounded to float32 (3.4028235e38, as float32 prints its largest, fits)
-        too_big = torch.isinf(z.to(torch.float32))
-        if bool(too_big.any()):
-            at = _first(too_big)
-            raise InputError(
-                f'{{where}} = {float(z[at])} is too large for float32; send "precision": "float64"',
-                (kind, *at),
-                "too_large_for_precision",
-            )
-    return z
+    return narrowed
 
 
 def _sample(at: tuple[int, ...]) -> tuple[int, ...]:
@@ -146,6 +151,10 @@ def checked_labels(labels: ArrayLike, shape: tuple[int, ...], ignore_index: int 
         else:
             message = f"Expected labels of shape {list(wanted)}, but got {list(y.shape)}"
         raise InputError(message, ("labels",), "bad_length")
+    if ignore_index is None and y.numel():
+        low, high = torch.aminmax(y)  # one pass, where nothing is ignored
+        if int(low) >= 0 and int(high) < shape[1]:
+            return y
     allowed = (y >= 0) & (y < shape[1])
     if ignore_index is not None:
         allowed |= y == ignore_index
@@ -207,12 +216,12 @@ def class_weights_tensor(
     return torch.tensor(weights, dtype=like.dtype, device=like.device)
 
 
-def check_finite_losses(
-    ce: Tensor, penalty: Tensor, precision: str, shape: tuple[int, ...]
-) -> None:
+def check_finite_losses(terms: FairLossTerms, precision: str, shape: tuple[int, ...]) -> None:
     """An `InputError` naming the first sample (of the labels' ``shape``) whose loss overflowed
     the compute precision."""
-    bad_ce = ~ce.isfinite()
+    if bool(terms.total.isfinite().all()):  # the one pass when nothing overflowed
+        return
+    bad_ce = ~terms.ce.isfinite()
     if bool(bad_ce.any()):
         at = tuple(int(k) for k in np.unravel_index(int(bad_ce.nonzero()[0, 0]), shape))
         where = f"row {at[0]}" if len(at) == 1 else f"sample {list(at)}"
@@ -223,10 +232,9 @@ def check_finite_losses(
             ("logits", *at),
             "not_finite_result",
         )
-    if not bool(penalty.isfinite().all()):
-        raise InputError(
-            "These options give non-finite penalties; use a smaller smooth_max_beta or "
-            'scaling_factor, or "precision": "float64"',
-            ("smooth_max_beta",),
-            "not_finite_result",
-        )
+    raise InputError(
+        "These options give non-finite penalties; use a smaller smooth_max_beta or "
+        'scaling_factor, or "precision": "float64"',
+        ("smooth_max_beta",),
+        "not_finite_result",
+    )

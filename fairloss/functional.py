@@ -180,7 +180,7 @@ def terms_of(
     logits: Tensor,
     log_probs: Tensor,
     target: Tensor,
-    counted: Tensor,
+    counted: Tensor | None,
     *,
     smooth_max_beta: float,
     scaling_factor: float,
@@ -188,12 +188,16 @@ def terms_of(
     label_smoothing: float,
 ) -> FairLossTerms:
     """The terms from logits already in the compute dtype and their log-softmax; ``target`` in
-    ``[0, C)`` everywhere (ignored samples hold any valid label and score 0)."""
+    ``[0, C)`` everywhere (ignored samples hold any valid label and score 0). ``counted`` None
+    means that every sample counts."""
     ce = cross_entropy(log_probs, target, weight, label_smoothing)
     pen = penalty(logits, target, smooth_max_beta, scaling_factor)
-    zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
-    ce = torch.where(counted, ce, zero)
-    pen = torch.where(counted, pen, zero)
+    if counted is None:
+        counted = torch.ones_like(target, dtype=torch.bool)
+    else:
+        zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
+        ce = torch.where(counted, ce, zero)
+        pen = torch.where(counted, pen, zero)
     return FairLossTerms(ce, pen, ce + pen, counted)
 
 

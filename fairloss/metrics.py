@@ -8,6 +8,7 @@ rule, so on an exact tie a sample can be neither correct nor beaten.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -58,15 +59,15 @@ def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores
     log_loss = 0.0 - true_log_prob  # not -x, which turns log 1 = 0.0 into -0.0
     others = probs.scatter(1, target, 0.0)
     brier = others.sum(dim=1) ** 2 + (others**2).sum(dim=1)
-    beaten = (logits.max(dim=1).values > logits.gather(1, target).squeeze(1)).to(log_loss.dtype)
+    beaten = logits.max(dim=1).values > logits.gather(1, target).squeeze(1)
     return SampleScores(
         predicted=predicted,
         correct=predicted == target.squeeze(1),
         confidence=confidence,
         log_loss=log_loss,
         brier=brier,
-        pll=log_loss + beaten * math.log(num_classes),
-        pbs=brier + beaten * ((num_classes - 1) / num_classes),
+        pll=torch.where(beaten, log_loss + math.log(num_classes), log_loss),
+        pbs=torch.where(beaten, brier + (num_classes - 1) / num_classes, brier),
     )
 
 
@@ -92,9 +93,14 @@ def calibration_bins(
 
 def bin_index(confidence: Tensor, n_bins: int) -> Tensor:
     """The calibration bin of each confidence: b for ``(b / n_bins, (b + 1) / n_bins]``."""
-    confidence = confidence.double().contiguous()
-    upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=confidence.device) / n_bins
-    return torch.searchsorted(upper, confidence).clamp(max=n_bins - 1)
+    upper = _upper_edges(n_bins, confidence.device)
+    return torch.searchsorted(upper, confidence.double().contiguous()).clamp(max=n_bins - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _upper_edges(n_bins: int, device: torch.device) -> Tensor:
+    """``(b + 1) / n_bins`` for each bin b, in float64 (made once per bin count and device)."""
+    return torch.arange(1, n_bins + 1, dtype=torch.float64, device=device) / n_bins
 
 
 def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:
@@ -158,6 +164,10 @@ class ScoreSums:
         return calibration_error(self.bin_count, self.bin_confidence, self.bin_correct)
 
 
+# The scoring rules' sums, and every weighted sum, in the order of `ScoreSums`' fields.
+SUMMED = ("log_loss", "brier", "pll", "pbs")
+SUMMED_FIELDS = ("weight", "correct", "ce", "penalty", "total", *SUMMED)
+
 # Criteria that rank candidates by their mean (lower is better); accuracy ranks highest first.
 CRITERIA = ("ce", "total", "brier", "pll", "pbs")
 
@@ -213,12 +223,22 @@ def score_sums(
     weight = terms.counted.double()
     if sample_weight is not None:
         weight = weight * sample_weight.to(weight)
-    columns = {"weight": torch.ones_like(weight), "correct": scores.correct}
-    columns.update({name: getattr(terms, name) for name in ("ce", "penalty", "total")})
-    columns.update({name: getattr(scores, name) for name in ("log_loss", "brier", "pll", "pbs")})
-    stacked = torch.stack([c.double() for c in columns.values()], dim=1) * weight.unsqueeze(1)
-    totals = dict(zip(columns, stacked.sum(dim=0).tolist(), strict=True))
-    bins = torch.stack(calibration_bins(scores.confidence, scores.correct, n_bins, weight), dim=1)
+    ce = terms.ce
+    # One (M, 10) matrix in float64, weighted: its column sums are the sums, and three of its
+    # columns summed per calibration bin are the bins.
+    columns = (
+        torch.ones_like(ce),
+        scores.correct.to(ce.dtype),
+        ce,
+        terms.penalty,
+        terms.total,
+        *(getattr(scores, name).to(ce.dtype) for name in (*SUMMED, "confidence")),
+    )
+    weighted = torch.stack(columns, dim=1).double() * weight.unsqueeze(1)
+    totals = dict(zip(SUMMED_FIELDS, weighted[:, :-1].sum(dim=0).tolist(), strict=True))
+    index = bin_index(scores.confidence, n_bins)
+    zeros = torch.zeros(n_bins, 3, dtype=torch.float64, device=ce.device)
+    bins = zeros.index_add(0, index, weighted[:, [0, -1, 1]])
     bin_count, bin_confidence, bin_correct = zip(*bins.tolist(), strict=True)
     return ScoreSums(
         count=int(terms.counted.sum()),

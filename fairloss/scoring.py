@@ -43,6 +43,7 @@ from fairloss.options import ScoringOptions
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TERMS = ("ce", "penalty", "total")
 SCORES = ("confidence", "log_loss", "brier", "pll", "pbs")
+DEFAULT_OPTIONS = ScoringOptions()
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def score_batch(
             ``class_weights`` or ``device``, for the first fault found; also when a loss
             overflows the compute precision.
     """
-    options = options or ScoringOptions()
+    options = options or DEFAULT_OPTIONS
     if bootstrap is not None and not rules:
         raise ValueError("Expected rules=True with a bootstrap: its sums hold the scoring rules")
     device = resolve_device(options.device or default_device)
@@ -149,7 +150,12 @@ def score_batch(
         w = w.reshape(-1)
     z, y = flatten(z, y)
     weight = class_weights_tensor(options.class_weights, z.shape[1], z)
-    counted, target = counted_labels(y, options.ignore_index)
+    # Without an ignore_index every sample counts: no masks to apply (counted is None).
+    counted, target = (
+        (None, y.long())
+        if options.ignore_index is None
+        else counted_labels(y, options.ignore_index)
+    )
     log_probs = torch.log_softmax(z, dim=1)
     terms = terms_of(
         z,
@@ -161,29 +167,33 @@ def score_batch(
         weight=weight,
         label_smoothing=options.label_smoothing,
     )
-    check_finite_losses(terms.ce, terms.penalty, options.precision, shape)
+    check_finite_losses(terms, options.precision, shape)
     batch = partial(BatchScores, z.shape[0], z.shape[1], str(z.device), options, shape=shape)
     if not rules:
-        columns = {**dict(zip(TERMS, terms[:3], strict=True)), "counted": counted}
-        kept = counted.double() * (1 if w is None else w)
-        totals = (torch.stack([c.double() for c in terms[:3]]) * kept).sum(dim=1).tolist()
-        sums = ScoreSums(int(counted.sum()), float(kept.sum()), 0, *totals)
+        columns = {**dict(zip(TERMS, terms[:3], strict=True)), "counted": terms.counted}
+        kept = terms.counted.double() * (1 if w is None else w)
+        totals = (torch.stack(terms[:3]).double() * kept).sum(dim=1)
+        sums = ScoreSums(int(terms.counted.sum()), float(kept.sum()), 0, *totals.tolist())
         return batch(columns, sums, weighted=w is not None)
     scores = scores_of(z, log_probs, target)
-    correct = scores.correct & counted
+    rule_columns = {name: getattr(scores, name) for name in SCORES[1:]}
+    correct = scores.correct
+    if counted is not None:  # an ignored sample scores 0 under every rule, as under the loss
+        correct = correct & counted
+        rule_columns = {k: torch.where(counted, v, 0) for k, v in rule_columns.items()}
     columns = {
         **dict(zip(TERMS, terms[:3], strict=True)),
         "predicted": scores.predicted,
         "correct": correct,
-        "counted": counted,
+        "counted": terms.counted,
         "confidence": scores.confidence,
-        # an ignored sample scores 0 under every rule, as under the loss
-        **{name: torch.where(counted, getattr(scores, name), 0) for name in SCORES[1:]},
+        **rule_columns,
     }
     found = None
     if violations:
         found = {
-            k: count_violations(columns[k], correct, counted, sample_weight=w) for k in CRITERIA
+            k: count_violations(columns[k], correct, terms.counted, sample_weight=w)
+            for k in CRITERIA
         }
     sums = score_sums(terms, scores, options.ece_bins, w)
     scored = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
