@@ -13,7 +13,7 @@ from fairloss.checks import KINDS, Kind
 from fairloss.errors import InputError, path
 from fairloss.metrics import rank
 from fairloss.options import OPTION_NAMES, ScoringOptions
-from fairloss.scoring import BatchScores, score_batch, with_replicates
+from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch, with_replicates
 from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
@@ -24,6 +24,7 @@ from service.typed_arrays import FLOATS, decode, is_typed
 from service.wire import scored
 
 RESPONSE_OPTIONS = tuple(ResponseOptions.model_fields)
+DEFAULT_RESPONSE = ResponseOptions()
 CANDIDATE = ("name", *KINDS)
 
 
@@ -40,10 +41,9 @@ def parse_options(fields: dict[str, Any], *arrays: str) -> tuple[ScoringOptions,
     """The request's scoring and response options; every field that is neither, nor one of
     ``arrays``, is refused by name."""
     unknown_fields(fields, {*OPTION_NAMES, *RESPONSE_OPTIONS, *arrays})
+    given = {k: fields[k] for k in RESPONSE_OPTIONS if k in fields}
     try:
-        response = ResponseOptions.model_validate(
-            {k: fields[k] for k in RESPONSE_OPTIONS if k in fields}
-        )
+        response = ResponseOptions.model_validate(given) if given else DEFAULT_RESPONSE
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise field_errors(
@@ -54,7 +54,7 @@ def parse_options(fields: dict[str, Any], *arrays: str) -> tuple[ScoringOptions,
         given["class_weights"] = decode(
             given["class_weights"], ["class_weights"], FLOATS, invalid
         ).tolist()
-    return ScoringOptions(**given), response
+    return (ScoringOptions(**given) if given else DEFAULT_OPTIONS), response
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
