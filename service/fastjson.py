@@ -2,10 +2,11 @@
 
 The general path (orjson, then numpy) makes a Python object of every number first, which is most
 of a big request's time. simdjson parses the body once and hands ``logits`` and ``labels`` over
-as flat buffers. The fast path takes a body only when each of its arrays is exactly what it
-seems, and returns None for anything else (invalid JSON, NaN literals, booleans or strings among
-the numbers, ragged or nested rows, duplicate keys): the general path then parses that body and
-says what is wrong. Both paths accept the same bodies and give the same arrays.
+as flat buffers, and an Open Inference Protocol tensor's ``data``, flat or nested, likewise.
+The fast path takes a body only when each of its arrays is exactly what it seems, and returns
+None for anything else (invalid JSON, NaN literals, booleans or strings among the numbers,
+ragged rows, predictions nested past two levels, duplicate keys): the general path then parses
+that body and says what is wrong. Both paths accept the same bodies and give the same arrays.
 """
 
 from __future__ import annotations
@@ -93,9 +94,26 @@ def _vector(value: Any, of_type: Literal["i", "d"]) -> tuple[np.ndarray[Any, Any
 
 
 def _tensor_data(value: Any, datatype: Any) -> tuple[np.ndarray[Any, Any], int]:
-    """An Open Inference Protocol tensor's flat ``data`` (nested data takes the general path),
-    as int64 for an integer datatype and float64 otherwise."""
-    return _vector(value, "i" if datatype in INTEGER_DATATYPES else "d")
+    """An Open Inference Protocol tensor's ``data``, flat or nested (rectangular at every
+    level, as numpy reads nested lists), flattened: int64 for an integer datatype, float64
+    otherwise. The codec reshapes it to the tensor's ``shape``."""
+    of_type: Literal["i", "d"] = "i" if datatype in INTEGER_DATATYPES else "d"
+    level, brackets, size = [value], 1, len(value)
+    while size and isinstance(level[0][0], simdjson.Array):
+        # A row that is a number has no len (TypeError); a string has, but as_buffer refuses it.
+        widths = {len(row) for array in level for row in array}
+        if len(widths) != 1:
+            raise _NotFastError
+        brackets += size
+        size *= widths.pop()
+        if not size or not isinstance(level[0][0][0], simdjson.Array):
+            break
+        level = [row for array in level for row in array]  # one level deeper
+    dtype = np.int64 if of_type == "i" else np.float64
+    flat = np.frombuffer(value.as_buffer(of_type=of_type), dtype=dtype)
+    if flat.size != size:
+        raise _NotFastError
+    return flat, brackets
 
 
 def _objects(value: Any) -> tuple[list[Any], int]:

@@ -75,7 +75,9 @@ def read_inputs(request: dict[str, Any], body: bytearray, split: int, max_elemen
     kind, _ = prediction(named)
     if "labels" not in named:
         raise invalid("Field 'labels' is required", ["labels"], "missing")
-    booleans = _data_may_hold_booleans(body, split, request)
+    # Only lists (the general parser's) may hide JSON booleans; the fast parser refuses them.
+    lists = any(isinstance(spec.get("data"), list) for spec in specs)
+    booleans = lists and _data_may_hold_booleans(body, split, request)
     offset = split
     tensors: dict[str, np.ndarray[Any, Any]] = {}
     for spec in specs:  # binary data lies in the order of the inputs

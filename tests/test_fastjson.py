@@ -91,15 +91,25 @@ def test_fast_path_refuses_what_it_cannot_read_exactly(raw: bytes) -> None:
     assert parse_fast(raw) is None
 
 
-@pytest.mark.parametrize("datatypes", [("FP32", "INT64"), ("FP64", "INT32"), ("FP16", "INT64")])
+@pytest.mark.parametrize(
+    ("datatypes", "nesting"),
+    [
+        (("FP32", "INT64"), (2100,)),
+        (("FP64", "INT32"), (2100,)),
+        (("FP16", "INT64"), (2100,)),
+        (("FP32", "INT64"), (300, 7)),  # nested as the shape says
+        (("FP32", "INT64"), (30, 10, 7)),  # nested otherwise: numpy reads it, then reshapes
+    ],
+)
 def test_oip_json_tensors_take_the_fast_path_and_answer_as_the_general_one(
-    monkeypatch: pytest.MonkeyPatch, datatypes: tuple[str, str]
+    monkeypatch: pytest.MonkeyPatch, datatypes: tuple[str, str], nesting: tuple[int, ...]
 ) -> None:
     rng = np.random.default_rng(2)
     logits, labels = rng.normal(size=(300, 7)) * 3, rng.integers(0, 7, 300)
+    data = logits.reshape(nesting)
     request = {
         "inputs": [
-            {"name": "logits", "datatype": datatypes[0], "shape": [300, 7], "data": logits.ravel()},
+            {"name": "logits", "datatype": datatypes[0], "shape": [300, 7], "data": data},
             {"name": "labels", "datatype": datatypes[1], "shape": [300], "data": labels},
         ],
         "outputs": [{"name": "total"}, {"name": "reduced"}],
@@ -116,8 +126,13 @@ def test_oip_json_tensors_take_the_fast_path_and_answer_as_the_general_one(
 
 @pytest.mark.parametrize(
     "data",
-    [b"[[0.5, 1.0], [2.0, 3.0]]", b"[0.5, true, 2.0, 3.0]", b"[0.5, NaN, 2.0, 3.0]"],
-    ids=["nested", "boolean", "nan"],
+    [
+        b"[[[0.5, 1.0], [2.0]], [[3.0, 4.0, 5.0], [6.0]]]",
+        b"[[0.5, 1.0], [2.0, [3.0]]]",
+        b"[[0.5, true], [2.0, 3.0]]",
+        b"[0.5, NaN, 2.0, 3.0]",
+    ],
+    ids=["ragged", "deeper", "boolean", "nan"],
 )
 def test_oip_data_the_fast_path_cannot_read_exactly_goes_to_the_general_one(data: bytes) -> None:
     body = (
