@@ -87,5 +87,7 @@ LABEL org.opencontainers.image.title="fairloss-service" \
       org.opencontainers.image.created="${BUILD_DATE}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
-# Exec form: python is PID 1 and gets SIGTERM itself (uvicorn drains in-flight requests).
+# Exec form: python is PID 1 and gets SIGTERM itself. It runs FAIRLOSS_WORKERS worker processes
+# (default auto: one per CPU the container may use, its cpuset and CPU quota included); on SIGTERM
+# it stops listening, lets every worker finish the requests it has, reaps them and exits 0.
 CMD ["python", "-m", "service"]

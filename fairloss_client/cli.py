@@ -206,7 +206,10 @@ def _parser() -> argparse.ArgumentParser:
     serving.add_argument("--host", help="interface to listen on (FAIRLOSS_HOST)")
     serving.add_argument("--port", type=int, help="port (FAIRLOSS_PORT)")
     serving.add_argument("--device", help="auto, cpu, cuda or cuda:K (FAIRLOSS_DEVICE)")
-    serving.add_argument("--workers", type=int, help="worker processes (FAIRLOSS_WORKERS)")
+    serving.add_argument(
+        "--workers",
+        help="worker processes, or auto: one per CPU this process may use (FAIRLOSS_WORKERS)",
+    )
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -1,19 +1,28 @@
-"""``python -m service``: serve the app with uvicorn, configured by ``FAIRLOSS_*``."""
+"""``python -m service``: serve the app with uvicorn, configured by ``FAIRLOSS_*``.
+
+With one worker, uvicorn serves the app in this process. With several, this process is
+their supervisor (`service.supervisor`) and each worker a process of its own, on the one
+listening socket. Either way SIGTERM (or SIGINT) stops the listening, lets every worker answer
+the requests it has accepted, for up to ``FAIRLOSS_GRACEFUL_SHUTDOWN_S``, and exits with status 0.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import pydantic
 import uvicorn
 
-from fairloss.devices import resolve_device
-from fairloss.errors import InputError
+from service.cpus import plan, usable_cpus
 from service.logs import log_config
 from service.settings import Settings
+from service.supervisor import serve
 
 
 def _exit_cleanly(_signal: int, _frame: FrameType | None) -> None:
@@ -35,6 +44,9 @@ def checked_settings(flags: Sequence[str] = ()) -> Settings:
             given = f"--{name} or " if name in flags else ""
             said.append(f"{given}FAIRLOSS_{name.upper()}: {error['msg']}")
         raise ValueError("; ".join(said)) from None
+    from fairloss.devices import resolve_device  # here: torch stays out of the supervisor
+    from fairloss.errors import InputError
+
     try:
         resolve_device(settings.device)
     except InputError as exc:
@@ -44,22 +56,40 @@ def checked_settings(flags: Sequence[str] = ()) -> Settings:
 
 
 def run(settings: Settings) -> None:
-    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler it
-    # found; this one makes that a clean exit (status 0) rather than death by signal.
+    """Serve until SIGTERM or SIGINT, drain, and return (or exit 0, with one worker).
+
+    ``auto`` workers and torch threads are sized to the CPUs this process may use
+    (`service.cpus`). The workers read their settings from ``FAIRLOSS_*``: the sizes chosen here
+    are written there (``FAIRLOSS_WORKERS``, ``FAIRLOSS_TORCH_THREADS``) before they start.
+
+    Raises:
+        SystemExit: status 0 after a drain on SIGTERM with one worker; uvicorn's status 3 when
+            the app (or a worker) fails to start.
+    """
+    chosen = plan(settings.workers, settings.torch_threads, usable_cpus())
+    os.environ["FAIRLOSS_WORKERS"] = str(chosen.workers)
+    os.environ["FAIRLOSS_TORCH_THREADS"] = str(chosen.torch_threads)
+    # One worker: uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the
+    # handler it found; this one makes that a clean exit (status 0) rather than death by signal.
+    # Several: the supervisor installs handlers of its own, and returns once the workers are gone.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "workers": chosen.workers,
         # One JSON stream on stdout for uvicorn's lines, the service's and Python's warnings;
         # uvicorn's access line is off, the service writes its own (with the request id).
-        log_config=log_config(settings.log_level),
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_s,
-    )
+        "log_config": log_config(settings.log_level),
+        "log_level": settings.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_s,
+    }
+    if chosen.workers == 1:
+        uvicorn.run("service.app:create_app", **options)
+        return
+    with contextlib.suppress(KeyboardInterrupt):  # before the supervisor's handlers are in place
+        serve(uvicorn.Config("service.app:create_app", **options))
 
 
 def main() -> None:

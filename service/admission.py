@@ -31,11 +31,15 @@ class Admission:
         retry_after_s: int,
         reject: Callable[[str], None] = lambda _: None,
         inline_bytes: int = 0,
+        held: Callable[[int], None] = lambda _: None,
     ) -> None:
+        """``reject(reason)`` is told of each refusal, ``held(count)`` of the slots held each
+        time the count changes (for the in-flight gauge)."""
         self.limit = limit
         self.inline_bytes = inline_bytes
         self.retry_after_s = retry_after_s
         self.reject = reject
+        self.held = held
         self.in_flight = 0
         self.executor: ThreadPoolExecutor | None = None
 
@@ -62,6 +66,7 @@ class Admission:
                 f"The server is computing {self.limit} requests, its limit; retry shortly.",
             )
         self.in_flight += 1
+        self.held(self.in_flight)
 
     async def compute(
         self, receive: Callable[[], Awaitable[T]], work: Callable[[T], R], timeout_s: float
@@ -77,6 +82,7 @@ class Admission:
             holders -= 1
             if holders == 0:
                 self.in_flight -= 1
+                self.held(self.in_flight)
 
         try:
             with anyio.move_on_after(timeout_s):

@@ -37,11 +37,23 @@ def _warm_up(device: str) -> None:
     score_batch(logits, np.array([0, 0]), default_device=device)
 
 
+def _size_torch(threads: int) -> None:
+    """``threads`` torch threads for each computation, and as many for inter-op work at most
+    (``python -m service`` sizes them so that its workers share the CPUs, `service.cpus`).
+    The inter-op pool can be sized once per process, before its first use: later, it stays."""
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() > threads:
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # already sized, or already started
+            log.debug("torch's inter-op threads stay at %d", torch.get_num_interop_threads())
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+        _size_torch(settings.torch_threads)
     available = available_devices()
     try:
         default = resolve_device(settings.device, available)
@@ -56,7 +68,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.devices = Devices(available, default)
     app.state.admission.open()
     app.state.ready = True
-    log.info("ready on %s (devices: %s)", default, ", ".join(available))
+    log.info(
+        "ready on %s (devices: %s; torch threads: %d)",
+        default,
+        ", ".join(available),
+        torch.get_num_threads(),
+    )
     try:
         yield
     finally:
@@ -122,12 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.ready = False
-    app.state.metrics = Metrics(in_flight=lambda: app.state.admission.in_flight)
+    app.state.metrics = Metrics()
     app.state.admission = Admission(
         settings.max_concurrency,
         settings.retry_after_s,
         reject=app.state.metrics.reject,
         inline_bytes=settings.inline_bytes,
+        held=app.state.metrics.in_flight.set,
     )
     install_error_handlers(app)
     app.include_router(health.router)

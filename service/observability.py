@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,10 +41,18 @@ UNMATCHED = "unmatched"
 
 
 class Metrics:
-    """The service's metrics, in a registry of their own (one per app, not the global one)."""
+    """The service's metrics, in a registry of their own (one per app, not the global one).
 
-    def __init__(self, in_flight: Callable[[], int]) -> None:
+    Under several worker processes (`service.supervisor` sets ``PROMETHEUS_MULTIPROC_DIR``
+    before they start), prometheus_client keeps each process's values in files there, and the
+    exposition is of those files, summed over the workers: counters and the histogram over every
+    worker that ever ran, the in-flight gauge over the live ones (``livesum``). Otherwise it is
+    this registry's, so that apps created side by side (as in tests) count apart.
+    """
+
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess: bool = getattr(values.ValueClass, "_multiprocess", False)
         registry = self.registry
         self.requests = Counter(
             "fairloss_http_requests",
@@ -65,8 +74,8 @@ class Metrics:
             "fairloss_computations_in_flight",
             "Admission slots held: admitted requests whose computation has not returned",
             registry=registry,
+            multiprocess_mode="livesum",
         )
-        self.in_flight.set_function(in_flight)
         self.rejections = Counter(
             "fairloss_rejections", "Requests refused, by reason", ["reason"], registry=registry
         )
@@ -77,7 +86,13 @@ class Metrics:
         self.rejections.labels(reason).inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text exposition: of every worker's files under several workers (read
+        anew on each call), else of this registry."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 def access_logger(level: str) -> logging.Logger:

@@ -17,12 +17,27 @@ def _comma_separated(value: Any) -> Any:
     return value
 
 
+def _auto_is_zero(value: Any) -> Any:
+    """``"auto"`` (any case) -> ``0``, the count that `service.cpus.plan` sizes to the CPUs."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
+    return value
+
+
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_separated)]
+Auto = Annotated[int, BeforeValidator(_auto_is_zero), Field(ge=0)]
+"""A count, or ``auto`` (also ``0``): sized to the CPUs by ``python -m service``."""
 
 
 class Settings(BaseSettings):
-    """Every field is set by the environment variable ``FAIRLOSS_<NAME>``."""
+    """Every field is set by the environment variable ``FAIRLOSS_<NAME>``.
+
+    ``workers`` and ``torch_threads`` are ``auto`` (``0``) by default: `service.__main__.run`
+    sizes them to the CPUs (`service.cpus.plan`) and hands the numbers to its workers. An app
+    served some other way leaves torch's thread count alone while ``torch_threads`` is ``0``.
+    The limits (``max_concurrency``, ``max_body_bytes``, ...) hold in each worker process.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FAIRLOSS_", frozen=True)
 
@@ -33,8 +48,8 @@ class Settings(BaseSettings):
     max_elements: int = Field(default=2**24, gt=0)
     max_concurrency: int = Field(default=16, gt=0)
     retry_after_s: int = Field(default=1, ge=0)
-    workers: int = Field(default=1, gt=0)
-    torch_threads: int = Field(default=0, ge=0)
+    workers: Auto = 0
+    torch_threads: Auto = 0
     inline_bytes: int = Field(default=16 * 1024, ge=0)
     graceful_shutdown_s: int = Field(default=8, gt=0)
     request_timeout_s: float = Field(default=60.0, gt=0)

@@ -98,9 +98,14 @@ class Server:
 
 @contextmanager
 def running_server(env: dict[str, str] | None = None, timeout_s: float = 60.0) -> Iterator[Server]:
-    """A real ``python -m service`` on a free loopback port, stopped (SIGTERM) on exit."""
+    """A real ``python -m service`` on a free loopback port, stopped (SIGTERM) on exit.
+
+    One worker process unless ``env`` (or this process's environment) sets ``FAIRLOSS_WORKERS``:
+    each worker costs a start-up (torch's import, the devices' warm-up).
+    """
     port = free_port()
     full_env = {
+        "FAIRLOSS_WORKERS": "1",
         **os.environ,
         "FAIRLOSS_HOST": "127.0.0.1",
         "FAIRLOSS_PORT": str(port),

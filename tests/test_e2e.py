@@ -1,6 +1,8 @@
 """End to end over real HTTP: a `python -m service` process, or FAIRLOSS_E2E_URL (e.g. a container).
 
 Only HTTP here, no import of the app: scripts/image-test.sh runs this file against an image.
+The server may run several worker processes (``/info``'s ``server.workers``; locally,
+``FAIRLOSS_WORKERS=2 pytest tests/test_e2e.py``): the limits hold in each, and /metrics sums.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.pinning import pinned_sync_clients
 
 README_EXAMPLE: dict[str, Any] = {
     "logits": [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]],
@@ -31,11 +36,24 @@ def http(live_url: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def limits(http: httpx.Client) -> dict[str, int]:
+def info(http: httpx.Client) -> dict[str, Any]:
     response = http.get("/info")
     assert response.status_code == 200
-    result: dict[str, int] = response.json()["limits"]
+    result: dict[str, Any] = response.json()
     return result
+
+
+@pytest.fixture(scope="module")
+def limits(info: dict[str, Any]) -> dict[str, int]:
+    result: dict[str, int] = info["limits"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def workers(info: dict[str, Any]) -> int:
+    count: int = info["server"]["workers"]
+    assert count >= 1
+    return count
 
 
 def assert_readme_example(http: httpx.Client) -> None:
@@ -162,8 +180,15 @@ def test_burst_of_bad_requests_leaves_the_server_answering(
     assert http.get("/healthz").status_code == 200
 
 
+def metric(http: httpx.Client, sample: str) -> float:
+    """The value of one sample (name and labels, as exposed) of /metrics; 0 when absent."""
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", http.get("/metrics").text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
 def wait_for_slots_held(http: httpx.Client, slots: int, timeout_s: float = 20.0) -> None:
-    """Until the server's in-flight gauge shows every slot held (probing /score would race)."""
+    """Until the server's in-flight gauge (summed over its workers) shows ``slots`` held
+    (probing /score would race)."""
     gauge = re.compile(r"^fairloss_computations_in_flight (\S+)$", re.MULTILINE)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -175,12 +200,29 @@ def wait_for_slots_held(http: httpx.Client, slots: int, timeout_s: float = 20.0)
     raise AssertionError(f"{slots} held requests were not all admitted within {timeout_s} s")
 
 
-def test_busy_server_answers_503_then_recovers(
-    live_url: str, http: httpx.Client, limits: dict[str, int]
+def test_every_worker_answers_and_metrics_count_them_all(
+    live_url: str, http: httpx.Client, workers: int
 ) -> None:
+    """Connections pinned to each worker: /metrics counts every worker's requests."""
+    scored = 'fairloss_http_requests_total{method="POST",route="/score",status="200"}'
+    before = metric(http, scored)
+    with ExitStack() as stack:
+        pinned, pids = pinned_sync_clients(stack, live_url, 1, workers)
+        for k, own in enumerate(pinned):
+            for _ in range(k + 1):  # a different count from each worker
+                assert own.post("/score", json=README_EXAMPLE).status_code == 200
+    assert len(set(pids)) == workers
+    assert metric(http, scored) - before == workers * (workers + 1) // 2
+
+
+def test_busy_server_answers_503_then_recovers(
+    live_url: str, http: httpx.Client, limits: dict[str, int], workers: int
+) -> None:
+    """Every worker's slots held (connections pinned to each), so that the next request is
+    refused whichever worker takes it."""
     slots = limits["max_concurrency"]
-    if slots > 64:
-        pytest.skip(f"max_concurrency {slots} is too many requests to hold open here")
+    if slots * workers > 64:
+        pytest.skip(f"{workers} x max_concurrency {slots} is too many requests to hold open here")
     release = threading.Event()
     head = json.dumps(README_EXAMPLE).encode()
 
@@ -189,19 +231,20 @@ def test_busy_server_answers_503_then_recovers(
         release.wait(timeout=20)
         yield head[10:]
 
-    def hold() -> httpx.Response:
-        with httpx.Client(base_url=live_url, timeout=30.0) as own:
-            return own.post("/score", content=slow_body(), headers=JSON)
+    def hold(own: httpx.Client) -> httpx.Response:
+        return own.post("/score", content=slow_body(), headers=JSON)
 
-    with ThreadPoolExecutor(max_workers=slots) as pool:
-        held = [pool.submit(hold) for _ in range(slots)]
-        try:
-            wait_for_slots_held(http, slots)
-            busy = http.post("/score", json=README_EXAMPLE)
-        finally:
-            release.set()
-        answers = [future.result(timeout=30) for future in held]
+    with ExitStack() as stack:
+        pinned, _ = pinned_sync_clients(stack, live_url, slots, workers)
+        with ThreadPoolExecutor(max_workers=len(pinned)) as pool:
+            held = [pool.submit(hold, own) for own in pinned]
+            try:
+                wait_for_slots_held(http, len(pinned))
+                busy = http.post("/score", json=README_EXAMPLE)
+            finally:
+                release.set()
+            answers = [future.result(timeout=30) for future in held]
     assert_problem(busy, 503)
     assert int(busy.headers["retry-after"]) >= 0
-    assert [a.status_code for a in answers] == [200] * slots
+    assert [a.status_code for a in answers] == [200] * len(pinned)
     assert_readme_example(http)

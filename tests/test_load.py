@@ -1,10 +1,13 @@
-"""Load above the concurrency limit: 200 or 503 only, right numbers, bounded server memory."""
+"""Load above the concurrency limit: 200 or 503 only, right numbers, bounded server memory.
+
+With one worker process and with two; the limit (and so the memory bound) holds in each worker,
+and /metrics counts over both.
+"""
 
 from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +19,7 @@ import torch
 
 import fairloss
 from tests.conftest import SUMMARY_TABLES, Server, assert_no_leak, running_server
+from tests.pinning import vm_hwm_bytes, worker_pids
 
 LIMIT = 2
 CLIENTS = 24
@@ -29,7 +33,7 @@ BUSY = {
     "status": 503,
     "detail": f"The server is computing {LIMIT} requests, its limit; retry shortly.",
 }
-# Memory the server may add to its baseline while answering: each of the LIMIT slots holds at
+# Memory a worker may add to its baseline while answering: each of its LIMIT slots holds at
 # most one body (MAX_BODY_BYTES) and what is parsed and computed from it, a small multiple of it.
 MEMORY_ALLOWANCE = LIMIT * 40 * MAX_BODY_BYTES + 64 * 1024 * 1024
 pytestmark = pytest.mark.timeout(240)
@@ -66,13 +70,6 @@ def _right(batch: Batch, answer: dict[str, Any]) -> bool:
             for k, v in batch.reduced.items()
         )
     )
-
-
-def vm_hwm_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/PID/status")
 
 
 @dataclass
@@ -122,44 +119,55 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.mark.anyio
-async def test_load_above_the_concurrency_limit() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_load_above_the_concurrency_limit(workers: int) -> None:
     batches = [_batch(n, seed) for seed, n in enumerate(SIZES)]
     env = {
+        "FAIRLOSS_WORKERS": str(workers),
         "FAIRLOSS_MAX_CONCURRENCY": str(LIMIT),
         "FAIRLOSS_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "FAIRLOSS_TORCH_THREADS": "1",
         "FAIRLOSS_LOG_LEVEL": "warning",
     }
     with running_server(env) as server:
-        baseline = vm_hwm_bytes(server.process.pid)
+        pids = worker_pids(server.process.pid)
+        baseline = {pid: vm_hwm_bytes(pid) for pid in pids}
         tally = await _load(server, batches)
-        peak = vm_hwm_bytes(server.process.pid)
+        peak = {pid: vm_hwm_bytes(pid) for pid in pids}
         metrics = httpx.get(f"{server.url}/metrics").text
+        assert worker_pids(server.process.pid) == pids, "a worker died under load"
 
     ok, busy = tally.statuses[200], tally.statuses[503]
     other = sum(tally.statuses.values()) - ok - busy
     mib = 1024 * 1024
+    memory = ", ".join(
+        f"{peak[pid] / mib:.0f} MiB (at start {baseline[pid] / mib:.0f} MiB, bound "
+        f"{(baseline[pid] + MEMORY_ALLOWANCE) / mib:.0f} MiB)"
+        for pid in pids
+    )
     table = "\n".join(
         [
-            f"POST /score over loopback: {CLIENTS} concurrent clients, FAIRLOSS_MAX_CONCURRENCY="
-            f"{LIMIT}, batches of {min(SIZES)}..{max(SIZES)} x {CLASSES}",
+            f"POST /score over loopback: {CLIENTS} concurrent clients, {workers} worker(s), "
+            f"FAIRLOSS_MAX_CONCURRENCY={LIMIT} each, batches of {min(SIZES)}..{max(SIZES)} x "
+            f"{CLASSES}",
             "| requests sent | answered 200 | answered 503 | other statuses | wrong numbers "
-            "| peak server memory (VmHWM) |",
+            "| peak memory of each worker (VmHWM) |",
             "|---|---|---|---|---|---|",
-            f"| {REQUESTS} | {ok} | {busy} | {other} | {tally.wrong} | {peak / mib:.0f} MiB "
-            f"(at start {baseline / mib:.0f} MiB, bound {(baseline + MEMORY_ALLOWANCE) / mib:.0f}"
-            " MiB) |",
+            f"| {REQUESTS} | {ok} | {busy} | {other} | {tally.wrong} | {memory} |",
         ]
     )
     print("\n" + table)
-    SUMMARY_TABLES["load test"] = table
+    SUMMARY_TABLES[f"load test, {workers} worker(s)"] = table
 
+    assert len(pids) == workers
     assert sum(tally.statuses.values()) == REQUESTS
     assert other == 0, tally.statuses
     assert tally.wrong == 0
     assert ok > 0
     assert busy > 0, "the load never reached the concurrency limit"
-    assert peak < baseline + MEMORY_ALLOWANCE
+    for pid in pids:
+        assert peak[pid] < baseline[pid] + MEMORY_ALLOWANCE
+    # Summed over the workers, whichever answered.
     assert _metric(metrics, 'fairloss_rejections_total{reason="busy"}') == busy
     assert _metric(metrics, "fairloss_samples_scored_total") == tally.scored
     assert _metric(metrics, "fairloss_computations_in_flight") == 0

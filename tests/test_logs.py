@@ -75,8 +75,10 @@ def served() -> Iterator[Served]:
     """A real server's whole output (stdout and stderr apart), from start to exit, around three
     requests: a route that raises, one that warns, one that raises mid-body."""
     port = free_port()
+    # One worker: the test routes are patched into this process's app (workers would import
+    # their own), and the lines checked are those of one server process.
     env = {**os.environ, "FAIRLOSS_HOST": "127.0.0.1", "FAIRLOSS_PORT": str(port),
-           "FAIRLOSS_LOG_LEVEL": "info"}  # fmt: skip
+           "FAIRLOSS_LOG_LEVEL": "info", "FAIRLOSS_WORKERS": "1"}  # fmt: skip
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         command = [sys.executable, "-c", SERVE_WITH_TEST_ROUTES]
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err)

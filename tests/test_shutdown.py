@@ -1,4 +1,8 @@
-"""SIGTERM mid-burst: new connections refused, accepted requests answered in full, exit 0."""
+"""SIGTERM mid-burst: new connections refused, accepted requests answered in full, exit 0.
+
+With one worker process and with two: SIGTERM then goes to their supervisor, ``python -m
+service``, which must stop listening and wait for both to drain.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import collections
 import signal
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -20,6 +25,7 @@ import fairloss
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import SUMMARY_TABLES, assert_no_leak, running_server
+from tests.pinning import pinned_clients
 
 LIMIT = 4
 GRACE_S = 10
@@ -56,9 +62,14 @@ async def _until_refused(url: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0() -> None:
-    batches = [_batch(seed) for seed in range(LIMIT)]
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0(workers: int) -> None:
+    """Every worker's LIMIT slots held by requests whose bodies are half sent (connections pinned
+    to each worker), so that the burst is refused 503 whichever worker takes it; then SIGTERM."""
+    held = LIMIT * workers
+    batches = [_batch(seed) for seed in range(held)]
     env = {
+        "FAIRLOSS_WORKERS": str(workers),
         "FAIRLOSS_MAX_CONCURRENCY": str(LIMIT),
         "FAIRLOSS_GRACEFUL_SHUTDOWN_S": str(GRACE_S),
         "FAIRLOSS_LOG_LEVEL": "warning",
@@ -74,16 +85,20 @@ async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0() -> Non
         yield body[len(body) // 2 :]
 
     with running_server(env) as server:
-        limits = httpx.Limits(max_connections=LIMIT + EXTRA + 2)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+        limits = httpx.Limits(max_connections=EXTRA + 2)
+        async with (
+            AsyncExitStack() as stack,
+            httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client,
+        ):
+            pinned, pids = await pinned_clients(stack, server.url, LIMIT, workers)
 
             async def accepted(k: int) -> None:
                 body, _ = batches[k]
-                answers[k] = await client.post("/score", content=half_then_rest(body))
+                answers[k] = await pinned[k].post("/score", content=half_then_rest(body))
 
             async def extra(k: int) -> None:
                 try:
-                    response = await client.post("/score", content=batches[k % LIMIT][0])
+                    response = await client.post("/score", content=batches[k % held][0])
                     burst[response.status_code] += 1
                     assert_no_leak(response.text)
                 except httpx.TransportError as exc:
@@ -94,9 +109,9 @@ async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0() -> Non
 
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as group:
-                    for k in range(LIMIT):
+                    for k in range(held):
                         group.start_soon(accepted, k)
-                    while await _in_flight(client) < LIMIT:
+                    while await _in_flight(client) < held:
                         await anyio.sleep(0.02)
                     for k in range(EXTRA):
                         group.start_soon(extra, k)
@@ -109,6 +124,7 @@ async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0() -> Non
         code = server.process.wait(timeout=GRACE_S + 5)
         took = time.monotonic() - terminated
 
+    assert len(set(pids)) == workers
     for k, (_, total) in enumerate(batches):
         assert answers[k].status_code == 200
         assert np.allclose(answers[k].json()["per_sample"]["total"], total, rtol=1e-5, atol=1e-6)
@@ -117,15 +133,15 @@ async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_0() -> Non
     assert set(burst) <= {503}, burst
     table = "\n".join(
         [
-            "| accepted before SIGTERM | answered 200 in full | burst answered 503 "
+            "| workers | accepted before SIGTERM | answered 200 in full | burst answered 503 "
             "| new connection after SIGTERM | exit status | exit after SIGTERM |",
-            "|---|---|---|---|---|---|",
-            f"| {LIMIT} | {sum(a.status_code == 200 for a in answers.values())} "
+            "|---|---|---|---|---|---|---|",
+            f"| {workers} | {held} | {sum(a.status_code == 200 for a in answers.values())} "
             f"| {burst[503]} of {EXTRA} | refused | {code} | {took:.1f} s (grace {GRACE_S} s) |",
         ]
     )
     print("\n" + table)
-    SUMMARY_TABLES["shutdown test"] = table
+    SUMMARY_TABLES[f"shutdown test, {workers} worker(s)"] = table
 
 
 @pytest.mark.anyio

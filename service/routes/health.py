@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from typing import Any
 
@@ -30,8 +31,11 @@ async def readyz(request: Request) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/info", summary="Version, devices, defaults and limits")
+@router.get("/info", summary="Version, devices, defaults, limits (each worker's) and workers")
 async def info(settings: SettingsDep, devices: DevicesDep) -> dict[str, Any]:
+    """``limits`` hold in each worker process; ``server`` says how many workers there are
+    (``0``: not known, for an app not served by ``python -m service``), which one answered
+    (``worker_pid``) and its torch threads."""
     options = {k: v for k, v in asdict(ScoringOptions()).items() if k != "device"}
     return {
         "version": fairloss.__version__,
@@ -43,5 +47,10 @@ async def info(settings: SettingsDep, devices: DevicesDep) -> dict[str, Any]:
             "max_body_bytes": settings.max_body_bytes,
             "max_elements": settings.max_elements,
             "max_concurrency": settings.max_concurrency,
+        },
+        "server": {
+            "workers": settings.workers,
+            "worker_pid": os.getpid(),
+            "torch_threads": torch.get_num_threads(),
         },
     }

@@ -1,4 +1,5 @@
-"""``GET /metrics``: the Prometheus text exposition of this app's own registry."""
+"""``GET /metrics``: the Prometheus text exposition, summed over the server's worker processes
+(`service.observability.Metrics.exposition`); with one, of this app's own registry."""
 
 from __future__ import annotations
 

@@ -1,0 +1,111 @@
+"""How many CPUs this process may use, and how the server shares them out.
+
+`usable_cpus` is the smaller of the CPUs the scheduler lets this process run on
+(``os.sched_getaffinity``, which follows a container's cpuset) and its cgroup's CPU bandwidth
+quota, rounded up (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``;
+``docker run --cpus``, a Kubernetes CPU limit). `plan` turns it into a number of worker
+processes and of torch threads in each, so that the workers do not oversubscribe the CPUs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MEMBERSHIP = Path("/proc/self/cgroup")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Worker processes, and torch threads in each."""
+
+    workers: int
+    torch_threads: int
+
+
+def _v2_quota(directory: Path) -> float | None:
+    """``cpu.max`` (``"max 100000"`` or ``"150000 100000"``) in CPUs; None for ``max``."""
+    quota, period = (directory / "cpu.max").read_text().split()[:2]
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _v1_quota(directory: Path) -> float | None:
+    """``cpu.cfs_quota_us / cpu.cfs_period_us`` in CPUs; None for a quota of -1 (none)."""
+    quota = int((directory / "cpu.cfs_quota_us").read_text())
+    period = int((directory / "cpu.cfs_period_us").read_text())
+    return None if quota <= 0 else quota / period
+
+
+def _up_from(mount: Path, relative: str) -> Iterator[Path]:
+    """``mount/relative`` and each of its parents down to ``mount`` itself.
+
+    Inside a container the path that ``/proc/self/cgroup`` names may not exist under the mount
+    (which then shows the container's own cgroup as its root): the walk still reaches it.
+    """
+    directory = mount / relative.strip("/")
+    yield directory
+    yield from (parent for parent in directory.parents if parent.is_relative_to(mount))
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, membership: Path = MEMBERSHIP) -> float | None:
+    """The CPU bandwidth quota this process runs under, in CPUs (``1.5`` for ``--cpus 1.5``):
+    the tightest along its cgroup's path, v2 or v1; None where there is none, or no cgroup
+    files to read (not Linux, cgroups not mounted). Never raises for unreadable files."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    places: list[tuple[Path, Callable[[Path], float | None]]] = []
+    for line in lines:
+        _, controllers, relative = line.split(":", 2)
+        if controllers == "":
+            places += [(d, _v2_quota) for d in _up_from(root, relative)]
+        elif "cpu" in controllers.split(","):
+            places += [(d, _v1_quota) for d in _up_from(root / "cpu", relative)]
+    limits = []
+    for directory, read in places:
+        try:
+            quota = read(directory)
+        except (OSError, ValueError):
+            continue
+        if quota is not None and quota > 0:
+            limits.append(quota)
+    return min(limits, default=None)
+
+
+def affinity_cpus() -> int:
+    """The CPUs the scheduler lets this process run on (``os.cpu_count()`` where the platform
+    has no ``sched_getaffinity``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def usable_cpus(
+    affinity: Callable[[], int] = affinity_cpus,
+    limit: Callable[[], float | None] = cgroup_cpu_limit,
+) -> int:
+    """The CPUs this process may use: its affinity, capped by its cgroup quota rounded up
+    (a quota of 1.5 CPUs allows 2); at least 1."""
+    cpus = affinity()
+    quota = limit()
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def plan(workers: int, torch_threads: int, cpus: int) -> Plan:
+    """The workers (``0``: one per CPU) and torch threads (``0``: ``cpus // workers``, at least
+    1), so that W workers on K CPUs run K threads in all, not W x K.
+
+    Raises:
+        ValueError: a negative count, or no CPUs.
+    """
+    if workers < 0 or torch_threads < 0 or cpus < 1:
+        raise ValueError(f"bad sizes: workers={workers}, torch_threads={torch_threads}, {cpus=}")
+    workers = workers or cpus
+    return Plan(workers, torch_threads or max(1, cpus // workers))
