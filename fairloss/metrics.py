@@ -224,21 +224,23 @@ def score_sums(
     if sample_weight is not None:
         weight = weight * sample_weight.to(weight)
     ce = terms.ce
-    # One (M, 10) matrix in float64, weighted: its column sums are the sums, and three of its
-    # columns summed per calibration bin are the bins.
+    # One (M, 10) matrix in float64, weighted: its first three columns summed per calibration
+    # bin are the bins, and the column sums of the others and the first are the sums.
     columns = (
         torch.ones_like(ce),
+        scores.confidence,
         scores.correct.to(ce.dtype),
         ce,
         terms.penalty,
         terms.total,
-        *(getattr(scores, name).to(ce.dtype) for name in (*SUMMED, "confidence")),
+        *(getattr(scores, name) for name in SUMMED),
     )
     weighted = torch.stack(columns, dim=1).double() * weight.unsqueeze(1)
-    totals = dict(zip(SUMMED_FIELDS, weighted[:, :-1].sum(dim=0).tolist(), strict=True))
+    weight_sum, _, *sums = weighted.sum(dim=0).tolist()
+    totals = dict(zip(SUMMED_FIELDS, [weight_sum, *sums], strict=True))
     index = bin_index(scores.confidence, n_bins)
     zeros = torch.zeros(n_bins, 3, dtype=torch.float64, device=ce.device)
-    bins = zeros.index_add(0, index, weighted[:, [0, -1, 1]])
+    bins = zeros.index_add(0, index, weighted[:, :3])
     bin_count, bin_confidence, bin_correct = zip(*bins.tolist(), strict=True)
     return ScoreSums(
         count=int(terms.counted.sum()),
