@@ -226,7 +226,13 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--output", type=Path, help="write per-sample results to FILE.csv or FILE.json"
     )
-    common.add_argument("--concurrency", type=int, default=4, help="chunks in flight (with --url)")
+    common.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="chunks in flight (with --url; default: two for each of the server's workers, "
+        "at least 4)",
+    )
     common.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

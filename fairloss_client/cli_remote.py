@@ -96,10 +96,12 @@ def _check_api_key(key: str) -> None:
         )
 
 
-def _client(url: str, api_key: str | None, concurrency: int, progress: bool | None) -> Client:
+def _client(
+    url: str, api_key: str | None, concurrency: int | None, progress: bool | None
+) -> Client:
     if api_key:
         _check_api_key(api_key)
-    if concurrency < 1:
+    if concurrency is not None and concurrency < 1:
         raise CliError(f"--concurrency {concurrency}: expected 1 or more")
     return Client(url, api_key=api_key, concurrency=concurrency, progress=progress)
 
@@ -113,7 +115,7 @@ def remote(
     compare: bool,
     bootstrap: Bootstrap | None = None,
     api_key: str | None = None,
-    concurrency: int = 4,
+    concurrency: int | None = None,
     progress: bool | None = None,
 ) -> ScoreResult | CompareResult:
     """Score (one file) or compare (all) through the service at ``url``; every failure is a

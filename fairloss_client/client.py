@@ -1,9 +1,17 @@
 """`Client` and `AsyncClient`: thin drivers that send the chunks `fairloss_client.plan` makes.
 
-Inputs are split into chunks under the server's limits (read from ``GET /info``), sent
-concurrently, retried by tenacity on 502/503/504 and connection errors as `Retry` says, and
-merged (`fairloss_client.results`): the chunks' sums add up to the aggregates that one request
-for the whole dataset gives, and superior violations are counted over the merged columns.
+Inputs are split into chunks sized for throughput under the server's limits (read from
+``GET /info``; see `fairloss_client.plan.CHUNK_ELEMENTS`), sent concurrently, retried by tenacity
+on 502/503/504 and connection errors as `Retry` says, and merged (`fairloss_client.results`):
+the chunks' sums add up to the aggregates that one request for the whole dataset gives, and
+superior violations are counted over the merged columns.
+
+The chunks go through a pipeline: one encoder thread builds the bodies in order, each sender
+(a thread, or a task) keeps one body encoded ahead, and decodes each answer as it arrives. So a
+sender whose answer comes back sends its next body at once, the encoding overlaps the server's
+scoring, and the event loop of `AsyncClient` never blocks on an encoding. Each sender holds its
+own keep-alive connection, so with a server of several worker processes the chunks in flight
+are spread over them.
 """
 
 from __future__ import annotations
@@ -11,36 +19,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_attempt,
-    stop_after_delay,
-)
+from tenacity import AsyncRetrying, Retrying
 from tqdm import tqdm
 
 from fairloss.bootstrap import Bootstrap
 from fairloss.checks import Kind
 from fairloss_client.arrays import ArrayLike
 from fairloss_client.bodies import Request, compare_request, request_fields, score_request
-from fairloss_client.plan import Job, Limits, Retry, answer, retryable
+from fairloss_client.plan import Chunk, Job, Limits, Retry, answer
 from fairloss_client.results import CompareResult, ScoreResult, merge_comparisons, merge_scores
 
 JSON_HEADERS = {"content-type": "application/json"}
 
 
-def _last_outcome(state: RetryCallState) -> Any:
-    """When the attempts run out: the last answer (a 503 becomes a `ServiceError`), or the
-    last connection error raised again."""
-    assert state.outcome is not None
-    return state.outcome.result()
+def _encoder() -> ThreadPoolExecutor:
+    """The one thread that encodes a call's chunks, in order, ahead of the senders."""
+    return ThreadPoolExecutor(1, thread_name_prefix="fairloss-encode")
 
 
 class _Base:
@@ -49,7 +47,7 @@ class _Base:
         url: str,
         *,
         api_key: str | None = None,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         progress: bool | None = None,
         retry: Retry | None = None,
         chunk_margin: float = 0.8,
@@ -57,7 +55,7 @@ class _Base:
         timeout_s: float = 300.0,
         typed_arrays: bool = True,
     ) -> None:
-        if concurrency < 1 or not 0 < chunk_margin <= 1:
+        if (concurrency is not None and concurrency < 1) or not 0 < chunk_margin <= 1:
             raise ValueError("Expected concurrency >= 1 and chunk_margin in (0, 1]")
         self.url = url.rstrip("/")
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -70,18 +68,11 @@ class _Base:
         self.typed = typed_arrays
         self._limits: Limits | None = None
 
-    def _policy(self) -> dict[str, Any]:
-        """tenacity's arguments for one request's attempts."""
-        return {
-            "stop": stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.total_s),
-            "wait": self.retry.wait,
-            "retry": retry_if_exception_type(httpx.TransportError) | retry_if_result(retryable),
-            "retry_error_callback": _last_outcome,
-        }
-
-    def _job(self, request: Request, limits: Limits) -> tuple[Job, int]:
-        job = Job(request, limits, self.chunk_margin, self.max_chunk_rows)
-        return job, job.workers(self.concurrency, limits)
+    def _job(self, request: Request, limits: Limits) -> Job:
+        """The call's chunks; by default two in flight for each of the server's workers (one
+        scored while the next arrives), at least four."""
+        concurrency = self.concurrency or max(4, 2 * limits.workers)
+        return Job(request, limits, self.chunk_margin, self.max_chunk_rows, concurrency)
 
     def _bar(self, request: Request) -> tqdm[Any]:
         disable = None if self.progress is None else not self.progress
@@ -90,7 +81,9 @@ class _Base:
 
 
 class Client(_Base):
-    """Synchronous client; chunks go out on ``concurrency`` threads. Use as a context manager.
+    """Synchronous client; chunks go out on ``concurrency`` threads (by default two for each of
+    the server's worker processes, at least four, at most its ``max_concurrency``). Use as a
+    context manager.
 
     ``score`` and ``compare`` take the scoring options of `fairloss.ScoringOptions` as keyword
     arguments, plus ``kind``, ``sample_weight``, ``bootstrap`` (a `fairloss.bootstrap.Bootstrap`
@@ -162,28 +155,35 @@ class Client(_Base):
         return merge_comparisons(self._run(request), sample_weight)
 
     def _run(self, request: Request) -> list[dict[str, Any]]:
-        job, workers = self._job(request, self.limits())
-        with self._bar(request) as bar, ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(self._drain, job, bar) for _ in range(workers)]
+        job = self._job(request, self.limits())
+        with (
+            self._bar(request) as bar,
+            _encoder() as encoder,
+            ThreadPoolExecutor(job.senders) as pool,
+        ):
+            futures = [pool.submit(self._drain, job, encoder, bar) for _ in range(job.senders)]
         for future in futures:
             if (error := future.exception()) is not None:
                 raise error
         return job.ordered()
 
-    def _drain(self, job: Job, bar: tqdm[Any]) -> None:
+    def _drain(self, job: Job, encoder: ThreadPoolExecutor, bar: tqdm[Any]) -> None:
+        ahead: Future[Chunk] = encoder.submit(job.take)
         try:
-            while chunk := job.take():
+            while chunk := ahead.result():
+                ahead = encoder.submit(job.take)  # encoded while this chunk is sent and scored
                 rows, body = chunk
-                job.parts[rows[0]] = self._send("POST", job.request.path, body, rows)
+                job.done(rows, self._send("POST", job.request.path, body, rows))
                 bar.update(rows[1] - rows[0])
         except BaseException:
             job.failed = True
+            ahead.cancel()
             raise
 
     def _send(
         self, method: str, path: str, body: bytes | None, rows: tuple[int, int] | None
     ) -> dict[str, Any]:
-        retrying = Retrying(sleep=self.sleep, **self._policy())
+        retrying = Retrying(sleep=self.sleep, **self.retry.policy())
         response: httpx.Response = retrying(
             self._http.request, method, path, content=body, headers=JSON_HEADERS
         )
@@ -191,7 +191,8 @@ class Client(_Base):
 
 
 class AsyncClient(_Base):
-    """Asynchronous client; ``concurrency`` chunks in flight at once. Use with ``async with``.
+    """Asynchronous client; ``concurrency`` chunks in flight at once (by default as `Client`'s),
+    encoded on a thread of their own. Use with ``async with``.
 
     ``score`` and ``compare`` take the same arguments as `Client`'s.
     """
@@ -250,8 +251,6 @@ class AsyncClient(_Base):
         extra_columns: Sequence[str] = (),
         **options: Any,
     ) -> CompareResult:
-        """Score each named candidate's predictions against ``labels``, rank them, count
-        violations (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
         fields = request_fields(options, per_sample, extra_columns, True, self.typed, bootstrap)
         request = compare_request(
             candidates, labels, fields, kind=kind, sample_weight=sample_weight
@@ -259,28 +258,39 @@ class AsyncClient(_Base):
         return merge_comparisons(await self._run(request), sample_weight)
 
     async def _run(self, request: Request) -> list[dict[str, Any]]:
-        job, workers = self._job(request, await self.limits())
-        with self._bar(request) as bar:
-            drains = [self._drain(job, bar) for _ in range(workers)]
-            for outcome in await asyncio.gather(*drains, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    raise outcome
+        job = self._job(request, await self.limits())
+        loop = asyncio.get_running_loop()
+        with self._bar(request) as bar, _encoder() as encoder:
+
+            def take() -> asyncio.Future[Chunk]:
+                return loop.run_in_executor(encoder, job.take)
+
+            drains = [self._drain(job, take, bar) for _ in range(job.senders)]
+            outcomes = await asyncio.gather(*drains, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return job.ordered()
 
-    async def _drain(self, job: Job, bar: tqdm[Any]) -> None:
+    async def _drain(
+        self, job: Job, take: Callable[[], asyncio.Future[Chunk]], bar: tqdm[Any]
+    ) -> None:
+        ahead = take()
         try:
-            while chunk := job.take():
+            while chunk := await ahead:
+                ahead = take()  # encoded while this chunk is sent and scored
                 rows, body = chunk
-                job.parts[rows[0]] = await self._send("POST", job.request.path, body, rows)
+                job.done(rows, await self._send("POST", job.request.path, body, rows))
                 bar.update(rows[1] - rows[0])
         except BaseException:
             job.failed = True
+            ahead.cancel()
             raise
 
     async def _send(
         self, method: str, path: str, body: bytes | None, rows: tuple[int, int] | None
     ) -> dict[str, Any]:
-        retrying = AsyncRetrying(sleep=self.sleep, **self._policy())
+        retrying = AsyncRetrying(sleep=self.sleep, **self.retry.policy())
         response: httpx.Response = await retrying(
             self._http.request, method, path, content=body, headers=JSON_HEADERS
         )

@@ -118,6 +118,22 @@ def _differences(results: Sequence[CandidateResult]) -> list[dict[str, Any]]:
     )
 
 
+def decode_columns(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``/score`` or ``/compare`` answer with its per-sample columns (typed arrays or lists)
+    made numpy arrays in their dtypes, in place. The drivers call it as each chunk's answer
+    arrives, so that decoding overlaps the other chunks' scoring and `merge_scores` only
+    concatenates.
+
+    Raises:
+        ValueError: a column that is neither a list nor a well-formed typed array.
+    """
+    for scored in body.get("candidates") or [body]:
+        columns = scored.get("per_sample") or {}
+        for name, value in columns.items():
+            columns[name] = column(name, [value], scored["precision"])
+    return body
+
+
 def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
     """One result from the ``/score`` bodies (or one candidate's) of consecutive chunks."""
     first = parts[0]

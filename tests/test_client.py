@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,9 +19,17 @@ from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
 from fairloss.uncertainty import difference, discordant, intervals
 from fairloss_client import AsyncClient, Client, Retry, ServiceError
-from fairloss_client.results import merge_comparisons, merge_scores
+from fairloss_client.bodies import typed_array
+from fairloss_client.plan import Job, Limits
+from fairloss_client.results import (
+    decode_columns,
+    merge_comparisons,
+    merge_scores,
+    score_result,
+)
 from service.errors import ProblemError, input_problem
 from service.json_codec import compare_body, score_body
+from service.typed_arrays import encode
 from tests.conftest import README_EXAMPLE, running_server
 
 FAST_RETRY = Retry(attempts=4, backoff_s=0.001, max_backoff_s=0.01)
@@ -196,15 +205,18 @@ def scripted(
     seen: list[httpx.Request],
     max_body_bytes: int = 1 << 20,
     max_elements: int = 1 << 20,
+    max_concurrency: int = 4,
+    server: dict[str, int] | None = None,
 ) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/info":
             limits = {
                 "max_body_bytes": max_body_bytes,
                 "max_elements": max_elements,
-                "max_concurrency": 4,
+                "max_concurrency": max_concurrency,
             }
-            return httpx.Response(200, json={"limits": limits})
+            info = {"limits": limits} if server is None else {"limits": limits, "server": server}
+            return httpx.Response(200, json=info)
         seen.append(request)
         step = script.pop(0) if script else None
         if step is not None:
@@ -503,3 +515,122 @@ def test_bootstrap_in_chunks_of_700_rows_equals_one_request_for_all():
         for key, value in found.items():
             assert value == pytest.approx(paired[name][key], rel=1e-12, abs=1e-15), (name, key)
     assert compared.candidates[1].intervals["total"]["low"] is not None
+
+
+def chunk_rows(seen: list[httpx.Request]) -> list[int]:
+    return [orjson.loads(r.content)["labels"]["shape"][0] for r in seen]
+
+
+def test_chunks_hold_chunk_elements_numbers_within_the_limits(monkeypatch):
+    """Chunks are sized for throughput (CHUNK_ELEMENTS numbers), not to fill the limits."""
+    monkeypatch.setattr("fairloss_client.plan.CHUNK_ELEMENTS", 400)
+    monkeypatch.setattr("fairloss_client.plan.SPLIT_ELEMENTS", 100)
+    logits, labels = batch(1000)
+    seen: list[httpx.Request] = []
+    with Client("http://fake", transport=scripted([], seen)) as client:
+        result = client.score(logits, labels)
+        assert sorted(chunk_rows(seen)) == [40] + [80] * 12  # sent 4 at a time, in any order
+        seen.clear()
+        client.score(*batch(200))  # fewer rows: one chunk for each of the 4 senders
+        assert chunk_rows(seen) == [50] * 4
+        seen.clear()
+        client.score(*batch(40))  # but no chunk under SPLIT_ELEMENTS numbers
+        assert chunk_rows(seen) == [20] * 2
+    whole = score_result(fairloss.score_batch(logits, labels))
+    assert result.chunks == 13
+    assert result.sums.count == whole.sums.count == 1000
+    assert result.reduced == pytest.approx(whole.reduced, rel=1e-12)
+    for name, column in whole.per_sample.items():
+        np.testing.assert_array_equal(result.per_sample[name], column)
+
+
+@pytest.mark.parametrize(
+    ("server", "concurrency", "rows"),
+    [
+        (None, None, [150] * 4),  # 4 senders by default
+        ({"workers": 3}, None, [100] * 6),  # two for each of the server's workers
+        ({"workers": 8}, None, [75] * 8),  # ... within its max_concurrency of 8
+        ({"workers": 3}, 2, [300] * 2),  # as asked
+    ],
+)
+def test_senders_follow_the_servers_workers(monkeypatch, server, concurrency, rows):
+    monkeypatch.setattr("fairloss_client.plan.SPLIT_ELEMENTS", 1)
+    seen: list[httpx.Request] = []
+    transport = scripted([], seen, max_concurrency=8, server=server)
+    with Client("http://fake", transport=transport, concurrency=concurrency) as client:
+        assert client.limits().workers == (server or {"workers": 1})["workers"]
+        client.score(*batch(600))
+    assert chunk_rows(seen) == rows
+
+
+def overlapping(monkeypatch) -> Callable[[httpx.Request], httpx.Response]:
+    """A step that answers the first chunk only once the second chunk's body is encoded: with
+    no encoding ahead of the sending, it fails."""
+    encoded = threading.Event()
+    take = Job.take
+
+    def counting(job: Job) -> Any:
+        chunk = take(job)
+        if chunk is not None and chunk[0][0] > 0:
+            encoded.set()
+        return chunk
+
+    monkeypatch.setattr(Job, "take", counting)
+
+    def first(request: httpx.Request) -> httpx.Response:
+        assert encoded.wait(timeout=30), "the next chunk was not encoded during this one"
+        return httpx.Response(200, content=score_body(request.content, "cpu", 1 << 20).body)
+
+    return first
+
+
+def test_the_next_chunk_is_encoded_while_one_is_scored(monkeypatch):
+    seen: list[httpx.Request] = []
+    transport = scripted([overlapping(monkeypatch)], seen)
+    with Client("http://fake", transport=transport, concurrency=1, max_chunk_rows=10) as client:
+        result = client.score(*batch(30))
+    assert chunk_rows(seen) == [10, 10, 10]
+    assert result.chunks == 3
+
+
+@pytest.mark.anyio
+async def test_the_async_client_encodes_off_the_event_loop_while_one_is_scored(monkeypatch):
+    transport = scripted([overlapping(monkeypatch)], [])
+    async with AsyncClient(
+        "http://fake", transport=transport, concurrency=1, max_chunk_rows=10
+    ) as client:
+        result = await client.score(*batch(30))
+    assert result.chunks == 3
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4)[1:],
+        np.arange(24, dtype=">f8").reshape(2, 3, 4),
+        np.array([-1, 0, 2**40], dtype=np.int64),
+        np.zeros((0, 3), dtype=np.float32),
+    ],
+)
+def test_typed_arrays_are_written_as_the_service_reads_them(array):
+    assert orjson.dumps(typed_array(array)) == orjson.dumps(encode(array))
+
+
+def test_answers_decoded_as_they_arrive_merge_as_the_raw_ones():
+    body = {**README_EXAMPLE, "ignore_index": 1, "response_arrays": "base64"}
+    raw = [orjson.loads(score_body(orjson.dumps(body), "cpu", 100).body) for _ in range(2)]
+    decoded = [decode_columns(orjson.loads(orjson.dumps(part))) for part in raw]
+    assert isinstance(decoded[0]["per_sample"]["counted"], np.ndarray)
+    want, got = merge_scores(raw), merge_scores(decoded)
+    assert got.sums == want.sums
+    assert set(got.per_sample) == set(want.per_sample) >= {"ce", "counted"}
+    for name, column in want.per_sample.items():
+        assert got.per_sample[name].dtype == column.dtype
+        np.testing.assert_array_equal(got.per_sample[name], column)
+
+
+def test_limits_say_one_worker_when_the_server_does_not_say():
+    limits = {"max_body_bytes": 10, "max_elements": 20, "max_concurrency": 3}
+    assert Limits.from_info({"limits": limits}) == Limits(10, 20, 3, 1)
+    assert Limits.from_info({"limits": limits, "server": {"workers": 0}}).workers == 1
+    assert Limits.from_info({"limits": limits, "server": {"workers": 5}}).workers == 5

@@ -1,0 +1,120 @@
+"""The servers the benchmark talks to, and what it reads of them from ``/proc``.
+
+`naive_app` is the endpoint most users would write first (pydantic ``list[list[float]]``,
+``torch.tensor(list)``), served only by this benchmark; the service itself runs as
+``python -m service`` (`tests.conftest.running_server`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import torch
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from benchmarks.common import BOOT, MIB, ROOT, compare_body, json_body, payload
+from fairloss import fair_loss_terms
+from tests.conftest import free_port, running_server
+
+
+class NaiveRequest(BaseModel):
+    logits: list[list[float]]
+    labels: list[int]
+
+
+def naive_app() -> FastAPI:
+    """``POST /score``: the per-sample cross-entropy and penalty of JSON lists."""
+    app = FastAPI()
+
+    @app.post("/score")
+    def score(request: NaiveRequest) -> dict[str, list[float]]:
+        terms = fair_loss_terms(torch.tensor(request.logits), torch.tensor(request.labels))
+        return {"ce": terms.ce.tolist(), "penalty": terms.penalty.tolist()}
+
+    return app
+
+
+@contextmanager
+def naive_server() -> Iterator[tuple[str, int]]:
+    """The naive app under uvicorn (one process) on a free loopback port: (URL, pid)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.servers:naive_app"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/docs", timeout=1.0)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process and its live descendants (the service's worker
+    processes), from ``/proc/<pid>/stat``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:  # it exited meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        pending += map(int, children)
+    return total
+
+
+def hwm(pid: int) -> int:
+    """A process's peak resident memory (VmHWM) in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def peak_memory() -> tuple[int, int, int]:
+    """(body bytes, server VmHWM before, VmHWM after) for a JSON body just under 64 MiB."""
+    n = 34_000
+    while len(body := json_body(*payload(n, 100))) > 64 * MIB:
+        n -= 500
+    with running_server({"FAIRLOSS_WORKERS": "1"}) as server:
+        httpx.post(f"{server.url}/score", content=json_body(*payload(64, 10)), timeout=60.0)
+        before = hwm(server.process.pid)
+        response = httpx.post(f"{server.url}/score", content=body, timeout=120.0)
+        response.raise_for_status()
+        return len(body), before, hwm(server.process.pid)
+
+
+def bootstrap_peak_memory() -> dict[str, tuple[int, int, int]]:
+    """(body bytes, VmHWM before, VmHWM after) of a fresh server answering the /compare of
+    the bootstrap timing row, with and without its 1,000-replicate bootstrap."""
+    n, c, replicates = BOOT
+    found = {}
+    for name, bootstrap in (("plain", None), ("bootstrap", {"replicates": replicates, "seed": 7})):
+        body = compare_body(n, c, bootstrap)
+        with running_server({"FAIRLOSS_WORKERS": "1"}) as server:
+            httpx.post(f"{server.url}/score", content=json_body(*payload(64, 10)), timeout=60.0)
+            before = hwm(server.process.pid)
+            response = httpx.post(f"{server.url}/compare", content=body, timeout=300.0)
+            response.raise_for_status()
+            found[name] = (len(body), before, hwm(server.process.pid))
+    return found
