@@ -166,10 +166,14 @@ def serve(args: argparse.Namespace) -> None:
         if value is not None:
             os.environ[f"FAIRLOSS_{name.upper()}"] = str(value)
     try:
-        from service.__main__ import checked_settings, run
+        from service.__main__ import checked_settings
     except ImportError as exc:
         raise CliError(f"serve needs the service: pip install '.[service]' ({exc})") from None
-    run(checked_settings(SERVE_FLAGS))
+    checked_settings(SERVE_FLAGS)  # a bad flag is reported here, by its name
+    # `python -m service` itself, in this process's place: it sets the environment that torch
+    # reads when it loads (which this process has done already) before it loads torch.
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "service"])
 
 
 def _silence_stdout() -> None:

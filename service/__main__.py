@@ -16,6 +16,11 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+# Before anything loads torch (and its OpenMP runtime, which reads it once): idle torch threads
+# sleep rather than spin, so that the workers' thread pools do not take the CPUs from each
+# other (see `service.cpus.plan`). A value in the environment is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pydantic
 import uvicorn
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 import anyio
@@ -31,12 +32,14 @@ class Admission:
         retry_after_s: int,
         reject: Callable[[str], None] = lambda _: None,
         inline_bytes: int = 0,
+        inline: Callable[[], AbstractContextManager[object]] = nullcontext,
         held: Callable[[int], None] = lambda _: None,
     ) -> None:
         """``reject(reason)`` is told of each refusal, ``held(count)`` of the slots held each
         time the count changes (for the in-flight gauge)."""
         self.limit = limit
         self.inline_bytes = inline_bytes
+        self.inline = inline
         self.retry_after_s = retry_after_s
         self.reject = reject
         self.held = held
@@ -73,7 +76,7 @@ class Admission:
     ) -> R:
         """``work(await receive())`` in a slot, within ``timeout_s``: in a worker thread, or on
         the event loop for a body shorter than ``inline_bytes``, whose work takes well under a
-        millisecond (a thread hop would cost more than it saves)."""
+        millisecond (a thread hop would cost more than it saves), within ``inline()``."""
         self._admit()
         holders = 1
 
@@ -88,7 +91,8 @@ class Admission:
             with anyio.move_on_after(timeout_s):
                 value = await receive()
                 if len(value) < self.inline_bytes:
-                    return work(value)
+                    with self.inline():
+                        return work(value)
                 if self.executor is None:
                     raise RuntimeError("Admission.open() was not called (the app's lifespan)")
                 future = asyncio.get_running_loop().run_in_executor(self.executor, work, value)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,19 @@ def _size_torch(threads: int) -> None:
             torch.set_num_interop_threads(threads)
         except RuntimeError:  # already sized, or already started
             log.debug("torch's inter-op threads stay at %d", torch.get_num_interop_threads())
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread, for a small batch computed on the event loop: waking the thread
+    pool costs it more than the pool gives (see `service.cpus.plan`). Such batches run one at a
+    time, on the event loop's thread, so the count before is the count to restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @asynccontextmanager
@@ -145,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.retry_after_s,
         reject=app.state.metrics.reject,
         inline_bytes=settings.inline_bytes,
+        inline=_one_thread,
         held=app.state.metrics.in_flight.set,
     )
     install_error_handlers(app)

@@ -99,11 +99,10 @@ def test_usable_cpus_here_follows_the_affinity() -> None:
 @pytest.mark.parametrize(
     ("workers", "threads", "cpus", "expected"),
     [
-        (0, 0, 4, Plan(4, 1)),  # auto: a worker per CPU, a thread each
-        (2, 0, 4, Plan(2, 2)),
+        (0, 0, 4, Plan(4, 4)),  # auto: a worker per CPU, each may use every CPU
+        (2, 0, 4, Plan(2, 4)),
         (1, 0, 4, Plan(1, 4)),
-        (3, 0, 4, Plan(3, 1)),
-        (8, 0, 2, Plan(8, 1)),  # more workers than CPUs: still one thread each
+        (8, 0, 2, Plan(8, 2)),
         (0, 3, 4, Plan(4, 3)),  # FAIRLOSS_TORCH_THREADS wins
         (0, 0, 1, Plan(1, 1)),
     ],
@@ -148,11 +147,13 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-def test_by_default_a_worker_per_cpu_with_one_torch_thread_each(launched: dict[str, Any]) -> None:
+def test_by_default_a_worker_per_cpu_each_with_every_cpus_threads(
+    launched: dict[str, Any],
+) -> None:
     main.run(Settings())
     assert launched["runner"] == "serve"
     assert launched["config"].workers == 3
-    assert (os.environ["FAIRLOSS_WORKERS"], os.environ["FAIRLOSS_TORCH_THREADS"]) == ("3", "1")
+    assert (os.environ["FAIRLOSS_WORKERS"], os.environ["FAIRLOSS_TORCH_THREADS"]) == ("3", "3")
 
 
 def test_one_worker_runs_in_process_with_every_cpus_threads(launched: dict[str, Any]) -> None:
