@@ -53,13 +53,17 @@ def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores
     """`sample_scores` from logits and their log-softmax (one log-softmax for every score)."""
     num_classes = logits.shape[1]
     target = target.long().unsqueeze(1)
+    # The predicted class is the logits' argmax: where two probabilities round to one value,
+    # the larger logit still wins, so a correct sample is never also beaten. Softmax keeps the
+    # logits' order, so its probability is the largest.
+    top, predicted = logits.max(dim=1)
+    true_logit = logits.gather(1, target).squeeze(1)
     probs = log_probs.exp()
-    confidence, predicted = probs.max(dim=1)
-    true_log_prob = log_probs.gather(1, target).squeeze(1)
-    log_loss = 0.0 - true_log_prob  # not -x, which turns log 1 = 0.0 into -0.0
+    confidence = probs.gather(1, predicted.unsqueeze(1)).squeeze(1)
+    log_loss = 0.0 - log_probs.gather(1, target).squeeze(1)  # not -x: log 1 = 0.0 gives -0.0
     others = probs.scatter(1, target, 0.0)
     brier = others.sum(dim=1) ** 2 + (others**2).sum(dim=1)
-    beaten = logits.max(dim=1).values > logits.gather(1, target).squeeze(1)
+    beaten = top > true_logit
     return SampleScores(
         predicted=predicted,
         correct=predicted == target.squeeze(1),

@@ -80,6 +80,19 @@ def test_sample_scores_match_a_plain_python_loop_with_ties() -> None:
         assert scores.pbs[i].item() == pytest.approx(brier + beaten * 0.75, abs=1e-12)
 
 
+def test_predicted_is_the_logits_argmax_where_float32_probabilities_tie() -> None:
+    """Logits one float32 step apart whose probabilities round to one value: the predicted
+    class is the larger logit's (the argmax of the probabilities would say class 0), so a
+    correct sample is never also beaten, and the confidence is still the largest probability."""
+    logits = torch.tensor([[0.15796369314193726, 0.15796370804309845]])
+    probs = torch.log_softmax(logits, dim=1).exp()
+    assert probs.argmax().item() == 0
+    scores = sample_scores(logits, torch.tensor([1]))
+    assert (scores.predicted.item(), scores.correct.item()) == (1, True)
+    assert scores.pll.item() == scores.log_loss.item()  # not beaten
+    assert scores.confidence.item() == probs.max().item()
+
+
 def decimal_brier(row: list[float], label: int) -> float:
     """Brier summed over classes, from the float logits, in 50-digit decimal arithmetic."""
     with decimal.localcontext() as context:

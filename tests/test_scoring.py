@@ -57,6 +57,24 @@ def test_numpy_and_torch_inputs_give_the_same_scores() -> None:
     assert a.sums == b.sums
 
 
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str
+)
+@pytest.mark.parametrize("grad", [False, True], ids=["plain", "requires_grad"])
+def test_a_value_that_is_not_finite_is_found_in_every_dtype(dtype: torch.dtype, grad: bool) -> None:
+    """The finiteness check runs in numpy for the dtypes numpy has and in torch for bfloat16,
+    and takes a tensor that requires grad; both say where the value is."""
+    logits = torch.tensor([[1.0, 2.0], [3.0, -math.inf]], dtype=dtype).requires_grad_(grad)
+    with pytest.raises(InputError) as caught:
+        score_batch(logits, np.array([0, 1]))
+    assert (caught.value.loc, str(caught.value)) == (
+        ("logits", 1, 1),
+        "Expected finite numbers, but logits[1][1] is -inf",
+    )
+    finite = score_batch(logits.detach()[:1].requires_grad_(grad), np.array([1]))
+    assert finite.columns["correct"].tolist() == [True]
+
+
 BAD_BATCHES: list[tuple[str, Any, Any, ScoringOptions, tuple[Any, ...], str, str]] = [
     ("ints", [[1, 2]], [0], ScoringOptions(), ("logits",), "float_type", "floating point"),
     ("rank", [1.0, 2.0], [0], ScoringOptions(), ("logits",), "bad_shape", "of shape (N, C)"),
