@@ -8,7 +8,9 @@ numpy/torch conversion and (a); (c) ``POST /score`` over loopback with JSON list
 Inference Protocol with binary tensors; (e) a naive endpoint (pydantic ``list[list[float]]``,
 ``torch.tensor(list)``, `benchmarks.servers`); (f) ``POST /score`` with typed base64 arrays both
 ways; (g) the Open Inference Protocol with JSON tensors (flat ``data``), the numbers of (c).
-``latency``: 64 x 10 medians of ``/score``, ``/healthz`` and the naive app, one after another.
+``latency``: 64 x 10 medians of ``/score``, ``/healthz``, the naive app and ``/score``
+answered without parsing or scoring (what the route, the body and the response cost alone),
+one after another.
 ``throughput``: 64 x 10 requests per second over 8 keep-alive connections to ``/score`` and to
 the naive app, by wrk or Python load processes (`benchmarks.load` says what each measures), and
 each server's CPU seconds per request (``/proc``, the process and its workers).
@@ -116,15 +118,22 @@ def measure(service: str, naive: str, rounds: int) -> dict[tuple[str, int, int],
 
 
 def small_latency(service: str, naive: str, count: int) -> dict[str, float]:
-    """Median seconds of 64 x 10 ``/score``, ``/healthz`` and the naive app's ``/score``,
-    one of each in turn on one keep-alive connection per server."""
+    """Median seconds of 64 x 10 ``/score``, ``/healthz``, the naive app's ``/score`` and
+    ``/score`` of a server that answers it without parsing or scoring
+    (`servers.serve_fixed_answer`), one of each in turn on one keep-alive connection per server."""
     body = common.json_body(*payload(64, 10))
-    samples: dict[str, list[float]] = {"score": [], "healthz": [], "naive": []}
-    with httpx.Client() as client, httpx.Client() as other:
+    samples: dict[str, list[float]] = {"score": [], "healthz": [], "naive": [], "fixed": []}
+    with (
+        servers.fixed_answer_server() as fixed,
+        httpx.Client() as client,
+        httpx.Client() as other,
+        httpx.Client() as third,
+    ):
         calls: dict[str, Callable[[], Any]] = {
             "healthz": lambda: client.get(f"{service}/healthz").raise_for_status(),
             "score": partial(post, client, f"{service}/score", body, JSON_HEADERS),
             "naive": partial(post, other, f"{naive}/score", body, JSON_HEADERS),
+            "fixed": partial(post, third, f"{fixed}/score", body, JSON_HEADERS),
         }
         for _ in range(count):
             for name, call in calls.items():

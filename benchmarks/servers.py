@@ -2,7 +2,8 @@
 
 `naive_app` is the endpoint most users would write first (pydantic ``list[list[float]]``,
 ``torch.tensor(list)``), served only by this benchmark; the service itself runs as
-``python -m service`` (`tests.conftest.running_server`).
+``python -m service`` (`tests.conftest.running_server`), and `serve_fixed_answer` runs it with
+a ``/score`` that answers without computing, to show what the route itself costs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,43 @@ def naive_server() -> Iterator[tuple[str, int]]:
             except httpx.TransportError:
                 time.sleep(0.1)
         yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def serve_fixed_answer() -> None:
+    """``python -m service`` with one worker whose ``/score`` skips parsing and scoring and
+    answers the 64 x 10 body that it would compute: the route, the request's body and the
+    response alone, against which to read `small_latency`'s ``/score``."""
+    import service.__main__
+    import service.routes.score as route
+    from service.json_codec import score_body
+    from service.settings import Settings
+
+    answer = score_body(json_body(*payload(64, 10)), "cpu", 2**24)
+    route.score_body = lambda _body, _device, _limit: answer
+    service.__main__.run(Settings(workers=1))
+
+
+@contextmanager
+def fixed_answer_server() -> Iterator[str]:
+    """`serve_fixed_answer` on a free loopback port: its URL."""
+    port = free_port()
+    code = "from benchmarks.servers import serve_fixed_answer; serve_fixed_answer()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAIRLOSS_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=15)

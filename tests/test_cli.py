@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -772,19 +772,29 @@ def test_entry_point_is_main():
 
 
 def test_serve_runs_the_service(tmp_path):
+    """`fairloss serve` becomes `python -m service`, whose workers start with sleeping torch
+    threads asked for (OMP_WAIT_POLICY, read once when torch loads)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FAIRLOSS_") and k != "OMP_WAIT_POLICY"
+    }
     command = [sys.executable, "-m", "fairloss_client.cli", "serve", "--host", "127.0.0.1"]
+    argv = [*command, "--port", str(port), "--device", "cpu", "--workers", "2"]
     with (tmp_path / "log").open("w+") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port), "--device", "cpu"], env=env, stdout=log, stderr=log
-        )
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
         try:
             info = _wait_for_info(f"http://127.0.0.1:{port}", process)
+            server = cast("dict[str, Any]", info["server"])
+            environ = Path(f"/proc/{server['worker_pid']}/environ").read_bytes().split(b"\0")
         finally:
             process.terminate()
             process.wait(timeout=15)
     assert info["default_device"] == "cpu"
+    assert server["workers"] == 2
+    assert server["worker_pid"] != process.pid
+    assert b"OMP_WAIT_POLICY=PASSIVE" in environ
     assert process.returncode == 0
 
 
