@@ -15,7 +15,7 @@ import pybase64
 from fairloss.bootstrap import Bootstrap
 from fairloss.checks import KINDS
 from fairloss.metrics import CRITERIA
-from fairloss.options import ScoringOptions
+from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss_client.arrays import Array, ArrayLike, as_labels, as_numpy, as_predictions, as_weights
 from service.typed_arrays import NAMES
 from service.wire import EXTRA_COLUMNS
@@ -63,6 +63,14 @@ def request_fields(
     """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
     values: `fairloss.InputError`) so that no request is sent for them. With a ``bootstrap``,
     each chunk asks for its replicate sums, to be merged."""
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"score() and compare() got the unknown keyword {', '.join(map(repr, unknown))}; "
+            f"they take kind, sample_weight, bootstrap, per_sample, extra_columns and the "
+            f"scoring options {', '.join(OPTION_NAMES)} (progress, concurrency, retry and the "
+            "like are Client(...)'s)"
+        )
     weights = options.get("class_weights")
     if weights is not None:  # numpy arrays and tensors too
         options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -34,8 +35,27 @@ def _exit_cleanly(_signal: int, _frame: FrameType | None) -> None:
     sys.exit(0)
 
 
+def _check_address(settings: Settings, flagged: bool) -> None:
+    """Bind the host and port once, as uvicorn will: an address in use (or not on this
+    machine) is then said before anything loads, rather than after the app's startup."""
+    if settings.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.host, settings.port))
+    except OSError as exc:
+        given = "--host/--port or " if flagged else ""
+        raise ValueError(
+            f"{given}FAIRLOSS_HOST/FAIRLOSS_PORT: cannot listen on {settings.host}:"
+            f"{settings.port}: {exc.strerror or exc}"
+        ) from None
+
+
 def checked_settings(flags: Sequence[str] = ()) -> Settings:
-    """The settings from ``FAIRLOSS_*``, and the default device checked to exist here.
+    """The settings from ``FAIRLOSS_*``, and the default device checked to exist here (which
+    loads torch, unless the device is ``auto`` or ``cpu``).
 
     Raises:
         ValueError: naming each bad variable (and the ``--flag`` among ``flags`` that sets it).
@@ -47,8 +67,13 @@ def checked_settings(flags: Sequence[str] = ()) -> Settings:
         for error in exc.errors(include_url=False):
             name = "_".join(map(str, error["loc"]))
             given = f"--{name} or " if name in flags else ""
-            said.append(f"{given}FAIRLOSS_{name.upper()}: {error['msg']}")
+            value_error = error["type"] == "value_error"  # a validator's own words, unprefixed
+            message = str(error["ctx"]["error"]) if value_error else error["msg"]
+            said.append(f"{given}FAIRLOSS_{name.upper()}: {message}")
         raise ValueError("; ".join(said)) from None
+    _check_address(settings, "port" in flags)
+    if settings.device in ("auto", "cpu"):  # always there: no need to load torch to look
+        return settings
     from fairloss.devices import resolve_device  # here: torch stays out of the supervisor
     from fairloss.errors import InputError
 
@@ -98,7 +123,12 @@ def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    run(Settings())
+    """Check the settings (one line on stderr and status 1 for a bad one), then `run`."""
+    try:
+        settings = checked_settings()
+    except ValueError as exc:
+        sys.exit(f"python -m service: error: {exc}")
+    run(settings)
 
 
 if __name__ == "__main__":

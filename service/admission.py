@@ -66,7 +66,8 @@ class Admission:
             raise self._problem(
                 "busy",
                 "Server busy",
-                f"The server is computing {self.limit} requests, its limit; retry shortly.",
+                f"The server is computing as many requests as it takes at once "
+                f"({self.limit}); retry shortly.",
             )
         self.in_flight += 1
         self.held(self.in_flight)
@@ -104,5 +105,7 @@ class Admission:
         raise self._problem(
             "timeout",
             "Request timed out",
-            f"The request took longer than this server's limit of {timeout_s:g} s.",
+            f"The request took longer than this server's limit of {timeout_s:g} s: send fewer "
+            "rows a request (the Python client splits them into chunks), or raise "
+            "FAIRLOSS_REQUEST_TIMEOUT_S on the server.",
         )

@@ -167,8 +167,11 @@ def _json_data(
     integers = datatype in INTEGERS
     try:  # lists from the general parser; flat numbers as an array from the fast one
         array = np.asarray(data)
-    except ValueError:
-        array = np.asarray([None])
+    except ValueError:  # nested lists of unequal lengths
+        raise bad_request(
+            f"Input {name!r} has ragged 'data': its nested arrays differ in length; send "
+            f"{math.prod(shape)} values for shape {shape}, flat in row-major order or nested"
+        ) from None
     if (
         not isinstance(data, list | np.ndarray)
         or array.dtype.kind not in ("i" if integers else "fi")

@@ -38,7 +38,9 @@ def require_json(request: Request) -> None:
     raise ProblemError(
         415,
         "Unsupported media type",
-        f"This endpoint takes application/json, not {media or 'an empty media type'}.",
+        f"This endpoint takes application/json, not {media or 'an empty media type'}: send the "
+        "header Content-Type: application/json (curl's -d sends a form's type without -H "
+        "'Content-Type: application/json'), or none.",
     )
 
 

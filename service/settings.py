@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,16 +18,28 @@ def _comma_separated(value: Any) -> Any:
 
 
 def _auto_is_zero(value: Any) -> Any:
-    """``"auto"`` (any case) -> ``0``, the count that `service.cpus.plan` sizes to the CPUs."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    """``"auto"`` (any case) -> ``0``, the count that `service.cpus.plan` sizes to the CPUs;
+    a string that is neither ``auto`` nor a whole number is refused, saying both are taken."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() == "auto":
         return 0
+    if not value.strip().isdecimal():
+        raise ValueError(f"expected a whole number >= 0 or 'auto', got {value!r}")
     return value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_separated)]
 Auto = Annotated[int, BeforeValidator(_auto_is_zero), Field(ge=0)]
 """A count, or ``auto`` (also ``0``): sized to the CPUs by ``python -m service``."""
+LogLevel = Annotated[
+    Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
+]
 
 
 class Settings(BaseSettings):
@@ -55,4 +67,4 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=60.0, gt=0)
     api_keys: SecretList = Field(default_factory=list, repr=False)
     cors_origins: CommaList = Field(default_factory=list)
-    log_level: str = "info"
+    log_level: LogLevel = "info"

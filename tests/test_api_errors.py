@@ -665,8 +665,15 @@ async def test_score_refuses_other_content_types(
 
 
 async def test_form_encoded_body_is_refused(client: httpx.AsyncClient) -> None:
+    """What `curl -d` sends without a Content-Type header: the answer says which to send."""
     response = await client.post("/compare", data={"labels": "0"})
-    assert_problem(response, 415, detail="not application/x-www-form-urlencoded")
+    assert_problem(
+        response,
+        415,
+        detail="This endpoint takes application/json, not application/x-www-form-urlencoded: "
+        "send the header Content-Type: application/json (curl's -d sends a form's type "
+        "without -H 'Content-Type: application/json'), or none.",
+    )
 
 
 @pytest.mark.parametrize(

@@ -200,6 +200,14 @@ async def test_every_sample_ignored_gives_null_means(client: httpx.AsyncClient) 
     assert summed["reduced"] == {"reduction": "sum", "ce": 0.0, "penalty": 0.0, "total": 0.0}
 
 
+async def test_every_weight_zero_gives_null_means(client: httpx.AsyncClient) -> None:
+    body = {"logits": [[1.0, 2.0], [3.0, 0.5]], "labels": [0, 1], "sample_weight": [0, 0]}
+    result = await score(client, body)
+    assert result["reduced"] == {"reduction": "mean", "ce": None, "penalty": None, "total": None}
+    assert set(result["metrics"].values()) == {None}
+    assert (result["sums"]["count"], result["sums"]["weight"]) == (2, 0.0)
+
+
 async def test_ignore_index_without_ignored_labels_has_counted_column(
     client: httpx.AsyncClient,
 ) -> None:

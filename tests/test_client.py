@@ -447,6 +447,25 @@ def test_an_unknown_kind_is_refused_before_anything_is_sent():
     assert seen == []
 
 
+@pytest.mark.parametrize("method", ["score", "compare"])
+def test_an_unknown_keyword_is_named_with_what_is_taken_before_anything_is_sent(method):
+    """`progress` belongs to Client(...): the error says so, and lists what score and compare
+    take, rather than naming an internal class."""
+    seen: list[httpx.Request] = []
+    logits = README_EXAMPLE["logits"]
+    predictions = logits if method == "score" else {"a": logits}
+    with (
+        Client("http://fake", transport=scripted([], seen)) as client,
+        pytest.raises(TypeError) as caught,
+    ):
+        getattr(client, method)(predictions, README_EXAMPLE["labels"], progress=False)
+    said = str(caught.value)
+    assert said.startswith("score() and compare() got the unknown keyword 'progress'; ")
+    assert "smooth_max_beta" in said
+    assert "are Client(...)'s" in said
+    assert seen == []
+
+
 def test_compare_refuses_bad_candidates():
     with Client("http://fake", transport=scripted([], [])) as client:
         with pytest.raises(ValueError, match=r"^Expected at least one candidate$"):

@@ -31,7 +31,8 @@ BUSY = {
     "type": "/problems/server-busy",
     "title": "Server busy",
     "status": 503,
-    "detail": f"The server is computing {LIMIT} requests, its limit; retry shortly.",
+    "detail": f"The server is computing as many requests as it takes at once ({LIMIT}); "
+    "retry shortly.",
 }
 # Memory a worker may add to its baseline while answering: each of its LIMIT slots holds at
 # most one body (MAX_BODY_BYTES) and what is parsed and computed from it, a small multiple of it.

@@ -25,13 +25,15 @@ BUSY = {
     "type": "/problems/server-busy",
     "title": "Server busy",
     "status": 503,
-    "detail": "The server is computing 1 requests, its limit; retry shortly.",
+    "detail": "The server is computing as many requests as it takes at once (1); retry shortly.",
 }
 TIMED_OUT = {
     "type": "/problems/request-timed-out",
     "title": "Request timed out",
     "status": 503,
-    "detail": "The request took longer than this server's limit of 0.2 s.",
+    "detail": "The request took longer than this server's limit of 0.2 s: send fewer rows a "
+    "request (the Python client splits them into chunks), or raise FAIRLOSS_REQUEST_TIMEOUT_S "
+    "on the server.",
 }
 
 

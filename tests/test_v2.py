@@ -288,6 +288,12 @@ ERRORS: list[tuple[str, Any, str]] = [
         "Input 'logits' (FP64) must hold numbers in its 'data' array",
     ),
     (
+        "ragged nested data",
+        with_input(0, shape=[2, 3], data=[[0.1, 0.2, 0.3], [0.4, 0.5]]),
+        "Input 'logits' has ragged 'data': its nested arrays differ in length; send 6 values "
+        "for shape [2, 3], flat in row-major order or nested",
+    ),
+    (
         "wrong rank",
         with_input(0, shape=[6]),
         "Input 'logits' has shape [6]; expected [N, C] or [N, C, d1, ..., dk]",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,65 @@ def test_workers_setting_refuses_other_values(monkeypatch: pytest.MonkeyPatch, g
     monkeypatch.setenv("FAIRLOSS_WORKERS", given)
     with pytest.raises(pydantic.ValidationError):
         Settings()
+
+
+BAD_SETTINGS = [
+    (
+        {"FAIRLOSS_WORKERS": "abc"},
+        "FAIRLOSS_WORKERS: expected a whole number >= 0 or 'auto', got 'abc'",
+    ),
+    (
+        {"FAIRLOSS_WORKERS": "-1"},
+        "FAIRLOSS_WORKERS: expected a whole number >= 0 or 'auto', got '-1'",
+    ),
+    (
+        {"FAIRLOSS_TORCH_THREADS": "x"},
+        "FAIRLOSS_TORCH_THREADS: expected a whole number >= 0 or 'auto', got 'x'",
+    ),
+    (
+        {"FAIRLOSS_LOG_LEVEL": "verbose"},
+        "FAIRLOSS_LOG_LEVEL: Input should be 'critical', 'error', 'warning', 'info' or 'debug'",
+    ),
+    (
+        {"FAIRLOSS_DEVICE": "tpu"},
+        "FAIRLOSS_DEVICE tpu: Unknown device 'tpu': use 'auto', 'cpu', 'cuda' or 'cuda:K'. "
+        "Devices here: cpu",  # then ", cuda:0" and so on, where there are GPUs
+    ),
+    (
+        {"FAIRLOSS_HOST": "127.0.0.1", "FAIRLOSS_PORT": "{busy}"},
+        "FAIRLOSS_HOST/FAIRLOSS_PORT: cannot listen on 127.0.0.1:{busy}: Address already in use",
+    ),
+]
+
+
+@contextmanager
+def listening() -> Iterator[int]:
+    """A loopback port that a socket listens on, for as long as the context lasts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("env", "said"), BAD_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_SETTINGS]
+)
+def test_python_m_service_says_a_bad_setting_in_one_line(env: dict[str, str], said: str) -> None:
+    """A bad FAIRLOSS_* value (or a port in use) stops `python -m service` before anything
+    starts: one line on stderr naming the variable, status 1, nothing on stdout."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAIRLOSS_")}
+    with listening() as busy:
+        given = {k: v.format(busy=busy) for k, v in env.items()}
+        done = subprocess.run(
+            [sys.executable, "-m", "service"],
+            env={**clean, **given},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout) == (1, "")
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"python -m service: error: {said.format(busy=busy)}")
 
 
 @pytest.fixture
@@ -266,6 +326,8 @@ async def test_two_workers_metrics_sum_over_both_and_forget_a_dead_ones_slots() 
 
 
 def test_a_worker_that_cannot_start_stops_the_supervisor_with_status_3() -> None:
+    """`run` without `main`'s checks, so that the workers meet a device that is not there (as
+    they would a GPU that failed between the check and their start)."""
     env = {
         **os.environ,
         "FAIRLOSS_HOST": "127.0.0.1",
@@ -273,9 +335,10 @@ def test_a_worker_that_cannot_start_stops_the_supervisor_with_status_3() -> None
         "FAIRLOSS_WORKERS": "2",
         "FAIRLOSS_DEVICE": "cuda:99",
     }
+    code = "import service.__main__ as m; m.run(m.Settings())"
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "service"], env=env, capture_output=True, timeout=90, check=False
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=90, check=False
     )
     assert done.returncode == 3, done.stdout[-2000:]
     assert b"FAIRLOSS_DEVICE='cuda:99'" in done.stdout
