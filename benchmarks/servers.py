@@ -44,27 +44,39 @@ def naive_app() -> FastAPI:
 
 
 @contextmanager
-def naive_server() -> Iterator[tuple[str, int]]:
-    """The naive app under uvicorn (one process) on a free loopback port: (URL, pid)."""
+def _serving(
+    argv: list[str], ready_path: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``python argv`` on a free loopback port (given as ``{port}`` in ``argv``, and as
+    ``FAIRLOSS_PORT``), waited for until ``ready_path`` answers 200, stopped on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.servers:naive_app"]
     process = subprocess.Popen(
-        [*command, "--port", str(port), "--log-level", "warning"],
+        [sys.executable, *(arg.format(port=port) for arg in argv)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "FAIRLOSS_PORT": str(port), **(env or {})},
+        stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
             try:
-                httpx.get(f"{url}/docs", timeout=1.0)
-                break
+                if httpx.get(f"{url}{ready_path}", timeout=1.0).status_code == 200:
+                    break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url, process.pid
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@contextmanager
+def naive_server() -> Iterator[tuple[str, int]]:
+    """The naive app under uvicorn (one process) on a free loopback port: (URL, pid)."""
+    command = ["-m", "uvicorn", "--factory", "benchmarks.servers:naive_app"]
+    with _serving([*command, "--port", "{port}", "--log-level", "warning"], "/docs") as served:
+        url, process = served
+        yield url, process.pid
 
 
 def serve_fixed_answer() -> None:
@@ -84,24 +96,9 @@ def serve_fixed_answer() -> None:
 @contextmanager
 def fixed_answer_server() -> Iterator[str]:
     """`serve_fixed_answer` on a free loopback port: its URL."""
-    port = free_port()
     code = "from benchmarks.servers import serve_fixed_answer; serve_fixed_answer()"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAIRLOSS_PORT": str(port)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with _serving(["-c", code], "/readyz") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def cpu_seconds(pid: int) -> float:

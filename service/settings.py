@@ -22,9 +22,10 @@ def _auto_is_zero(value: Any) -> Any:
     a string that is neither ``auto`` nor a whole number is refused, saying both are taken."""
     if not isinstance(value, str):
         return value
-    if value.strip().lower() == "auto":
+    text = value.strip().lower()
+    if text == "auto":
         return 0
-    if not value.strip().isdecimal():
+    if not (text.isascii() and text.isdecimal()):
         raise ValueError(f"expected a whole number >= 0 or 'auto', got {value!r}")
     return value
 
