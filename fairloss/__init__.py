@@ -10,15 +10,14 @@ from fairloss.functional import FairLossTerms, fair_loss, fair_loss_terms
 from fairloss.loss import FairLoss
 from fairloss.metrics import (
     SampleScores,
-    ScoreSums,
     Violations,
     expected_calibration_error,
     sample_scores,
-    score_sums,
     superior_violations,
 )
 from fairloss.options import ScoringOptions
 from fairloss.scoring import BatchScores, score_batch
+from fairloss.sums import ScoreSums, score_sums
 
 __all__ = [
     "BatchScores",

@@ -1,4 +1,4 @@
-"""Scoring rules of Ahmadian, Ghatee & Wahlström (2025), mergeable sums, and superior violations.
+"""Scoring rules of Ahmadian, Ghatee & Wahlström (2025), calibration, and superior violations.
 
 Per-sample rules take logits (N, C) and labels (N,) in [0, C). A sample is *beaten* when some
 other class has a strictly larger logit than the true class; a tie counts as correct, as in the
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from operator import methodcaller
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-
-from fairloss.bootstrap import ReplicateSums
-from fairloss.functional import FairLossTerms
 
 
 class SampleScores(NamedTuple):
@@ -45,6 +41,7 @@ def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
     digits too, since ``log p_y`` near 0 comes out of a log-sum-exp with an absolute error of
     about 1e-7.) PLL adds ``ln(C)`` to the log loss and PBS adds ``(C - 1) / C`` to the Brier
     score of a beaten sample. No column holds ``-0.0``: a certain row's log loss is ``0.0``.
+    For evaluation: no gradient flows through these scores.
     """
     return scores_of(logits, torch.log_softmax(logits, dim=1), target)
 
@@ -58,11 +55,17 @@ def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores
     # logits' order, so its probability is the largest.
     top, predicted = logits.max(dim=1)
     true_logit = logits.gather(1, target).squeeze(1)
-    probs = log_probs.exp()
-    confidence = probs.gather(1, predicted.unsqueeze(1)).squeeze(1)
+    confidence = log_probs.gather(1, predicted.unsqueeze(1)).squeeze(1).exp()
     log_loss = 0.0 - log_probs.gather(1, target).squeeze(1)  # not -x: log 1 = 0.0 gives -0.0
-    others = probs.scatter(1, target, 0.0)
-    brier = others.sum(dim=1) ** 2 + (others**2).sum(dim=1)
+    # The other classes' probabilities, each at least e * tiny (tiny: the dtype's smallest
+    # normal number), since torch.exp takes a slow path for each argument below log(tiny), and
+    # confident rows are full of them. The floors raise `rest` by less than C * e * tiny, so a
+    # Brier score (at least rest^2) by less than 2 * C * e * tiny / rest relative: for any
+    # Brier score the dtype can hold (rest^2 above its smallest subnormal), under 3e-10 for
+    # C = 10^5 in float32. In place on private temporaries: the scores are not differentiable.
+    others = log_probs.clamp(min=_log_floor(log_probs.dtype)).exp_().scatter_(1, target, 0.0)
+    rest = others.sum(dim=1)
+    brier = rest * rest + others.square_().sum(dim=1)
     beaten = top > true_logit
     return SampleScores(
         predicted=predicted,
@@ -73,6 +76,12 @@ def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores
         pll=torch.where(beaten, log_loss + math.log(num_classes), log_loss),
         pbs=torch.where(beaten, brier + (num_classes - 1) / num_classes, brier),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _log_floor(dtype: torch.dtype) -> float:
+    """log of e times the dtype's smallest normal number (-86.3 in float32, -707.4 in float64)."""
+    return math.log(torch.finfo(dtype).tiny) + 1.0
 
 
 def calibration_bins(
@@ -124,135 +133,8 @@ def calibration_error(
     return sum(abs(k - c) for k, c in zip(correct, confidence, strict=True)) / total
 
 
-@dataclass(frozen=True)
-class ScoreSums:
-    """Sums and counts of one batch; `merge` combines batches into the sums of their union.
-
-    Every aggregate (means, accuracy, ECE) is a ratio of these sums, so the aggregates of many
-    chunks merge exactly into the aggregate of the whole. ``count`` is the number of counted
-    samples and ``weight`` their total weight (``count`` itself without sample weights); every
-    other field is a weighted sum (nats for the losses), and every mean divides by ``weight``.
-    """
-
-    count: int = 0
-    weight: float = 0.0
-    correct: float = 0
-    ce: float = 0.0
-    penalty: float = 0.0
-    total: float = 0.0
-    log_loss: float = 0.0
-    brier: float = 0.0
-    pll: float = 0.0
-    pbs: float = 0.0
-    bin_count: tuple[float, ...] = field(default=())
-    bin_confidence: tuple[float, ...] = field(default=())
-    bin_correct: tuple[float, ...] = field(default=())
-    replicates: ReplicateSums | None = None
-
-    def merge(self, other: ScoreSums) -> ScoreSums:
-        return ScoreSums(
-            **{f.name: _add(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
-        )
-
-    def mean(self, name: str) -> float:
-        """Weighted mean of a summed per-sample value (NaN when the counted samples weigh 0)."""
-        value: float = getattr(self, name)
-        return value / self.weight if self.weight else math.nan
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.weight if self.weight else math.nan
-
-    @property
-    def ece(self) -> float:
-        return calibration_error(self.bin_count, self.bin_confidence, self.bin_correct)
-
-
-# The scoring rules' sums, and every weighted sum, in the order of `ScoreSums`' fields.
-SUMMED = ("log_loss", "brier", "pll", "pbs")
-SUMMED_FIELDS = ("weight", "correct", "ce", "penalty", "total", *SUMMED)
-
 # Criteria that rank candidates by their mean (lower is better); accuracy ranks highest first.
 CRITERIA = ("ce", "total", "brier", "pll", "pbs")
-
-
-def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
-    """Names best first under each criterion and accuracy; ties keep their order, and a
-    candidate with no counted sample comes last."""
-
-    def ranked(value: Callable[[ScoreSums], float]) -> list[str]:
-        def key(name: str) -> tuple[bool, float]:
-            v = value(sums[name])
-            return math.isnan(v), v
-
-        return sorted(sums, key=key)
-
-    ranking = {criterion: ranked(methodcaller("mean", criterion)) for criterion in CRITERIA}
-    ranking["accuracy"] = ranked(lambda s: -s.accuracy)
-    return ranking
-
-
-def _add(mine: Any, theirs: Any) -> Any:
-    if isinstance(mine, ReplicateSums) or isinstance(theirs, ReplicateSums):
-        if mine is None or theirs is None:
-            raise ValueError("Expected every chunk's sums to carry bootstrap replicates, or none")
-        return mine.merge(theirs)
-    if mine is None:
-        return None
-    if not isinstance(mine, tuple):
-        return mine + theirs
-    if mine and theirs and len(mine) != len(theirs):
-        raise ValueError(
-            f"Expected sums with the same number of calibration bins, but got {len(mine)} "
-            f"and {len(theirs)}"
-        )
-    return (
-        tuple(a + b for a, b in zip(mine, theirs, strict=True))
-        if mine and theirs
-        else mine or theirs
-    )
-
-
-def score_sums(
-    terms: FairLossTerms,
-    scores: SampleScores,
-    n_bins: int = 15,
-    sample_weight: Tensor | None = None,
-) -> ScoreSums:
-    """The (weighted) sums of the counted samples of one batch, in float64, in one pass.
-
-    ``terms`` and ``scores`` hold one value per sample, (M,); ``sample_weight`` (M,), finite
-    and non-negative, weighs each (1 without it).
-    """
-    weight = terms.counted.double()
-    if sample_weight is not None:
-        weight = weight * sample_weight.to(weight)
-    ce = terms.ce
-    # One (M, 10) matrix in float64, weighted: its first three columns summed per calibration
-    # bin are the bins, and the column sums of the others and the first are the sums.
-    columns = (
-        torch.ones_like(ce),
-        scores.confidence,
-        scores.correct.to(ce.dtype),
-        ce,
-        terms.penalty,
-        terms.total,
-        *(getattr(scores, name) for name in SUMMED),
-    )
-    weighted = torch.stack(columns, dim=1).double() * weight.unsqueeze(1)
-    weight_sum, _, *sums = weighted.sum(dim=0).tolist()
-    totals = dict(zip(SUMMED_FIELDS, [weight_sum, *sums], strict=True))
-    index = bin_index(scores.confidence, n_bins)
-    zeros = torch.zeros(n_bins, 3, dtype=torch.float64, device=ce.device)
-    bins = zeros.index_add(0, index, weighted[:, :3])
-    bin_count, bin_confidence, bin_correct = zip(*bins.tolist(), strict=True)
-    return ScoreSums(
-        count=int(terms.counted.sum()),
-        **totals,
-        bin_count=tuple(bin_count),
-        bin_confidence=tuple(bin_confidence),
-        bin_correct=tuple(bin_correct),
-    )
 
 
 @dataclass(frozen=True)

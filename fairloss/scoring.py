@@ -3,8 +3,8 @@ and, when asked, the superior violations out.
 
 The service's codecs (JSON, Open Inference Protocol), the client's merging and the command line
 all go through `score_batch`. It checks the arrays (the one check, raising `InputError`), then
-computes one log-softmax per batch that feeds the cross-entropy, the scoring rules and the
-calibration bins.
+scores the rows in blocks (`fairloss.blocks`), where one log-softmax feeds the cross-entropy,
+the scoring rules and the calibration bins.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fairloss.blocks import score_rows
 from fairloss.bootstrap import FIELDS, Bootstrap, ReplicateSums, replicate_sums
 from fairloss.checks import (
     ArrayLike,
@@ -28,17 +29,11 @@ from fairloss.checks import (
     class_weights_tensor,
 )
 from fairloss.devices import resolve_device
-from fairloss.functional import counted_labels, flatten, terms_of
-from fairloss.metrics import (
-    CRITERIA,
-    ScoreSums,
-    Violations,
-    bin_index,
-    score_sums,
-    scores_of,
-)
+from fairloss.functional import counted_labels, flatten
+from fairloss.metrics import CRITERIA, Violations, bin_index
 from fairloss.metrics import superior_violations as count_violations
 from fairloss.options import ScoringOptions
+from fairloss.sums import ScoreSums, sums_of
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TERMS = ("ce", "penalty", "total")
@@ -161,26 +156,16 @@ def score_batch(
         if options.ignore_index is None
         else counted_labels(y, options.ignore_index)
     )
-    log_probs = torch.log_softmax(z, dim=1)
-    terms = terms_of(
-        z,
-        log_probs,
-        target,
-        counted,
-        smooth_max_beta=options.smooth_max_beta,
-        scaling_factor=options.scaling_factor,
-        weight=weight,
-        label_smoothing=options.label_smoothing,
-    )
+    scored = score_rows(z, target, counted, options, weight=weight, sample_weight=w, rules=rules)
+    terms = scored.terms
     check_finite_losses(terms, options.precision, shape)
     batch = partial(BatchScores, z.shape[0], z.shape[1], str(z.device), options, shape=shape)
-    if not rules:
+    count = int(terms.counted.sum())
+    if scored.scores is None:
         columns = {**dict(zip(TERMS, terms[:3], strict=True)), "counted": terms.counted}
-        kept = terms.counted.double() * (1 if w is None else w)
-        totals = (torch.stack(terms[:3]).double() * kept).sum(dim=1)
-        sums = ScoreSums(int(terms.counted.sum()), float(kept.sum()), 0, *totals.tolist())
-        return batch(columns, sums, weighted=w is not None)
-    scores = scores_of(z, log_probs, target)
+        weight_sum, *totals = scored.sums.tolist()
+        return batch(columns, ScoreSums(count, weight_sum, 0, *totals), weighted=w is not None)
+    scores = scored.scores
     rule_columns = {name: getattr(scores, name) for name in SCORES[1:]}
     correct = scores.correct
     if counted is not None:  # an ignored sample scores 0 under every rule, as under the loss
@@ -200,12 +185,12 @@ def score_batch(
             k: count_violations(columns[k], correct, terms.counted, sample_weight=w)
             for k in CRITERIA
         }
-    sums = score_sums(terms, scores, options.ece_bins, w)
-    scored = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
+    sums = sums_of(count, scored.sums, options.ece_bins)
+    result = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
     if bootstrap is None:
-        return scored
-    (scored,) = with_replicates([scored], bootstrap, row_offset)
-    return scored
+        return result
+    (result,) = with_replicates([result], bootstrap, row_offset)
+    return result
 
 
 def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:

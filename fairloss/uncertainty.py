@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from fairloss.bootstrap import CRITERIA, interval, mcnemar_p_value, p_value
-from fairloss.metrics import ScoreSums
+from fairloss.sums import ScoreSums
 
 
 def estimates(sums: ScoreSums) -> dict[str, float]:

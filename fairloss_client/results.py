@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from fairloss.bootstrap import Bootstrap
-from fairloss.metrics import CRITERIA, ScoreSums, Violations, rank, superior_violations
+from fairloss.metrics import CRITERIA, Violations, superior_violations
 from fairloss.scoring import BatchScores, metrics, reduced
+from fairloss.sums import ScoreSums, rank
 from fairloss.uncertainty import differences, intervals
 from fairloss_client.arrays import Array, ArrayLike, as_numpy
 from service.wire import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict

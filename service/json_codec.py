@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from fairloss.checks import KINDS, Kind
 from fairloss.errors import InputError, path
-from fairloss.metrics import rank
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch, with_replicates
+from fairloss.sums import rank
 from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array

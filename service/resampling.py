@@ -10,7 +10,7 @@ from typing import Any
 
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError, describe
-from fairloss.metrics import ScoreSums
+from fairloss.sums import ScoreSums
 from fairloss.uncertainty import intervals
 from service.errors import unknown_fields
 from service.wire import replicates_to_dict

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from fairloss.bootstrap import FIELDS, ReplicateSums
-from fairloss.metrics import ScoreSums, Violations
+from fairloss.metrics import Violations
 from fairloss.scoring import BatchScores, metrics, reduced
+from fairloss.sums import ScoreSums
 from service.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
 
 SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")

@@ -28,9 +28,9 @@ from fairloss.bootstrap import (
     mcnemar_p_value,
     poisson_weights,
 )
-from fairloss.metrics import ScoreSums
 from fairloss.options import ScoringOptions
 from fairloss.scoring import BatchScores, score_batch
+from fairloss.sums import ScoreSums
 from fairloss.uncertainty import difference, discordant, intervals
 from scripts.bootstrap_validity import simulate
 from service.wire import sums_from_dict

@@ -110,19 +110,42 @@ def test_brier_of_a_confident_float32_row_keeps_its_digits() -> None:
     assert scores.pbs.item() == pytest.approx(1.2364676e-08, rel=1e-6)
 
 
+def confident_rows(scale: float, rows: int, classes: int) -> tuple[Tensor, Tensor]:
+    """Logits N(0, scale^2), mostly confident and correct (the case that cancelled); a fifth
+    of the labels drawn at random."""
+    generator = torch.Generator().manual_seed(int(scale))
+    logits = torch.randn(rows, classes, generator=generator) * scale
+    target = logits.argmax(dim=1)
+    target[::5] = torch.randint(0, classes, (len(target[::5]),), generator=generator)
+    return logits, target
+
+
 @pytest.mark.parametrize("scale", [1.0, 5.0, 10.0, 20.0, 30.0])
 def test_float32_brier_and_pbs_within_1e_5_relative_of_a_decimal_reference(scale: float) -> None:
-    generator = torch.Generator().manual_seed(int(scale))
-    logits = torch.randn(300, 5, generator=generator) * scale
-    # Mostly confident and correct rows, the case that cancelled; a fifth are wrong.
-    target = logits.argmax(dim=1)
-    target[::5] = torch.randint(0, 5, (60,), generator=generator)
+    logits, target = confident_rows(scale, 300, 5)
     scores = sample_scores(logits, target)
     for i, (row, label) in enumerate(zip(logits.tolist(), target.tolist(), strict=True)):
         brier = decimal_brier(row, label)
         beaten = max(row) > row[label]
         assert scores.brier[i].item() == pytest.approx(brier, rel=1e-5, abs=1e-30)
         assert scores.pbs[i].item() == pytest.approx(brier + beaten * 0.8, rel=1e-5, abs=1e-30)
+
+
+@pytest.mark.parametrize("scale", [100.0, 1000.0])
+def test_brier_and_pbs_of_confident_rows_within_1e_5_relative_of_float64(scale: float) -> None:
+    """Log-probabilities far below -87, where the other classes' probabilities take their
+    floor (e * float32's smallest normal); float64 holds the reference."""
+    logits, target = confident_rows(scale, 2000, 20)
+    scores = sample_scores(logits, target)
+    assert float(torch.log_softmax(logits, dim=1).min()) < -200  # the floor is reached
+    probs = torch.softmax(logits.double(), dim=1)
+    others = probs.scatter(1, target.unsqueeze(1), 0.0)
+    brier = others.sum(dim=1) ** 2 + (others**2).sum(dim=1)
+    beaten = logits.double().amax(dim=1) > logits.double().gather(1, target.unsqueeze(1))[:, 0]
+    pbs = torch.where(beaten, brier + 19 / 20, brier)
+    torch.testing.assert_close(scores.brier.double(), brier, rtol=1e-5, atol=1e-30)
+    torch.testing.assert_close(scores.pbs.double(), pbs, rtol=1e-5, atol=1e-30)
+    assert math.isfinite(float(scores.brier.sum()))
 
 
 def test_no_column_holds_negative_zero() -> None:

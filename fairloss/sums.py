@@ -1,0 +1,183 @@
+"""Mergeable sums: every aggregate of a batch as sums and counts that add up across chunks.
+
+`summed` reduces a batch's per-sample terms and scores to one float64 vector (one
+matrix-vector product); `sums_of` reads it as `ScoreSums`, whose `merge` adds two batches' sums
+into their union's, so that chunks, workers and replicas merge exactly. `rank` orders
+candidates by their sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from operator import methodcaller
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fairloss.bootstrap import ReplicateSums
+from fairloss.functional import FairLossTerms
+from fairloss.metrics import CRITERIA, SampleScores, bin_index, calibration_error
+
+
+@dataclass(frozen=True)
+class ScoreSums:
+    """Sums and counts of one batch; `merge` combines batches into the sums of their union.
+
+    Every aggregate (means, accuracy, ECE) is a ratio of these sums, so the aggregates of many
+    chunks merge exactly into the aggregate of the whole. ``count`` is the number of counted
+    samples and ``weight`` their total weight (``count`` itself without sample weights); every
+    other field is a weighted sum (nats for the losses), and every mean divides by ``weight``.
+    """
+
+    count: int = 0
+    weight: float = 0.0
+    correct: float = 0
+    ce: float = 0.0
+    penalty: float = 0.0
+    total: float = 0.0
+    log_loss: float = 0.0
+    brier: float = 0.0
+    pll: float = 0.0
+    pbs: float = 0.0
+    bin_count: tuple[float, ...] = field(default=())
+    bin_confidence: tuple[float, ...] = field(default=())
+    bin_correct: tuple[float, ...] = field(default=())
+    replicates: ReplicateSums | None = None
+
+    def merge(self, other: ScoreSums) -> ScoreSums:
+        return ScoreSums(
+            **{f.name: _add(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+        )
+
+    def mean(self, name: str) -> float:
+        """Weighted mean of a summed per-sample value (NaN when the counted samples weigh 0)."""
+        value: float = getattr(self, name)
+        return value / self.weight if self.weight else math.nan
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.weight if self.weight else math.nan
+
+    @property
+    def ece(self) -> float:
+        return calibration_error(self.bin_count, self.bin_confidence, self.bin_correct)
+
+
+# The scoring rules' sums, and every weighted sum, in the order of `ScoreSums`' fields.
+SUMMED = ("log_loss", "brier", "pll", "pbs")
+
+
+def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
+    """Names best first under each criterion and accuracy; ties keep their order, and a
+    candidate with no counted sample comes last."""
+
+    def ranked(value: Callable[[ScoreSums], float]) -> list[str]:
+        def key(name: str) -> tuple[bool, float]:
+            v = value(sums[name])
+            return math.isnan(v), v
+
+        return sorted(sums, key=key)
+
+    ranking = {criterion: ranked(methodcaller("mean", criterion)) for criterion in CRITERIA}
+    ranking["accuracy"] = ranked(lambda s: -s.accuracy)
+    return ranking
+
+
+def _add(mine: Any, theirs: Any) -> Any:
+    if isinstance(mine, ReplicateSums) or isinstance(theirs, ReplicateSums):
+        if mine is None or theirs is None:
+            raise ValueError("Expected every chunk's sums to carry bootstrap replicates, or none")
+        return mine.merge(theirs)
+    if mine is None:
+        return None
+    if not isinstance(mine, tuple):
+        return mine + theirs
+    if mine and theirs and len(mine) != len(theirs):
+        raise ValueError(
+            f"Expected sums with the same number of calibration bins, but got {len(mine)} "
+            f"and {len(theirs)}"
+        )
+    return (
+        tuple(a + b for a, b in zip(mine, theirs, strict=True))
+        if mine and theirs
+        else mine or theirs
+    )
+
+
+# The weighted column sums of `summed`, in its order: the first three, summed per calibration
+# bin, are the bins.
+SUM_COLUMNS = ("weight", "confidence", "correct", "ce", "penalty", "total", *SUMMED)
+
+
+def summed(
+    terms: FairLossTerms,
+    scores: SampleScores,
+    n_bins: int = 15,
+    sample_weight: Tensor | None = None,
+) -> Tensor:
+    """The weighted sums of the counted samples of a batch: a (10 + 3 * n_bins,) float64 vector
+    of the `SUM_COLUMNS` sums, then each calibration bin's weight, its confidence sums and its
+    correct sums (n_bins each). Vectors of two batches add up to their union's; `sums_of` reads
+    one as `ScoreSums`.
+
+    ``terms`` and ``scores`` hold one value per sample, (M,); ``sample_weight`` (M,), finite
+    and non-negative, weighs each (1 without it).
+    """
+    ce = terms.ce
+    columns = (
+        scores.confidence,
+        scores.correct.to(ce.dtype),
+        ce,
+        terms.penalty,
+        terms.total,
+        *(getattr(scores, name) for name in SUMMED),
+    )
+    weight = counted_weight(terms.counted, sample_weight)
+    sums, values = weighted_sums(columns, weight)
+    zeros = torch.zeros(3, n_bins, dtype=torch.float64, device=ce.device)
+    # The first three rows weighted (weight, confidence, correct), summed per calibration bin.
+    bins = zeros.index_add_(1, bin_index(scores.confidence, n_bins), values[:3] * weight)
+    return torch.cat([sums, bins.reshape(-1)])
+
+
+def counted_weight(counted: Tensor, sample_weight: Tensor | None) -> Tensor:
+    """Each sample's weight in the sums, float64: its ``sample_weight`` (1 without), 0 where it
+    does not count."""
+    weight = counted.double()
+    return weight if sample_weight is None else weight * sample_weight.to(weight)
+
+
+def weighted_sums(columns: Sequence[Tensor], weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``[sum w, sum w * x for each column x]`` in float64, and the (1 + K, M) float64 matrix
+    of a row of ones and the K columns: one matrix-vector product, as fast as a pass over the
+    columns."""
+    values = torch.stack([torch.ones_like(columns[0]), *columns]).double()
+    return torch.mv(values, weight), values
+
+
+def sums_of(count: int, vector: Tensor, n_bins: int) -> ScoreSums:
+    """`ScoreSums` from ``count`` counted samples and their `summed` vector."""
+    values = vector.tolist()
+    totals = dict(zip(SUM_COLUMNS, values[: len(SUM_COLUMNS)], strict=True))
+    del totals["confidence"]  # kept in the bins alone
+    bins = values[len(SUM_COLUMNS) :]
+    return ScoreSums(
+        count=count,
+        **totals,
+        bin_count=tuple(bins[:n_bins]),
+        bin_confidence=tuple(bins[n_bins : 2 * n_bins]),
+        bin_correct=tuple(bins[2 * n_bins :]),
+    )
+
+
+def score_sums(
+    terms: FairLossTerms,
+    scores: SampleScores,
+    n_bins: int = 15,
+    sample_weight: Tensor | None = None,
+) -> ScoreSums:
+    """The (weighted) sums of the counted samples of one batch, in float64 (see `summed`)."""
+    return sums_of(int(terms.counted.sum()), summed(terms, scores, n_bins, sample_weight), n_bins)
