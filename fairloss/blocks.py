@@ -75,11 +75,16 @@ def score_rows(
         weight=weight,
         label_smoothing=options.label_smoothing,
     )
-    blocks: list[ScoredRows] = []
-    total: Tensor | None = None
-    if step >= logits.shape[0]:  # one block: no views to take
+    if step >= logits.shape[0]:  # one block: no views to take, no buffers to keep
         args = (logits, target, counted, sample_weight)
         return _score_block(terms_of_block, *args, rules=rules, n_bins=n_bins)
+    # The block's log-softmax, the penalty's scaled differences and their log-softmax, then the
+    # probabilities: written into the same three buffers block after block, since freshly
+    # allocated ones are mapped and zero-filled anew whenever the allocator has handed the
+    # last block's back to the system (which made 1,000 x 50,000 take from 0.3 s to 0.7 s).
+    buffers = torch.empty(3, step, logits.shape[1], dtype=logits.dtype, device=logits.device)
+    blocks: list[ScoredRows] = []
+    total: Tensor | None = None
     for start in range(0, logits.shape[0], step):
         rows = slice(start, start + step)
         block = _score_block(
@@ -90,6 +95,7 @@ def score_rows(
             None if sample_weight is None else sample_weight[rows],
             rules=rules,
             n_bins=n_bins,
+            work=buffers[:, : logits[rows].shape[0]],
         )
         total = block.sums if total is None else total.add_(block.sums)
         blocks.append(block)
@@ -103,7 +109,7 @@ def score_rows(
 
 
 def _score_block(
-    terms_of_block: Callable[[Tensor, Tensor, Tensor, Tensor | None], FairLossTerms],
+    terms_of_block: Callable[..., FairLossTerms],
     logits: Tensor,
     target: Tensor,
     counted: Tensor | None,
@@ -111,11 +117,14 @@ def _score_block(
     *,
     rules: bool,
     n_bins: int,
+    work: Tensor | None = None,
 ) -> ScoredRows:
-    log_probs = torch.log_softmax(logits, dim=1)
-    terms = terms_of_block(logits, log_probs, target, counted)
+    """One block; ``work``: (3, rows, C) buffers to compute in, or None to allocate."""
+    log_probs = torch.log_softmax(logits, dim=1, out=None if work is None else work[0])
+    penalty_work = None if work is None else (work[1], work[2])
+    terms = terms_of_block(logits, log_probs, target, counted, work=penalty_work)
     if rules:
-        scores = scores_of(logits, log_probs, target)
+        scores = scores_of(logits, log_probs, target, None if work is None else work[1])
         return ScoredRows(terms, scores, summed(terms, scores, n_bins, sample_weight))
     weight = counted_weight(terms.counted, sample_weight)
     return ScoredRows(terms, None, weighted_sums(terms[:3], weight)[0])

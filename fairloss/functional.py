@@ -99,7 +99,12 @@ def flatten(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return logits.movedim(1, -1).reshape(-1, logits.shape[1]), target.reshape(-1)
 
 
-def penalty_gap(logits: Tensor, target: Tensor, smooth_max_beta: float) -> Tensor:
+def penalty_gap(
+    logits: Tensor,
+    target: Tensor,
+    smooth_max_beta: float,
+    work: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
     """``smoothmax(z) - z[y]`` = ``logsumexp(beta * (z - z[y])) / beta`` (nats; logits (M, C),
     ``target`` (M,) in ``[0, C)``), taken as ``-log_softmax(beta * (z - z[y]))[y] / beta``:
     the true class's scaled difference is exactly 0, so minus its log-softmax is the logsumexp.
@@ -114,21 +119,30 @@ def penalty_gap(logits: Tensor, target: Tensor, smooth_max_beta: float) -> Tenso
     the kernel rounds or flushes them, C of them move the sum by less than C * 2^-125, below
     float32's resolution at 1 (2^-24) for any C that fits in memory. `tests/test_functional.py`
     checks rows that straddle that edge against float64.
+
+    ``work``: two (M, C) buffers of the logits' dtype for the scaled differences and their
+    log-softmax, reused from call to call (`fairloss.blocks`: no autograd through them); None
+    allocates them, as autograd needs.
     """
+    scaled_out, log_softmax_out = (None, None) if work is None else work
     index = target.unsqueeze(1)
-    scaled = (logits - logits.gather(1, index)).mul_(smooth_max_beta)  # a private temporary
+    scaled = torch.sub(logits, logits.gather(1, index), out=scaled_out).mul_(smooth_max_beta)
+    log_softmax = torch.log_softmax(scaled, dim=1, out=log_softmax_out)
     # 0.0 - x, not -x: a row whose every other class is far below gives +0.0, not -0.0
-    return (0.0 - torch.log_softmax(scaled, dim=1).gather(1, index).squeeze(1)).div_(
-        smooth_max_beta
-    )
+    return (0.0 - log_softmax.gather(1, index).squeeze(1)).div_(smooth_max_beta)
 
 
 def penalty(
-    logits: Tensor, target: Tensor, smooth_max_beta: float, scaling_factor: float
+    logits: Tensor,
+    target: Tensor,
+    smooth_max_beta: float,
+    scaling_factor: float,
+    work: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Per-sample ``tanh(scaling_factor * gap / 2) / C``: near 0 when the true class has the
-    largest logit, near ``1/C`` when another class beats it. ``target`` must be in ``[0, C)``."""
-    gap = penalty_gap(logits, target, smooth_max_beta)
+    largest logit, near ``1/C`` when another class beats it. ``target`` must be in ``[0, C)``;
+    ``work`` as for `penalty_gap`."""
+    gap = penalty_gap(logits, target, smooth_max_beta, work)
     # gap * (s / 2) rounds as (s * gap) / 2 does: halving is exact. In place on a temporary.
     return torch.tanh(gap.mul_(scaling_factor / 2)) / logits.shape[1]
 
@@ -202,12 +216,13 @@ def terms_of(
     scaling_factor: float,
     weight: Tensor | None,
     label_smoothing: float,
+    work: tuple[Tensor, Tensor] | None = None,
 ) -> FairLossTerms:
     """The terms from logits already in the compute dtype and their log-softmax; ``target`` in
     ``[0, C)`` everywhere (ignored samples hold any valid label and score 0). ``counted`` None
-    means that every sample counts."""
+    means that every sample counts; ``work`` as for `penalty_gap`."""
     ce = cross_entropy(log_probs, target, weight, label_smoothing)
-    pen = penalty(logits, target, smooth_max_beta, scaling_factor)
+    pen = penalty(logits, target, smooth_max_beta, scaling_factor, work)
     if counted is None:
         counted = torch.ones_like(target, dtype=torch.bool)
     else:

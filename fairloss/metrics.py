@@ -46,8 +46,12 @@ def sample_scores(logits: Tensor, target: Tensor) -> SampleScores:
     return scores_of(logits, torch.log_softmax(logits, dim=1), target)
 
 
-def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores:
-    """`sample_scores` from logits and their log-softmax (one log-softmax for every score)."""
+def scores_of(
+    logits: Tensor, log_probs: Tensor, target: Tensor, work: Tensor | None = None
+) -> SampleScores:
+    """`sample_scores` from logits and their log-softmax (one log-softmax for every score).
+    ``work``: an (N, C) buffer of the logits' dtype to compute the probabilities in, reused
+    from call to call (`fairloss.blocks`); None allocates one."""
     num_classes = logits.shape[1]
     target = target.long().unsqueeze(1)
     # The predicted class is the logits' argmax: where two probabilities round to one value,
@@ -63,7 +67,8 @@ def scores_of(logits: Tensor, log_probs: Tensor, target: Tensor) -> SampleScores
     # Brier score (at least rest^2) by less than 2 * C * e * tiny / rest relative: for any
     # Brier score the dtype can hold (rest^2 above its smallest subnormal), under 3e-10 for
     # C = 10^5 in float32. In place on private temporaries: the scores are not differentiable.
-    others = log_probs.clamp(min=_log_floor(log_probs.dtype)).exp_().scatter_(1, target, 0.0)
+    others = torch.clamp(log_probs, min=_log_floor(log_probs.dtype), out=work).exp_()
+    others.scatter_(1, target, 0.0)
     rest = others.sum(dim=1)
     brier = rest * rest + others.square_().sum(dim=1)
     beaten = top > true_logit
