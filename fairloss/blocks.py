@@ -3,8 +3,9 @@
 Each torch operation on a whole (M, C) batch writes a fresh M x C temporary, and on the CPU
 mapping and faulting in that memory costs more than the arithmetic on it. So on the CPU a batch
 is scored in blocks of about `BLOCK_ELEMENTS` logits (4 MiB in float32): each block's
-log-softmax, scaled differences and probabilities stay in the processor's cache, and its sums
-are added to the batch's. Every block goes through the same per-row functions as a whole batch
+log-softmax, scaled differences and probabilities are written into three buffers kept for the
+whole batch, small enough to stay in the processor's cache, and its sums are added to the
+batch's. Every block goes through the same per-row functions as a whole batch
 would (`terms_of`, `scores_of`, `summed`), torch's intra-op threads share each block's
 operations, and a block needs no compiler. On another device (a GPU, where the memory is fast
 and each call costs a kernel launch) the whole batch is one block.

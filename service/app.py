@@ -28,6 +28,7 @@ from service.routes.dashboard import install_dashboard
 from service.schemas import CompareRequest, Problem, ScoreRequest
 from service.security import BearerAuthMiddleware, document_api_keys
 from service.settings import Settings
+from service.supervisor import follow_supervisor
 
 log = logging.getLogger("service")
 
@@ -64,6 +65,7 @@ def _one_thread() -> Iterator[None]:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    follow_supervisor()  # first: a worker whose supervisor is gone must not start serving
     settings: Settings = app.state.settings
     if settings.torch_threads:
         _size_torch(settings.torch_threads)

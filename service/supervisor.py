@@ -13,11 +13,17 @@ additions:
   files there and ``/metrics`` sums them), removed once they have all exited.
 - When a worker exits, prometheus_client is told (`mark_process_dead`), so that its
   in-flight gauge (mode ``livesum``) no longer counts; its counters still do.
+- Each worker dies with its supervisor (`follow_supervisor`): once the supervisor is gone,
+  however it went (SIGKILL, the OOM killer), the kernel sends the worker SIGTERM, and it stops
+  accepting and exits, rather than serving the port on its own with nobody to restart it or
+  collect its metrics.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 import tempfile
 
@@ -28,6 +34,8 @@ from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+SUPERVISOR_PID = "FAIRLOSS_SUPERVISOR_PID"  # set for the workers by `serve`
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Supervisor(Multiprocess):
@@ -61,6 +69,26 @@ class Supervisor(Multiprocess):
         return any(process.exitcode == STARTUP_FAILURE for process in self.processes)
 
 
+def follow_supervisor() -> None:
+    """In a worker that `serve` started: have the kernel send this process SIGTERM when its
+    supervisor exits, however it exits (Linux's ``PR_SET_PDEATHSIG``), and send it now if the
+    supervisor is already gone. uvicorn's SIGTERM handling then stops accepting, lets the
+    requests in hand finish within the graceful timeout, and exits. Does nothing in a process
+    that `serve` did not start (one worker, the tests' in-process apps) or off Linux.
+
+    Raises:
+        OSError: when the kernel refuses ``prctl``.
+    """
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != int(supervisor):  # gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def serve(config: uvicorn.Config) -> None:
     """Serve ``config.workers`` worker processes until SIGTERM or SIGINT, then let them drain;
     return once they have all exited.
@@ -69,16 +97,18 @@ def serve(config: uvicorn.Config) -> None:
         SystemExit: with uvicorn's status 3 when a worker failed to start (the app's startup
             failed, e.g. the device is missing): the supervisor then stopped them all.
     """
-    previous = os.environ.get(METRICS_DIR)
+    previous = {name: os.environ.get(name) for name in (METRICS_DIR, SUPERVISOR_PID)}
     with tempfile.TemporaryDirectory(prefix="fairloss-metrics-") as metrics_dir:
         os.environ[METRICS_DIR] = metrics_dir
+        os.environ[SUPERVISOR_PID] = str(os.getpid())
         try:
             supervisor = Supervisor(config, metrics_dir)
             supervisor.run()
         finally:
-            if previous is None:
-                os.environ.pop(METRICS_DIR, None)
-            else:
-                os.environ[METRICS_DIR] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
     if supervisor.failed_to_start:
         sys.exit(STARTUP_FAILURE)

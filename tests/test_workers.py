@@ -343,3 +343,45 @@ def test_a_worker_that_cannot_start_stops_the_supervisor_with_status_3() -> None
     assert done.returncode == 3, done.stdout[-2000:]
     assert b"FAIRLOSS_DEVICE='cuda:99'" in done.stdout
     assert time.monotonic() - started < 60
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=1.0)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def test_workers_die_with_a_supervisor_killed_by_sigkill() -> None:
+    """SIGKILL (the OOM killer's signal) gives the supervisor no chance to stop its workers:
+    each must notice on its own, stop accepting and exit, and leave the port closed."""
+    env = {"FAIRLOSS_WORKERS": "2", "FAIRLOSS_LOG_LEVEL": "warning"}
+    with running_server(env) as server:
+        workers = worker_pids(server.process.pid)
+        assert len(workers) == 2
+        assert server.process.pid not in workers
+        assert httpx.post(f"{server.url}/score", json=README_EXAMPLE).status_code == 200
+        try:
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while any(map(_alive, workers)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            gone_after = 10 - (deadline - time.monotonic())
+            assert not any(map(_alive, workers)), server.output()[-2000:]
+            assert not _answers(server.url)
+            assert gone_after < 5
+        finally:
+            for pid in workers:  # never leave one serving, whatever the assertions found
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
