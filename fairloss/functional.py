@@ -128,6 +128,10 @@ def penalty_gap(
     scaled_out, log_softmax_out = (None, None) if work is None else work
     index = target.unsqueeze(1)
     scaled = torch.sub(logits, logits.gather(1, index), out=scaled_out).mul_(smooth_max_beta)
+    # A difference that overflows to +inf (a gap above the dtype's largest number / beta) is
+    # taken as that largest number: log-softmax of a row holding +inf is NaN, and the gap is
+    # then beyond any scaling's reach anyway (the penalty is 1/C, as logsumexp's inf gave).
+    scaled.clamp_(max=torch.finfo(scaled.dtype).max)
     log_softmax = torch.log_softmax(scaled, dim=1, out=log_softmax_out)
     # 0.0 - x, not -x: a row whose every other class is far below gives +0.0, not -0.0
     return (0.0 - log_softmax.gather(1, index).squeeze(1)).div_(smooth_max_beta)

@@ -53,7 +53,8 @@ def scores_of(
     ``work``: an (N, C) buffer of the logits' dtype to compute the probabilities in, reused
     from call to call (`fairloss.blocks`); None allocates one."""
     num_classes = logits.shape[1]
-    target = target.long().unsqueeze(1)
+    labels = target.long()
+    target = labels.unsqueeze(1)
     # The predicted class is the logits' argmax: where two probabilities round to one value,
     # the larger logit still wins, so a correct sample is never also beaten. Softmax keeps the
     # logits' order, so its probability is the largest.
@@ -74,7 +75,7 @@ def scores_of(
     beaten = top > true_logit
     return SampleScores(
         predicted=predicted,
-        correct=predicted == target.squeeze(1),
+        correct=predicted == labels,
         confidence=confidence,
         log_loss=log_loss,
         brier=brier,
