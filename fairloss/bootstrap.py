@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fairloss.errors import InputError
+from fairloss.errors import InputError, describe
 
 # The sums each replicate keeps; `weight` is the (Poisson x sample) weight of counted samples.
 FIELDS = ("weight", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
@@ -70,8 +70,9 @@ class Bootstrap:
 
 
 def _bad(name: str, wanted: str, value: object) -> InputError:
+    got = repr(value) if type(value) in (int, float, bool) else describe(value)
     return InputError(
-        f"Expected `bootstrap.{name}` to be {wanted}, but got {value!r}",
+        f"Expected `bootstrap.{name}` to be {wanted}, but got {got}",
         ("bootstrap", name),
         "bad_bootstrap",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Container, Iterable
 from typing import Any
@@ -69,6 +70,15 @@ def input_problem(error: InputError) -> ProblemError:
     return ProblemError(422, "Invalid request", error.message, errors=errors)
 
 
+def error_json(body: dict[str, Any]) -> bytes:
+    """An error body as JSON bytes, whatever strings it echoes: a field name with a lone
+    surrogate (which orjson refuses: it is not UTF-8) is written as its ``\\ud800`` escape."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
+
+
 def problem_response(problem: ProblemError) -> Response:
     body: dict[str, Any] = {
         "type": f"/problems/{problem.title.lower().replace(' ', '-')}",
@@ -79,7 +89,7 @@ def problem_response(problem: ProblemError) -> Response:
     if problem.errors is not None:
         body["errors"] = problem.errors
     return Response(
-        orjson.dumps(body),
+        error_json(body),
         status_code=problem.status,
         headers=problem.headers,
         media_type=PROBLEM_MEDIA_TYPE,

@@ -35,8 +35,8 @@ def parse_fast(body: bytes | bytearray) -> dict[str, Any] | None:
         if not isinstance(document, simdjson.Object):
             return None
         data, brackets = _object(document)
-    except (_NotFastError, TypeError, ValueError, RuntimeError, UnicodeDecodeError):
-        return None
+    except (_NotFastError, TypeError, ValueError, RuntimeError, UnicodeDecodeError, KeyError):
+        return None  # KeyError: a key simdjson cannot look up again, one holding a NUL
     # Every '[' of the body must be one the conversion accounted for: a row nested inside a
     # flattened buffer (or a '[' inside a string) sends the body to the general path.
     opening = np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == ord("["))

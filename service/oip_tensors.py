@@ -23,6 +23,7 @@ from service.errors import ProblemError, invalid
 from service.json_arrays import element_limit, holds_a_boolean
 from service.json_codec import prediction
 from service.oip_dtypes import FLOATS, INTEGERS, WIRE, from_wire, rounded
+from service.typed_arrays import MAX_DIMS, oversized
 
 INPUT_NAMES = (*KINDS, "labels", "sample_weight")
 INPUT_DATATYPES: dict[str, tuple[str, ...]] = {
@@ -38,7 +39,6 @@ EXPECTED_INPUTS = (
     "logits (or probabilities or log_probabilities), labels and optionally sample_weight"
 )
 INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
-MAX_RANK = 64  # numpy's limit on an array's dimensions
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,14 @@ def _shape(name: str, value: Any) -> list[int]:
         or any(type(d) is not int or d < 0 for d in value)
     ):
         raise bad_request(f"Input {name!r} has shape {value!r}; expected {SHAPES[name]}")
-    if len(value) > MAX_RANK:
+    if len(value) > MAX_DIMS:
         raise bad_request(
             f"Input {name!r} has {len(value)} dimensions; expected {SHAPES[name]}, "
-            f"with at most {MAX_RANK} dimensions"
+            f"with at most {MAX_DIMS} dimensions"
+        )
+    if oversized(value):
+        raise bad_request(
+            f"Input {name!r} has shape {value!r}; its sizes multiply past 2**48"[:300]
         )
     if name in KINDS:
         check_shape(tuple(value), name)

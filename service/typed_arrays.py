@@ -34,6 +34,8 @@ WIRE = {
 }
 NAMES = {np.dtype(v): k for k, v in WIRE.items() if k != "bfloat16"}
 KEYS = ("dtype", "shape", "data")
+MAX_DIMS = 64  # numpy's limit on an array's dimensions
+MAX_SIZE = 2**48  # elements, counting a size of 0 as 1 (numpy's index range is 2**63)
 
 # What to raise: (message, location, kind) -> exception; the service passes its own.
 Fault = Callable[[str, list[str | int], str], Exception]
@@ -69,7 +71,21 @@ def typed_shape(value: Mapping[str, Any], loc: list[str | int], fault: Fault) ->
             [*loc, "shape"],
             "bad_shape",
         )
+    if oversized(shape):
+        raise fault(
+            f"Expected {_where([*loc, 'shape'])} to have at most {MAX_DIMS} sizes whose "
+            f"product is at most 2**48, but got {shape!r}"[:300],
+            [*loc, "shape"],
+            "bad_shape",
+        )
     return shape
+
+
+def oversized(shape: Sequence[int]) -> bool:
+    """Whether a shape of sizes >= 0 is past what numpy holds: more than `MAX_DIMS` sizes, or
+    sizes whose product (a size of 0 counted as 1, since numpy refuses such a shape even when
+    another size makes the array empty) is past `MAX_SIZE`."""
+    return len(shape) > MAX_DIMS or math.prod(max(d, 1) for d in shape) > MAX_SIZE
 
 
 def decode(

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -66,8 +66,9 @@ def settings() -> Settings:
     return Settings()
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a fresh in-process app, its lifespan run (startup, then shutdown)."""
     app = create_app(settings)
     async with (
         LifespanManager(app) as manager,
@@ -75,6 +76,12 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
         ) as http,
     ):
+        yield http
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with in_process(settings) as http:
         yield http
 
 

@@ -9,13 +9,12 @@ import anyio
 import httpx
 import numpy as np
 import torch
-from asgi_lifespan import LifespanManager
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fairloss import fair_loss_terms
-from service.app import create_app
 from service.settings import Settings
+from tests.conftest import in_process
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Tolerance relative to the value: float32 and float64 results are compared in their precision.
@@ -53,13 +52,7 @@ def batches(draw: st.DrawFn) -> dict[str, Any]:
 
 
 async def post_score(body: dict[str, Any]) -> httpx.Response:
-    app = create_app(Settings())
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
-        ) as client,
-    ):
+    async with in_process(Settings()) as client:
         return await client.post("/score", json=body)
 
 

@@ -12,14 +12,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from fairloss.errors import InputError
 from service.deps import AdmissionDep, DevicesDep, SettingsDep
-from service.errors import ProblemError
+from service.errors import ProblemError, error_json
 from service.observability import record_batch
 from service.oip import HEADER_LENGTH, MODEL, MODEL_METADATA, SERVER_METADATA, Answer, infer
 from service.payload import read_body
@@ -31,7 +30,7 @@ ERROR_DOC = {"content": {"application/json": {"example": {"error": "..."}}}}
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = orjson.dumps({"error": message})
+    body = error_json({"error": message})
     return Response(body, status, headers, media_type="application/json")
 
 

@@ -1,0 +1,131 @@
+"""Public failure reports replayed against the service: each once answered 500. Now each is a
+4xx that names the fault, and the app keeps serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.settings import Settings
+from tests.conftest import README_EXAMPLE, in_process
+
+pytestmark = pytest.mark.anyio
+JSON = {"Content-Type": "application/json"}
+OIP = "/v2/models/fairloss/infer"
+DEEP = "[" * 1000 + "1" + "]" * 1000  # about 2 KB
+CANDIDATES = '[{"name": "a", "logits": [[1, 0]]}, {"name": "b", "logits": [[0, 1]]}]'
+
+
+async def _after(client: httpx.AsyncClient, path: str, body: str) -> httpx.Response:
+    """The answer to ``body``, after checking that the app still answers a good request."""
+    response = await client.post(path, content=body.encode("utf-8", "surrogatepass"), headers=JSON)
+    assert (await client.post("/score", json=README_EXAMPLE)).status_code == 200
+    return response
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "said"),
+    [
+        (
+            "/score",
+            '{"logits": [[1, 0]], "labels": [0], "bootstrap": {"seed": ' + DEEP + "}}",
+            422,
+            "Expected `bootstrap.seed` to be an integer in [0, 2**63), but got an array",
+        ),
+        (
+            "/compare",
+            f'{{"labels": [0], "candidates": {CANDIDATES}, "bootstrap": {{"seed": {DEEP}}}}}',
+            422,
+            "but got an array",
+        ),
+        ("/score", '{"logits": [[1, 0]], "labels": [0], "a\\u0000": 1}', 422, "a\x00: Extra"),
+        ("/score", '{"logits": [[1, 0]], "labels": [0], "a\\ud800": 1}', 422, "a\ud800: Extra"),
+        (
+            "/compare",
+            '{"labels": [0], "candidates": [{"name": "a", "logits": [[1, 0]], "x\\u0000": 1}, '
+            '{"name": "b", "logits": [[0, 1]]}]}',
+            422,
+            "candidates.0.x\x00: Extra",
+        ),
+        (
+            "/score",
+            '{"logits": [[1, 0]], "labels": '
+            '{"dtype": "int64", "shape": [4611686018427387904, 0], "data": ""}}',
+            422,
+            "Expected labels.shape to have at most 64 sizes whose product is at most 2**48",
+        ),
+        (
+            OIP,
+            '{"inputs": [{"name": "logits", "datatype": "FP32", "shape": '
+            '[4611686018427387904, 4611686018427387904, 0], "data": []}, '
+            '{"name": "labels", "datatype": "INT64", "shape": [0], "data": []}]}',
+            400,
+            "its sizes multiply past 2**48",
+        ),
+        (OIP, '{"inputs": [], "a\\ud800": 1}', 400, "unknown field(s) 'a\\ud800'"),
+    ],
+    ids=[
+        "deep seed /score",
+        "deep seed /compare",
+        "NUL in a field name",
+        "lone surrogate in a field name",
+        "NUL in a candidate's field name",
+        "typed array shape past numpy's range",
+        "OIP shape past numpy's range",
+        "OIP lone surrogate",
+    ],
+)
+async def test_a_field_report_is_a_4xx_that_names_the_fault(
+    client: httpx.AsyncClient, path: str, body: str, status: int, said: str
+) -> None:
+    response = await _after(client, path, body)
+    assert response.status_code == status, response.text
+    message = response.json()["detail" if status == 422 else "error"]
+    assert said in message
+
+
+SIZES = st.one_of(
+    st.integers(0, 4),
+    st.integers(2**31 - 2, 2**31 + 2),
+    st.integers(2**47, 2**49),
+    st.integers(2**62, 2**63 - 1),
+)
+
+
+async def _post_shapes(shapes: list[tuple[str, list[int]]]) -> list[int]:
+    async with in_process(Settings()) as client:
+        statuses = []
+        for field, shape in shapes:
+            typed: dict[str, Any] = {"dtype": "float32", "shape": shape, "data": ""}
+            body: dict[str, Any] = {"logits": [[1.0, 0.0]], "labels": [0]}
+            if field == "labels":
+                typed["dtype"] = "int64"
+            body[field] = typed
+            tensor = {"name": "logits", "datatype": "FP32", "shape": shape, "data": []}
+            oip = {"inputs": [tensor, {"name": "labels", "datatype": "INT64", "shape": [0]}]}
+            statuses.append((await client.post("/score", json=body)).status_code)
+            statuses.append((await client.post(OIP, json=oip)).status_code)
+        return statuses
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes=st.lists(
+        st.tuples(
+            st.sampled_from(["logits", "labels", "sample_weight"]),
+            st.lists(SIZES, min_size=0, max_size=70),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_no_shape_near_overflow_reaches_a_5xx(shapes: list[tuple[str, list[int]]]) -> None:
+    """Sizes around 2**31, 2**48 and 2**63, with zeros among them, in every typed-array field
+    of /score and in OIP tensors: always a 4xx."""
+    statuses = anyio.run(_post_shapes, shapes)
+    assert all(400 <= status < 500 for status in statuses), statuses
