@@ -10,15 +10,16 @@ What this module guarantees:
 - An `Inflater` produces at most ``limit + 1`` bytes in all, however far its input would
   inflate: one byte past the limit is enough to tell that the body is too large, and nothing
   more is decompressed after that.
-- Compressed data that is corrupt, cut short or followed by other bytes is a 400 that names the
-  coding.
+- A gzip body may hold several members, read one after another (RFC 1952 §2.2), as ``gzip -d``
+  reads them. Compressed data that is corrupt, cut short or followed by other bytes is a 400
+  that names the coding.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from typing import Literal, NoReturn, Protocol
+from typing import Literal, Protocol
 
 from service.errors import ProblemError
 
@@ -113,7 +114,7 @@ class Inflater:
         data = chunk
         while data:
             if decompressor.eof:
-                self._trailing()
+                decompressor = self._next_member()
             room = self.limit + 1 - self.produced
             try:
                 piece = decompressor.decompress(data, room)
@@ -123,9 +124,7 @@ class Inflater:
             self.produced += len(piece)
             if self.produced > self.limit:
                 return False
-            data = decompressor.unconsumed_tail
-        if decompressor.eof and decompressor.unused_data:
-            self._trailing()
+            data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
         return True
 
     def finish(self) -> None:
@@ -133,11 +132,15 @@ class Inflater:
         decompressor = self._decompressor
         if decompressor is None or not decompressor.eof:
             raise self._invalid(f"it ends before the {self.coding} stream does")
-        if decompressor.unused_data:
-            self._trailing()
 
-    def _trailing(self) -> NoReturn:
-        raise self._invalid(f"it holds data after the end of the {self.coding} stream")
+    def _next_member(self) -> Decompressor:
+        """The decompressor for what follows a stream's end: gzip's next member (RFC 1952
+        §2.2: a gzip file is a series of members, which ``gzip -d``, Python and curl read
+        whole); after a deflate stream, nothing may follow."""
+        if self.coding != "gzip":
+            raise self._invalid(f"it holds data after the end of the {self.coding} stream")
+        self._decompressor = new_decompressor(GZIP_WBITS)
+        return self._decompressor
 
     def _invalid(self, reason: str) -> ProblemError:
         return ProblemError(

@@ -17,6 +17,7 @@ from fairloss.errors import InputError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 EXTRA = "Extra inputs are not permitted"  # pydantic's words for an unknown field
+ECHOED = 1000  # the characters of one string that an error body echoes
 log = logging.getLogger("service.errors")
 
 
@@ -71,12 +72,24 @@ def input_problem(error: InputError) -> ProblemError:
 
 
 def error_json(body: dict[str, Any]) -> bytes:
-    """An error body as JSON bytes, whatever strings it echoes: a field name with a lone
-    surrogate (which orjson refuses: it is not UTF-8) is written as its ``\\ud800`` escape."""
+    """An error body as JSON bytes, whatever strings it echoes: each string cut to `ECHOED`
+    characters (a megabyte-long option value or field name is not sent back whole), and a lone
+    surrogate (which orjson refuses: it is not UTF-8) written as its ``\\ud800`` escape."""
+    body = _shortened(body)
     try:
         return orjson.dumps(body)
     except TypeError:
         return json.dumps(body).encode()
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > ECHOED:
+        return f"{value[:ECHOED]}... ({len(value):,} characters in all)"
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shortened(item) for item in value]
+    return value
 
 
 def problem_response(problem: ProblemError) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,7 +113,9 @@ def decode(
         )
     except (binascii.Error, ValueError) as exc:
         raise fault(
-            f"Expected {_where([*loc, 'data'])} to be standard base64: {exc}",
+            f"Expected {_where([*loc, 'data'])} to be standard base64, but {_base64_fault(data)}"
+            if isinstance(data, str)
+            else f"Expected {_where([*loc, 'data'])} to be standard base64: {exc}",
             [*loc, "data"],
             "bad_base64",
         ) from None
@@ -133,6 +136,28 @@ def decode(
     if dtype == "bfloat16":
         return bfloat16_bits_to_float32(array)
     return array
+
+
+def _base64_fault(text: str) -> str:
+    """What makes ``text`` other than standard base64 (RFC 4648 §4, padded), in words."""
+    stray = re.search(r"[^A-Za-z0-9+/=]", text)
+    if stray is not None:
+        char, at = stray.group(), stray.start()
+        if char in "-_":
+            return (
+                f"it holds {char!r} at index {at}: that is URL-safe base64 (RFC 4648 §5); "
+                "send the standard alphabet, with '+' and '/'"
+            )
+        return f"it holds {char!r} at index {at}, which is not a base64 character"
+    padding = text.find("=")
+    if padding != -1 and text[padding:].strip("=") != "":
+        return f"it holds '=' at index {padding}, before its end"
+    if len(text) % 4:
+        return (
+            f"its length, {len(text):,}, is not a multiple of 4: the '=' padding at its end is "
+            "missing or cut short"
+        )
+    return "it does not decode"
 
 
 def encode(array: np.ndarray[Any, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,3 +130,57 @@ def test_no_shape_near_overflow_reaches_a_5xx(shapes: list[tuple[str, list[int]]
     of /score and in OIP tensors: always a 4xx."""
     statuses = anyio.run(_post_shapes, shapes)
     assert all(400 <= status < 500 for status in statuses), statuses
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        ("AACAPwAAAAA", "its length, 11, is not a multiple of 4: the '=' padding"),
+        ("AACAPw-_AAA=", "it holds '-' at index 6: that is URL-safe base64"),
+        ("AACA Pw==", "it holds ' ' at index 4, which is not a base64 character"),
+        ("AA=APwAAAAA=", "it holds '=' at index 2, before its end"),
+    ],
+    ids=["no padding", "url-safe", "a space", "padding inside"],
+)
+async def test_bad_base64_is_named_for_what_it_is(
+    client: httpx.AsyncClient, data: str, said: str
+) -> None:
+    """pybase64 says "Non-base64 digit found" for all of these."""
+    body = {"logits": {"dtype": "float32", "shape": [1, 2], "data": data}, "labels": [0]}
+    response = await _after(client, "/score", orjson.dumps(body).decode())
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["logits", "data"]
+    assert said in response.json()["detail"]
+
+
+BIG = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/score", {"logits": [[1, 0]], "labels": [0], "reduction": BIG}),
+        ("/score", {"logits": [[1, 0]], "labels": [0], "device": BIG}),
+        ("/score", {"logits": [[1, 0]], "labels": [0], BIG: 1}),
+        (OIP, {"inputs": [], BIG: 1}),
+        (OIP, {"inputs": [{"name": BIG, "datatype": "FP32", "shape": [1], "data": [1]}]}),
+    ],
+    ids=["option value", "device", "unknown field", "OIP unknown field", "OIP input name"],
+)
+async def test_a_megabyte_value_is_not_echoed_whole(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> None:
+    response = await _after(client, path, orjson.dumps(body).decode())
+    assert 400 <= response.status_code < 500
+    assert len(response.content) < 5_000
+    assert "characters in all)" in response.text  # the string was cut, and says so
+
+
+async def test_made_up_methods_share_one_metrics_label(client: httpx.AsyncClient) -> None:
+    """uvicorn with h11 passes any token as a method: each made-up one once added a series."""
+    for method in ("FOO", "BAR1", "Get"):
+        assert (await client.request(method, "/score")).status_code == 405
+    text = (await client.get("/metrics")).text
+    assert 'method="FOO"' not in text
+    assert 'method="Get"' not in text
+    assert 'route="/score",status="405"' in text.replace('method="other",', "")
