@@ -124,7 +124,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            # Content-Encoding: a page may send its body gzipped, as the routes take it.
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(

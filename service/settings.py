@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -34,7 +35,29 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _origins(value: list[str]) -> list[str]:
+    """Browser origins as a browser sends them in ``Origin``: ``scheme://host[:port]``, with no
+    path, not even ``/`` (an origin given with one matched no request, and every preflight
+    failed), or ``*`` for any."""
+    for origin in value:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"expected origins such as https://dash.example or http://127.0.0.1:5000 (or *), "
+                f"got {origin!r}, which has no http:// or https:// scheme and host"
+            )
+        if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(
+                f"expected an origin, scheme://host[:port] and nothing after it, got {origin!r}; "
+                f"send {parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+            )
+    return value
+
+
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
+Origins = Annotated[CommaList, AfterValidator(_origins)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_separated)]
 Auto = Annotated[int, BeforeValidator(_auto_is_zero), Field(ge=0)]
 """A count, or ``auto`` (also ``0``): sized to the CPUs by ``python -m service``."""
@@ -67,5 +90,5 @@ class Settings(BaseSettings):
     graceful_shutdown_s: int = Field(default=8, gt=0)
     request_timeout_s: float = Field(default=60.0, gt=0)
     api_keys: SecretList = Field(default_factory=list, repr=False)
-    cors_origins: CommaList = Field(default_factory=list)
+    cors_origins: Origins = Field(default_factory=list)
     log_level: LogLevel = "info"

@@ -131,13 +131,17 @@ async def test_the_schema_documents_the_bearer_scheme(client: httpx.AsyncClient)
 
 
 @pytest.mark.anyio
-async def test_a_cors_preflight_needs_no_key(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(
+    "asked", ["authorization, content-type", "content-type, content-encoding, x-request-id"]
+)
+async def test_a_cors_preflight_needs_no_key(client: httpx.AsyncClient, asked: str) -> None:
+    """A page may send its body gzipped: Content-Encoding is among the headers allowed."""
     response = await client.options(
         "/score",
         headers={
             "Origin": ORIGIN,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
+            "Access-Control-Request-Headers": asked,
         },
     )
     assert response.status_code == 200

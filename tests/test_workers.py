@@ -156,6 +156,16 @@ BAD_SETTINGS = [
         "Devices here: cpu",  # then ", cuda:0" and so on, where there are GPUs
     ),
     (
+        {"FAIRLOSS_CORS_ORIGINS": "http://127.0.0.1:5000/"},
+        "FAIRLOSS_CORS_ORIGINS: expected an origin, scheme://host[:port] and nothing after it, "
+        "got 'http://127.0.0.1:5000/'; send http://127.0.0.1:5000",
+    ),
+    (
+        {"FAIRLOSS_CORS_ORIGINS": "https://a.example, 127.0.0.1:5000"},
+        "FAIRLOSS_CORS_ORIGINS: expected origins such as https://dash.example or "
+        "http://127.0.0.1:5000 (or *), got '127.0.0.1:5000', which has no http:// or https://",
+    ),
+    (
         {"FAIRLOSS_HOST": "127.0.0.1", "FAIRLOSS_PORT": "{busy}"},
         "FAIRLOSS_HOST/FAIRLOSS_PORT: cannot listen on 127.0.0.1:{busy}: Address already in use",
     ),
