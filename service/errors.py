@@ -109,6 +109,28 @@ def problem_response(problem: ProblemError) -> Response:
     )
 
 
+def is_oip(path: str) -> bool:
+    """Whether ``path`` is the Open Inference Protocol's (``/v2`` and below)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def oip_error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The protocol's error: ``{"error": message}`` as application/json."""
+    return Response(error_json({"error": message}), status, headers, media_type="application/json")
+
+
+def respond(path: str, problem: ProblemError) -> Response:
+    """``problem`` answered as the route at ``path`` answers errors: the protocol's
+    ``{"error": ...}`` on an OIP path (a 422 there is a 400, as the protocol has none),
+    whatever raised it (a 401, an unknown path, a method not allowed); problem+json elsewhere."""
+    if is_oip(path):
+        status = 400 if problem.status == 422 else problem.status
+        return oip_error_response(status, problem.detail, problem.headers)
+    return problem_response(problem)
+
+
 def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     return [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
@@ -116,33 +138,34 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def _on_problem(_: Request, exc: Exception) -> Response:
+async def _on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc)
+    return respond(request.url.path, exc)
 
 
-async def _on_input(_: Request, exc: Exception) -> Response:
+async def _on_input(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InputError)
-    return problem_response(input_problem(exc))
+    return respond(request.url.path, input_problem(exc))
 
 
-async def _on_validation(_: Request, exc: Exception) -> Response:
+async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc.errors())
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-    return problem_response(ProblemError(422, "Invalid request", detail, errors=errors))
+    return respond(request.url.path, ProblemError(422, "Invalid request", detail, errors=errors))
 
 
-async def _on_http(_: Request, exc: Exception) -> Response:
+async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-    return problem_response(
+    return respond(
+        request.url.path,
         ProblemError(
             exc.status_code,
             title,
             str(exc.detail),
             headers=dict(exc.headers) if exc.headers else None,
-        )
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling
 from service.wire import header_int, number
 
 MODEL = "fairloss"
+VERSIONS = ("1",)  # the versions a client may name, in a path or as model_version
 HEADER_LENGTH = "inference-header-content-length"
 # Outputs: the per-sample terms (FP32, the labels' shape: [N] or [N, d1, ..., dk]), sent when
 # `outputs` is absent; and on request, the terms reduced as the `reduction` parameter says (FP64,
@@ -37,7 +38,8 @@ HEADER_LENGTH = "inference-header-content-length"
 # (FP64, [9, 3]: estimate, low, high of each of `INTERVAL_ROWS`; NaN where none).
 OUTPUTS = {**dict.fromkeys(TERMS, "FP32"), "reduced": "FP64", "ece": "FP64", "intervals": "FP64"}
 WIRE_DTYPES = {"FP32": "<f4", "FP64": "<f8"}
-REQUEST_KEYS = frozenset({"id", "inputs", "outputs", "parameters"})
+# model_name and model_version: KServe's client sends them in the body as well as the path.
+REQUEST_KEYS = frozenset({"id", "model_name", "model_version", "inputs", "outputs", "parameters"})
 OUTPUT_KEYS = frozenset({"name", "parameters"})
 
 SERVER_METADATA: dict[str, Any] = {
@@ -51,6 +53,7 @@ SERVER_METADATA: dict[str, Any] = {
 # one not marked optional); sample_weight is optional, as KServe and Triton mark it.
 MODEL_METADATA: dict[str, Any] = {
     "name": MODEL,
+    "versions": list(VERSIONS),
     "platform": "pytorch",
     "inputs": [
         {"name": "logits", "datatype": "FP32", "shape": [-1, -1]},
@@ -86,6 +89,12 @@ def infer(
     request = json_object(parse_object(header), "The request", REQUEST_KEYS)
     if not isinstance(request.get("id", ""), str):
         raise bad_request("'id' must be a string")
+    if request.get("model_name", MODEL) != MODEL:
+        raise bad_request(f"The request names model {request['model_name']!r}; this is {MODEL!r}")
+    if request.get("model_version", VERSIONS[0]) not in VERSIONS:
+        raise bad_request(
+            f"The request names version {request['model_version']!r}; {MODEL!r} has {VERSIONS[0]!r}"
+        )
     parameters = json_object(request.get("parameters", {}), "Request parameters", None)
     binary_default = parameters.pop("binary_data_output", False)
     if type(binary_default) is not bool:

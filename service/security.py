@@ -14,7 +14,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_response
+from service.errors import PROBLEM_MEDIA_TYPE, ProblemError, is_oip, respond
 
 # The health probes, which orchestrators call without credentials, and the dashboard's page and
 # files, which a browser loads without them (its API calls then send the key).
@@ -66,7 +66,7 @@ class BearerAuthMiddleware:
         if token is not None and matches_any(token, self.keys):
             await self.app(scope, receive, send)
             return
-        response = problem_response(_unauthorized(token is not None))
+        response = respond(scope["path"], _unauthorized(token is not None))
         await response(scope, receive, send)
 
 
@@ -81,9 +81,14 @@ def document_api_keys(schema: dict[str, Any]) -> None:
         "description": "Missing or wrong API key",
         "content": {PROBLEM_MEDIA_TYPE: {"schema": problem}},
     }
+    oip_unauthorized = {  # the protocol's own error form, as every error on its paths
+        "description": "Missing or wrong API key",
+        "content": {"application/json": {"example": {"error": "..."}}},
+    }
     for path, operations in schema.get("paths", {}).items():
         if is_open(path):
             continue
         for operation in operations.values():
             operation["security"] = [{"apiKey": []}]
-            operation.setdefault("responses", {})["401"] = unauthorized
+            responses = operation.setdefault("responses", {})
+            responses["401"] = oip_unauthorized if is_oip(path) else unauthorized

@@ -56,6 +56,9 @@ OPERATIONS = [
     ("GET", "/v2/models/{model_name}"),
     ("GET", "/v2/models/{model_name}/ready"),
     ("POST", "/v2/models/{model_name}/infer"),
+    ("GET", "/v2/models/{model_name}/versions/{model_version}"),
+    ("GET", "/v2/models/{model_name}/versions/{model_version}/ready"),
+    ("POST", "/v2/models/{model_name}/versions/{model_version}/infer"),
 ]
 
 

@@ -227,10 +227,22 @@ async def test_binary_tensors_by_hand(client, datatypes):
 
 @pytest.mark.anyio
 async def test_metadata_and_health_routes(client):
+    """Health bodies as KServe answers them (its client parses them); Triton's client reads the
+    status alone (`test_tritonclient_health_and_metadata`)."""
     live = await client.get("/v2/health/live")
-    assert (live.status_code, live.content) == (200, b"")
+    assert (live.status_code, live.json()) == (200, {"live": True})
+    ready = await client.get("/v2/health/ready")
+    assert (ready.status_code, ready.json()) == (200, {"ready": True})
     ready = await client.get("/v2/models/fairloss/ready")
-    assert (ready.status_code, ready.content) == (200, b"")
+    assert (ready.status_code, ready.json()) == (200, {"name": "fairloss", "ready": True})
+    ready = await client.get("/v2/models/fairloss/versions/1/ready")
+    assert (ready.status_code, ready.json()) == (200, {"name": "fairloss", "ready": True})
+    metadata = (await client.get("/v2/models/fairloss")).json()
+    assert (await client.get("/v2/models/fairloss/versions/1")).json() == metadata
+    assert metadata["versions"] == ["1"]
+    version = await client.get("/v2/models/fairloss/versions/2")
+    assert version.status_code == 404
+    assert version.json() == {"error": "Unknown version '2' of 'fairloss'; it has '1'"}
     server = await client.get("/v2")
     assert server.json() == {
         "name": "fairloss-service",
@@ -259,7 +271,8 @@ ERRORS: list[tuple[str, Any, str]] = [
     (
         "unknown field",
         json_request(model="x"),
-        "The request has unknown field(s) 'model'; expected id, inputs, outputs, parameters",
+        "The request has unknown field(s) 'model'; expected id, inputs, model_name, "
+        "model_version, outputs, parameters",
     ),
     (
         "unknown input",
@@ -443,12 +456,49 @@ async def test_header_length_past_the_body(client):
 
 
 @pytest.mark.anyio
-async def test_other_content_types_get_415(client):
-    response = await post(client, json_request(), **{"Content-Type": "text/plain"})
-    assert response.status_code == 415
-    assert response.json() == {
-        "error": "Expected application/json, application/octet-stream or none, not text/plain"
-    }
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/json"]
+)
+async def test_any_content_type_is_read_as_triton_reads_it(client, content_type):
+    """Triton ignores Content-Type on infer (``curl -d`` sends a form's type): the body is JSON,
+    or binary where Inference-Header-Content-Length says so."""
+    expected = await post(client, json_request())
+    response = await post(client, json_request(), **{"Content-Type": content_type})
+    assert response.status_code == 200, response.text
+    assert response.content == expected.content
+
+
+@pytest.mark.anyio
+async def test_the_version_route_and_model_name_in_the_body(client):
+    """KServe's InferenceRESTClient puts model_name (and model_version) in the body too."""
+    expected = await post(client, json_request())
+    named = json_request(model_name="fairloss", model_version="1")
+    for path in ("/v2/models/fairloss/infer", "/v2/models/fairloss/versions/1/infer"):
+        response = await client.post(path, json=named)
+        assert response.status_code == 200, response.text
+        assert response.content == expected.content
+    other = await client.post("/v2/models/fairloss/infer", json=json_request(model_name="resnet"))
+    assert other.status_code == 400
+    assert other.json() == {"error": "The request names model 'resnet'; this is 'fairloss'"}
+    version = await client.post("/v2/models/fairloss/versions/7/infer", json=json_request())
+    assert version.status_code == 404
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v2/models/fairloss/infer", 405),
+        ("POST", "/v2/health/live", 405),
+        ("GET", "/v2/no/such/path", 404),
+        ("DELETE", "/v2/models/fairloss", 405),
+    ],
+)
+async def test_every_error_on_a_protocol_path_is_its_error_form(client, method, path, status):
+    response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error"}
 
 
 @pytest.mark.anyio

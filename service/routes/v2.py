@@ -10,28 +10,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from fairloss.errors import InputError
-from service.deps import AdmissionDep, DevicesDep, SettingsDep
-from service.errors import ProblemError, error_json
+from service.admission import Admission
+from service.deps import AdmissionDep, Devices, DevicesDep, SettingsDep
+from service.errors import ProblemError, oip_error_response, respond
 from service.observability import record_batch
-from service.oip import HEADER_LENGTH, MODEL, MODEL_METADATA, SERVER_METADATA, Answer, infer
+from service.oip import (
+    HEADER_LENGTH,
+    MODEL,
+    MODEL_METADATA,
+    SERVER_METADATA,
+    VERSIONS,
+    Answer,
+    infer,
+)
 from service.payload import read_body
 from service.responses import JSONBytes
+from service.settings import Settings
 
 log = logging.getLogger("service.v2")
-ACCEPTED_MEDIA = ("application/json", "application/octet-stream")
 ERROR_DOC = {"content": {"application/json": {"example": {"error": "..."}}}}
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = error_json({"error": message})
-    return Response(body, status, headers, media_type="application/json")
 
 
 class OipRoute(APIRoute):
@@ -44,13 +49,12 @@ class OipRoute(APIRoute):
             try:
                 return await handler(request)
             except ProblemError as exc:
-                status = 400 if exc.status == 422 else exc.status
-                return error_response(status, exc.detail, exc.headers)
+                return respond(request.url.path, exc)
             except InputError as exc:
-                return error_response(400, exc.message)
+                return oip_error_response(400, exc.message)
             except Exception:
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
-                return error_response(500, "The server failed to answer this request.")
+                return oip_error_response(500, "The server failed to answer this request.")
 
         return handle
 
@@ -58,15 +62,21 @@ class OipRoute(APIRoute):
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=OipRoute)
 
 
-def _model(name: str) -> None:
+def _model(name: str, version: str | None = None) -> None:
     if name != MODEL:
         raise ProblemError(404, "Not found", f"Unknown model {name!r}; this server has {MODEL!r}")
+    if version is not None and version not in VERSIONS:
+        raise ProblemError(
+            404, "Not found", f"Unknown version {version!r} of {MODEL!r}; it has {VERSIONS[0]!r}"
+        )
 
 
-def _ready(request: Request) -> Response:
+def _ready(request: Request, body: dict[str, Any]) -> Response:
+    """``body`` with 200 when ready (KServe's client reads it; Triton's reads the status),
+    else 400 with the protocol's error."""
     if not getattr(request.app.state, "ready", False):
         raise ProblemError(400, "Not ready", "The server is starting or shutting down.")
-    return Response(status_code=200)
+    return JSONBytes(body)
 
 
 @router.get("", summary="Server metadata")
@@ -74,27 +84,18 @@ async def server_metadata() -> JSONBytes:
     return JSONBytes(SERVER_METADATA)
 
 
-EMPTY_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {}, "description": "Empty body"}}
-
-
-@router.get(
-    "/health/live",
-    summary="Live: 200 with an empty body",
-    response_class=Response,
-    responses=EMPTY_DOC,
-)
-async def live() -> Response:
-    return Response(status_code=200)
+@router.get("/health/live", summary='Live: 200 with {"live": true}')
+async def live() -> JSONBytes:
+    return JSONBytes({"live": True})
 
 
 @router.get(
     "/health/ready",
-    summary="Ready: 200 with an empty body, else 400",
-    response_class=Response,
-    responses={**EMPTY_DOC, 400: ERROR_DOC},
+    summary='Ready: 200 with {"ready": true}, else 400',
+    responses={400: ERROR_DOC},
 )
 async def ready(request: Request) -> Response:
-    return _ready(request)
+    return _ready(request, {"ready": True})
 
 
 @router.get("/models/{model_name}", summary="Model metadata", responses={404: ERROR_DOC})
@@ -104,44 +105,89 @@ async def model_metadata(model_name: str) -> JSONBytes:
 
 
 @router.get(
+    "/models/{model_name}/versions/{model_version}",
+    summary="Model metadata of a version (this model has one, '1')",
+    responses={404: ERROR_DOC},
+)
+async def version_metadata(model_name: str, model_version: str) -> JSONBytes:
+    _model(model_name, model_version)
+    return JSONBytes(MODEL_METADATA)
+
+
+@router.get(
     "/models/{model_name}/ready",
-    summary="Model ready: 200 with an empty body",
-    response_class=Response,
-    responses={**EMPTY_DOC, 400: ERROR_DOC, 404: ERROR_DOC},
+    summary='Model ready: 200 with {"name": "fairloss", "ready": true}, else 400',
+    responses={400: ERROR_DOC, 404: ERROR_DOC},
 )
 async def model_ready(model_name: str, request: Request) -> Response:
     _model(model_name)
-    return _ready(request)
+    return _ready(request, {"name": MODEL, "ready": True})
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    summary="Model ready, of a version",
+    responses={400: ERROR_DOC, 404: ERROR_DOC},
+)
+async def version_ready(model_name: str, model_version: str, request: Request) -> Response:
+    _model(model_name, model_version)
+    return _ready(request, {"name": MODEL, "ready": True})
+
+
+INFER_DOC: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 404, 413, 503), ERROR_DOC)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What an infer request needs of the app."""
+
+    settings: Settings
+    admission: Admission
+    devices: Devices
+
+
+async def _serving(settings: SettingsDep, admission: AdmissionDep, devices: DevicesDep) -> Serving:
+    return Serving(settings, admission, devices)
+
+
+ServingDep = Annotated[Serving, Depends(_serving)]
 
 
 @router.post(
     "/models/{model_name}/infer",
     summary="Per-sample ce, penalty and total, JSON or binary tensors",
     response_class=JSONBytes,
-    responses=dict.fromkeys((400, 404, 413, 415, 503), ERROR_DOC),
+    responses=INFER_DOC,
 )
-async def model_infer(
-    model_name: str,
-    request: Request,
-    settings: SettingsDep,
-    admission: AdmissionDep,
-    devices: DevicesDep,
-) -> Response:
+async def model_infer(model_name: str, request: Request, serving: ServingDep) -> Response:
     _model(model_name)
-    content_type = request.headers.get("content-type")
-    media = (content_type or "application/json").split(";", 1)[0].strip().lower()
-    if media not in ACCEPTED_MEDIA:
-        raise ProblemError(
-            415,
-            "Unsupported media type",
-            f"Expected application/json, application/octet-stream or none, not {media}",
-        )
+    return await _infer(request, serving)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    summary="Inference on a version (this model has one, '1')",
+    response_class=JSONBytes,
+    responses=INFER_DOC,
+)
+async def version_infer(
+    model_name: str, model_version: str, request: Request, serving: ServingDep
+) -> Response:
+    _model(model_name, model_version)
+    return await _infer(request, serving)
+
+
+async def _infer(request: Request, serving: Serving) -> Response:
+    """The body is JSON, or a JSON header and binary tensors where the
+    Inference-Header-Content-Length header says so, whatever Content-Type names (as Triton
+    reads it: ``curl -d`` sends a form's type)."""
     header_length = request.headers.get(HEADER_LENGTH)
+    settings = serving.settings
 
     def work(body: bytearray) -> Answer:
-        return infer(body, header_length, devices.default, settings.max_elements)
+        return infer(body, header_length, serving.devices.default, settings.max_elements)
 
-    answer = await admission.compute(
+    answer = await serving.admission.compute(
         lambda: read_body(request, settings.max_body_bytes), work, settings.request_timeout_s
     )
     record_batch(request, answer.n, answer.num_classes, answer.device)
