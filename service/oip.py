@@ -22,7 +22,6 @@ from fairloss.bootstrap import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
 from fairloss.uncertainty import intervals
-from service.errors import unknown_fields
 from service.oip_tensors import bad_request, json_object, read_inputs
 from service.payload import parse_object
 from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling
@@ -99,11 +98,16 @@ def infer(
     binary_default = parameters.pop("binary_data_output", False)
     if type(binary_default) is not bool:
         raise bad_request("Parameter 'binary_data_output' must be a boolean")
-    unknown_fields(parameters, (*OPTION_NAMES, *REQUEST_FIELDS), "parameters")
+    # Parameters that are not options are taken and named in the response, as KServe and
+    # Triton take them, so that a misspelt option still shows.
+    known = {*OPTION_NAMES, *REQUEST_FIELDS}
+    ignored = [f"parameters.{key}" for key in sorted(set(parameters) - known)]
+    parameters = {key: value for key, value in parameters.items() if key in known}
     resampling = parse_resampling(parameters)
     options = ScoringOptions(**{k: v for k, v in parameters.items() if k in OPTION_NAMES})
-    outputs = _requested_outputs(request.get("outputs"), binary_default)
+    outputs, ignored_outputs = _requested_outputs(request.get("outputs"), binary_default)
     tensors = read_inputs(request, body, split, max_elements)
+    ignored += [*tensors.ignored, *ignored_outputs]
     batch = score_batch(
         tensors.predictions,
         tensors.labels,
@@ -119,7 +123,7 @@ def infer(
         raise bad_request("Output 'intervals' needs the parameter 'bootstrap'")
     results = {name: _output(batch, name, resampling) for name in outputs}
     return _response(
-        request.get("id"), results, outputs, (batch.n, batch.num_classes, batch.device)
+        request.get("id"), results, outputs, ignored, (batch.n, batch.num_classes, batch.device)
     )
 
 
@@ -147,13 +151,18 @@ def _split(body: bytearray, header_length: str | None) -> int:
     return split
 
 
-def _requested_outputs(value: Any, binary_default: bool) -> dict[str, bool]:
-    """Output name to whether it is sent as binary; all three when ``outputs`` is absent."""
+def _requested_outputs(value: Any, binary_default: bool) -> tuple[dict[str, bool], list[str]]:
+    """Output name to whether it is sent as binary, and the output parameters ignored.
+
+    Without ``outputs``, the three terms, binary as ``binary_data_output`` says; a listed
+    output follows its own ``binary_data`` (JSON when it has none), as KServe and Triton do.
+    """
     if value is None:
-        return dict.fromkeys(TERMS, binary_default)
+        return dict.fromkeys(TERMS, binary_default), []
     if not isinstance(value, list) or not value:
         raise bad_request("'outputs' must be a non-empty array of {name, parameters} objects")
     chosen: dict[str, bool] = {}
+    ignored: list[str] = []
     for k, item in enumerate(value):
         output = json_object(item, f"outputs[{k}]", OUTPUT_KEYS)
         name = output.get("name")
@@ -163,20 +172,19 @@ def _requested_outputs(value: Any, binary_default: bool) -> dict[str, bool]:
                 "each at most once"
             )
         parameters = json_object(output.get("parameters", {}), f"outputs[{k}].parameters", None)
-        binary = parameters.pop("binary_data", binary_default)
-        if type(binary) is not bool or parameters:
-            raise bad_request(
-                f"outputs[{k}].parameters may hold only 'binary_data', a boolean; "
-                f"got {sorted(output.get('parameters', {}))}"
-            )
+        binary = parameters.pop("binary_data", False)
+        if type(binary) is not bool:
+            raise bad_request(f"outputs[{k}].parameters.binary_data must be a boolean")
         chosen[name] = binary
-    return chosen
+        ignored += (f"outputs.{name}.parameters.{key}" for key in sorted(parameters))
+    return chosen, ignored
 
 
 def _response(
     request_id: Any,
     results: dict[str, np.ndarray],
     binary: dict[str, bool],
+    ignored: list[str],
     batch: tuple[int, int, str],
 ) -> Answer:
     outputs: list[dict[str, Any]] = []
@@ -193,6 +201,8 @@ def _response(
     response: dict[str, Any] = {"model_name": MODEL, "outputs": outputs}
     if request_id is not None:
         response["id"] = request_id
+    if ignored:
+        response["parameters"] = {"ignored": ignored}
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return Answer(header, None, *batch)

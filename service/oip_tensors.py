@@ -49,6 +49,9 @@ class Inputs:
     predictions: np.ndarray[Any, Any]
     labels: np.ndarray[Any, Any]
     sample_weight: np.ndarray[Any, Any] | None
+    ignored: tuple[
+        str, ...
+    ] = ()  # the inputs' parameters not taken, as "inputs.NAME.parameters.KEY"
 
 
 def bad_request(detail: str) -> ProblemError:
@@ -80,14 +83,18 @@ def read_inputs(request: dict[str, Any], body: bytearray, split: int, max_elemen
     booleans = lists and _data_may_hold_booleans(body, split, request)
     offset = split
     tensors: dict[str, np.ndarray[Any, Any]] = {}
+    ignored: list[str] = []
     for spec in specs:  # binary data lies in the order of the inputs
         tensors[spec["name"]], offset = _input(spec, body, offset, booleans, max_elements)
+        unknown = set(spec.get("parameters", {})) - {"binary_data_size"}
+        ignored += (f"inputs.{spec['name']}.parameters.{key}" for key in sorted(unknown))
     if offset != len(body):
         raise bad_request(
             f"The inputs' binary_data_size add up to {offset - split} bytes, but "
             f"{len(body) - split} bytes follow the JSON header"
         )
-    return Inputs(kind, tensors[kind], tensors["labels"], tensors.get("sample_weight"))
+    weight = tensors.get("sample_weight")
+    return Inputs(kind, tensors[kind], tensors["labels"], weight, tuple(ignored))
 
 
 def _named(specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -116,13 +123,10 @@ def _input(
     shape = _shape(name, spec.get("shape"))
     count = math.prod(shape)
     element_limit(shape, max_elements, [name])
+    # Other parameters are taken and ignored, as KServe and Triton take them (`read_inputs`
+    # names them in the response).
     parameters = json_object(spec.get("parameters", {}), f"Input {name!r} parameters", None)
-    size = parameters.pop("binary_data_size", None)
-    if parameters:
-        raise bad_request(
-            f"Input {name!r} has unknown parameter(s) {sorted(parameters)}; "
-            "expected only binary_data_size"
-        )
+    size = parameters.get("binary_data_size")
     if (size is None) == ("data" not in spec):
         raise bad_request(f"Input {name!r} needs either 'data' or binary_data_size, not both")
     if size is not None:

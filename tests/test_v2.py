@@ -355,11 +355,6 @@ ERRORS: list[tuple[str, Any, str]] = [
         "Input 'logits' holds a value too large for FP32",
     ),
     (
-        "unknown parameter",
-        json_request(parameters={"temperature": 2}),
-        "parameters.temperature: Extra inputs are not permitted",
-    ),
-    (
         "bad parameter value",
         json_request(parameters={"smooth_max_beta": -1}),
         "Expected `smooth_max_beta` to be a finite number larger than 0, but got -1",
@@ -415,13 +410,6 @@ BINARY_ERRORS: list[tuple[str, dict[Any, Any], bytes, str]] = [
         b"\0" * 4,
         "The inputs' binary_data_size add up to 40 bytes, but 44 bytes follow the JSON header",
     ),
-    (
-        "unknown input parameter",
-        {0: {"binary_data_size": 24, "shared_memory_region": "x"}},
-        b"",
-        "Input 'logits' has unknown parameter(s) ['shared_memory_region']; "
-        "expected only binary_data_size",
-    ),
 ]
 
 
@@ -466,6 +454,42 @@ async def test_any_content_type_is_read_as_triton_reads_it(client, content_type)
     response = await post(client, json_request(), **{"Content-Type": content_type})
     assert response.status_code == 200, response.text
     assert response.content == expected.content
+
+
+@pytest.mark.anyio
+async def test_unknown_parameters_are_taken_and_named_as_ignored(client):
+    """As KServe and Triton take them; the response names each, so a misspelt option shows."""
+    plain = (await post(client, json_request())).json()
+    body = json_request(parameters={"temperature": 2, "smooth_max_beta": 1000.0})
+    body["inputs"][0]["parameters"] = {"content_type": "str"}
+    body["outputs"] = [{"name": "ce", "parameters": {"classification": 2}}, {"name": "total"}]
+    answer = (await post(client, body)).json()
+    assert answer["parameters"] == {
+        "ignored": [
+            "parameters.temperature",
+            "inputs.logits.parameters.content_type",
+            "outputs.ce.parameters.classification",
+        ]
+    }
+    by_name = {output["name"]: output["data"] for output in plain["outputs"]}
+    assert [o["data"] for o in answer["outputs"]] == [by_name["ce"], by_name["total"]]
+    assert "parameters" not in plain  # nothing ignored, nothing said
+
+
+@pytest.mark.anyio
+async def test_binary_data_output_is_for_the_outputs_not_listed(client):
+    """A listed output follows its own binary_data, JSON without one, as both peers do."""
+    body = json_request(parameters={"binary_data_output": True})
+    binary = await post(client, body)
+    assert binary.headers["content-type"] == "application/octet-stream"
+    body["outputs"] = [{"name": "ce"}, {"name": "total", "parameters": {"binary_data": True}}]
+    mixed = await post(client, body)
+    split = int(mixed.headers["inference-header-content-length"])
+    header = orjson.loads(mixed.content[:split])
+    ce, total = header["outputs"]
+    assert "data" in ce
+    assert "parameters" not in ce
+    assert total["parameters"] == {"binary_data_size": len(mixed.content) - split}
 
 
 @pytest.mark.anyio
