@@ -1,7 +1,7 @@
 """The core's scoring pass against torch's own cross-entropy, in process, on float32 logits.
 
 Run from the repository root: ``.venv/bin/python benchmarks/core_bench.py [--quick]
-[--threads N]``. For each shape, one round times, one after another:
+[--threads N] [--block-elements N]``. For each shape, one round times, one after another:
 
 - ``F.cross_entropy(z, y, reduction="none")``: torch's per-sample cross-entropy, the floor;
 - the same cross-entropy with its log-softmax written into a buffer made once (``reused``):
@@ -29,6 +29,7 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import fairloss.blocks
 from benchmarks.common import interleaved, ms, payload
 from fairloss.scoring import score_batch
 
@@ -45,11 +46,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds, not 7")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
+    parser.add_argument(
+        "--block-elements",
+        type=int,
+        default=fairloss.blocks.BLOCK_ELEMENTS,
+        help="logits per block of the scoring pass (fairloss.blocks.BLOCK_ELEMENTS)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    fairloss.blocks.BLOCK_ELEMENTS = args.block_elements
     rounds = 3 if args.quick else 7
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds, "
+        f"blocks of {args.block_elements:,} logits"
+    )
     print(f"{'shape':>16}", *(f"{name:>13}" for name in COLUMNS), " ratios")
     for n, c in SHAPES:
         logits, labels = payload(n, c)

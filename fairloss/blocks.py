@@ -26,9 +26,10 @@ from fairloss.options import ScoringOptions
 from fairloss.sums import counted_weight, summed, weighted_sums
 
 # Rows of C classes per block on the CPU: BLOCK_ELEMENTS // C, at least one. 2^20 float32
-# logits (4 MiB, with the block's temporaries within the 32 MiB last-level cache of the
-# machine it was measured on) scored 100,000 x 100 and 1,000,000 x 10 fastest among 2^14 to
-# 2^20, and 1,000 x 50,000 within a tenth of the fastest (`benchmarks/core_bench.py`).
+# logits (4 MiB; the block's three buffers within the 32 MiB last-level cache of the machine
+# it was measured on) scored each of the benchmark's three shapes within 6% of the fastest
+# of 2^16 to 2^22 (2^21 was fastest for two), and 2^16 took 1.9 to 2.6 times as long
+# (`benchmarks/core_bench.py --block-elements N`).
 BLOCK_ELEMENTS = 1 << 20
 
 
@@ -88,15 +89,16 @@ def score_rows(
     total: Tensor | None = None
     for start in range(0, logits.shape[0], step):
         rows = slice(start, start + step)
+        block_logits = logits[rows]
         block = _score_block(
             terms_of_block,
-            logits[rows],
+            block_logits,
             target[rows],
             None if counted is None else counted[rows],
             None if sample_weight is None else sample_weight[rows],
             rules=rules,
             n_bins=n_bins,
-            work=buffers[:, : logits[rows].shape[0]],
+            work=buffers[:, : block_logits.shape[0]],
         )
         total = block.sums if total is None else total.add_(block.sums)
         blocks.append(block)

@@ -118,8 +118,7 @@ def penalty_gap(
     term is below 2^-126 (and exactly 0 in float32 below -104), beside a sum of at least 1 (the
     row's maximum term is exp(0)): however the kernel rounds or flushes them, C of them move
     the sum by less than C * 2^-125, below float32's resolution at 1 (2^-24) for any C that
-    fits in memory. `tests/test_blocks.py`
-    checks rows that straddle that edge against float64.
+    fits in memory. `tests/test_blocks.py` checks rows that straddle that edge against float64.
 
     ``work``: two (M, C) buffers of the logits' dtype for the scaled differences and their
     log-softmax, reused from call to call (`fairloss.blocks`: no autograd through them); None

@@ -171,8 +171,9 @@ async def _on_http(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        ProblemError(500, "Internal error", "The server failed to answer this request.")
+    return respond(
+        request.url.path,
+        ProblemError(500, "Internal error", "The server failed to answer this request."),
     )
 
 

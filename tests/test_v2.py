@@ -583,3 +583,16 @@ async def test_bootstrap_intervals_as_an_output(client):
     bad = await post(client, {**request, "parameters": {"bootstrap": {"replicates": 0}}})
     assert bad.status_code == 400
     assert bad.json()["error"].startswith("Expected `bootstrap.replicates` to be an integer")
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_failure_is_a_500_in_the_protocol_s_form(client, monkeypatch):
+    """Written by the app's one error mechanism, by path, as its 401, 404 and 405 are."""
+
+    def fail(*_: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("service.routes.v2.infer", fail)
+    response = await post(client, json_request())
+    assert response.status_code == 500
+    assert response.json() == {"error": "The server failed to answer this request."}

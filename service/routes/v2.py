@@ -1,26 +1,22 @@
 """The Open Inference Protocol (KServe V2 / Triton): health, metadata and ``infer``.
 
-The protocol's errors are ``{"error": "..."}``, so this router's routes are `OipRoute`s: they
-write every `ProblemError` (the service's one domain error, raised by the shared body, admission
-and device code too) in that form instead of problem+json. The protocol has no 422: a request
-that cannot run is a 400.
+The protocol's errors are ``{"error": "..."}``: the app's error handlers write every error on a
+``/v2`` path in that form (`service.errors.respond`), whatever raised it (these routes, the
+shared body, admission and device code, routing's 404 and 405, the API keys' 401). The protocol
+has no 422: a request that cannot run is a 400.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from fairloss.errors import InputError
 from service.admission import Admission
 from service.deps import AdmissionDep, Devices, DevicesDep, SettingsDep
-from service.errors import ProblemError, oip_error_response, respond
+from service.errors import ProblemError
 from service.observability import record_batch
 from service.oip import (
     HEADER_LENGTH,
@@ -35,31 +31,10 @@ from service.payload import read_body
 from service.responses import JSONBytes
 from service.settings import Settings
 
-log = logging.getLogger("service.v2")
 ERROR_DOC = {"content": {"application/json": {"example": {"error": "..."}}}}
 
 
-class OipRoute(APIRoute):
-    """A route whose errors are written the protocol's way."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ProblemError as exc:
-                return respond(request.url.path, exc)
-            except InputError as exc:
-                return oip_error_response(400, exc.message)
-            except Exception:
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-                return oip_error_response(500, "The server failed to answer this request.")
-
-        return handle
-
-
-router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=OipRoute)
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
 
 def _model(name: str, version: str | None = None) -> None:
