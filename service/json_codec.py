@@ -15,7 +15,7 @@ from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch, with_replicates
 from fairloss.sums import rank
 from fairloss.uncertainty import differences
-from service.errors import field_errors, invalid, unknown_fields
+from service.errors import field_errors, invalid, text_fault, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.payload import parse_object
 from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling, uncertainty
@@ -169,6 +169,12 @@ def _candidates(value: Any) -> list[tuple[str, Kind, Any]]:
         if not isinstance(name, str) or not name:
             raise invalid(
                 f"Expected candidates[{k}].name to be a non-empty string",
+                ["candidates", k, "name"],
+                "bad_name",
+            )
+        if (fault := text_fault(name)) is not None:  # the answer echoes every name
+            raise invalid(
+                f"Expected candidates[{k}].name to be text, but {fault}",
                 ["candidates", k, "name"],
                 "bad_name",
             )

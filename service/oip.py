@@ -22,6 +22,7 @@ from fairloss.bootstrap import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
 from fairloss.uncertainty import intervals
+from service.errors import echoed, text_fault
 from service.oip_tensors import bad_request, json_object, read_inputs
 from service.payload import parse_object
 from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling
@@ -88,6 +89,8 @@ def infer(
     request = json_object(parse_object(header), "The request", REQUEST_KEYS)
     if not isinstance(request.get("id", ""), str):
         raise bad_request("'id' must be a string")
+    if (fault := text_fault(request.get("id", ""))) is not None:  # the answer echoes it
+        raise bad_request(f"'id' must be text, but {fault}")
     if request.get("model_name", MODEL) != MODEL:
         raise bad_request(f"The request names model {request['model_name']!r}; this is {MODEL!r}")
     if request.get("model_version", VERSIONS[0]) not in VERSIONS:
@@ -101,7 +104,7 @@ def infer(
     # Parameters that are not options are taken and named in the response, as KServe and
     # Triton take them, so that a misspelt option still shows.
     known = {*OPTION_NAMES, *REQUEST_FIELDS}
-    ignored = [f"parameters.{key}" for key in sorted(set(parameters) - known)]
+    ignored = [f"parameters.{echoed(key)}" for key in sorted(set(parameters) - known)]
     parameters = {key: value for key, value in parameters.items() if key in known}
     resampling = parse_resampling(parameters)
     options = ScoringOptions(**{k: v for k, v in parameters.items() if k in OPTION_NAMES})
@@ -176,7 +179,7 @@ def _requested_outputs(value: Any, binary_default: bool) -> tuple[dict[str, bool
         if type(binary) is not bool:
             raise bad_request(f"outputs[{k}].parameters.binary_data must be a boolean")
         chosen[name] = binary
-        ignored += (f"outputs.{name}.parameters.{key}" for key in sorted(parameters))
+        ignored += (f"outputs.{name}.parameters.{echoed(key)}" for key in sorted(parameters))
     return chosen, ignored
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fairloss.checks import KINDS, Kind, check_shape
-from service.errors import ProblemError, invalid
+from service.errors import ProblemError, echoed, invalid
 from service.json_arrays import element_limit, holds_a_boolean
 from service.json_codec import prediction
 from service.oip_dtypes import FLOATS, INTEGERS, WIRE, from_wire, rounded
@@ -87,7 +87,7 @@ def read_inputs(request: dict[str, Any], body: bytearray, split: int, max_elemen
     for spec in specs:  # binary data lies in the order of the inputs
         tensors[spec["name"]], offset = _input(spec, body, offset, booleans, max_elements)
         unknown = set(spec.get("parameters", {})) - {"binary_data_size"}
-        ignored += (f"inputs.{spec['name']}.parameters.{key}" for key in sorted(unknown))
+        ignored += (f"inputs.{spec['name']}.parameters.{echoed(key)}" for key in sorted(unknown))
     if offset != len(body):
         raise bad_request(
             f"The inputs' binary_data_size add up to {offset - split} bytes, but "

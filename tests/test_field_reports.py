@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -184,3 +185,51 @@ async def test_made_up_methods_share_one_metrics_label(client: httpx.AsyncClient
     assert 'method="FOO"' not in text
     assert 'method="Get"' not in text
     assert 'route="/score",status="405"' in text.replace('method="other",', "")
+
+
+LOGITS_INPUTS = [
+    {"name": "logits", "datatype": "FP32", "shape": [1, 2], "data": [1, 0]},
+    {"name": "labels", "datatype": "INT64", "shape": [1], "data": [0]},
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "said"),
+    [
+        (
+            "/compare",
+            '{"labels": [0, 0], "candidates": [{"name": "a\\ud800", "logits": [[1, 0], [0, 1]]}]}',
+            422,
+            "Expected candidates[0].name to be text, but it holds a lone surrogate, \\ud800",
+        ),
+        (
+            OIP,
+            '{"id": "\\ud800", "inputs": ' + orjson.dumps(LOGITS_INPUTS).decode() + "}",
+            400,
+            "'id' must be text, but it holds a lone surrogate, \\ud800, at index 0",
+        ),
+    ],
+    ids=["candidate name", "OIP id"],
+)
+async def test_a_lone_surrogate_that_an_answer_would_echo_is_refused(
+    client: httpx.AsyncClient, path: str, body: str, status: int, said: str
+) -> None:
+    """Such answers once failed to be written (500): orjson refuses a lone surrogate."""
+    response = await _after(client, path, body)
+    assert response.status_code == status, response.text
+    assert said in response.text.replace("\\\\", "\\")
+
+
+async def test_ignored_parameter_names_are_echoed_escaped_and_cut(
+    client: httpx.AsyncClient,
+) -> None:
+    inputs = [dict(LOGITS_INPUTS[0], parameters={"\udfff": 1}), LOGITS_INPUTS[1]]
+    body = {"inputs": inputs, "parameters": {"a\udc00": 1, BIG: 1}}
+    text = json.dumps(body)  # the standard library writes lone surrogates as escapes
+    response = await _after(client, OIP, text)
+    assert response.status_code == 200, response.text
+    assert len(response.content) < 5_000
+    ignored = response.json()["parameters"]["ignored"]
+    assert ignored[0] == "parameters.a\\udc00"
+    assert ignored[1].endswith("(1,000,000 characters in all)")
+    assert ignored[2] == "inputs.logits.parameters.\\udfff"
