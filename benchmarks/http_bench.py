@@ -17,8 +17,10 @@ each server's CPU seconds per request (``/proc``, the process and its workers).
 ``client``: `fairloss_client.Client` scoring 300,000 x 100 float32 logits through the service,
 against `fairloss.scoring.score_batch` of the same arrays in this process, both giving the
 per-sample columns. ``bootstrap``: what a 1,000-replicate bootstrap adds to ``POST /compare``
-(`benchmarks.bootstrap_rows`). ``memory``: the server's peak RSS (VmHWM) for a 64 MiB JSON
-body and for that bootstrap, each in a fresh one-worker server.
+(`benchmarks.bootstrap_rows`). ``memory``: the server's peak RSS (VmHWM) for that bootstrap,
+in a fresh one-worker server; then the peak growth of a worker's resident memory for a 64 MiB
+body of each route and encoding (`tests.memory_peaks`), against the cost the memory budget
+reserves for it (`service.memory`).
 
 Measurements are interleaved round by round and reported as medians, since the machine may be
 shared; the service runs as ``python -m service`` with ``--workers`` worker processes (by
@@ -64,7 +66,9 @@ from fairloss import fair_loss_terms
 from fairloss.scoring import score_batch
 from fairloss_client import Client
 from fairloss_client.results import score_result
+from service.memory import BINARY_COST, JSON_COST
 from service.settings import Settings
+from tests import memory_peaks
 from tests.conftest import running_server
 
 GROUPS = ("table", "latency", "throughput", "client", "bootstrap", "memory")
@@ -195,12 +199,21 @@ def print_memory() -> None:
         f"peak RSS {memory['bootstrap'][2] / mib:.0f} MiB with {replicates:,} replicates, "
         f"{plain / mib:.0f} MiB without (idle peak {idle / mib:.0f} MiB)"
     )
-    size, before, after = servers.peak_memory()
+    print("| body, 64 MiB decompressed | sent MiB | peak growth MiB | x body | cost MiB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    costs = {"json": JSON_COST, "binary": BINARY_COST}
+    with running_server({"FAIRLOSS_WORKERS": "1"}) as server, httpx.Client(timeout=300) as http:
+        for body in memory_peaks.bodies(64 * mib):
+            growth = memory_peaks.peak_growth(http, server.url, server.process.pid, body)
+            print(
+                f"| {body.kind} | {len(body.content) / mib:.1f} | {growth / mib:.0f} | "
+                f"{growth / body.size:.2f} | {costs[body.cost].of(body.size) / mib:.0f} |"
+            )
+            if body.kind == "/score JSON, 100 classes":
+                factor = growth / body.size
     print(
-        f"64 MiB JSON body ({size / mib:.1f} MiB, 100 classes): server peak RSS "
-        f"{after / mib:.0f} MiB = {after / size:.1f}x the body (target <= 6); idle peak "
-        f"{before / mib:.0f} MiB, growth {(after - before) / mib:.0f} MiB = "
-        f"{(after - before) / size:.1f}x the body"
+        f"64 MiB JSON body, 100 classes: the worker's peak is {factor:.2f}x the body (target <= "
+        "4; growth of its resident memory over idle, the body as received included)"
     )
 
 

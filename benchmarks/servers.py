@@ -21,7 +21,7 @@ import torch
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from benchmarks.common import BOOT, MIB, ROOT, compare_body, json_body, payload
+from benchmarks.common import BOOT, ROOT, compare_body, json_body, payload
 from fairloss import fair_loss_terms
 from tests.conftest import free_port, running_server
 
@@ -124,19 +124,6 @@ def hwm(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM")
-
-
-def peak_memory() -> tuple[int, int, int]:
-    """(body bytes, server VmHWM before, VmHWM after) for a JSON body just under 64 MiB."""
-    n = 34_000
-    while len(body := json_body(*payload(n, 100))) > 64 * MIB:
-        n -= 500
-    with running_server({"FAIRLOSS_WORKERS": "1"}) as server:
-        httpx.post(f"{server.url}/score", content=json_body(*payload(64, 10)), timeout=60.0)
-        before = hwm(server.process.pid)
-        response = httpx.post(f"{server.url}/score", content=body, timeout=120.0)
-        response.raise_for_status()
-        return len(body), before, hwm(server.process.pid)
 
 
 def bootstrap_peak_memory() -> dict[str, tuple[int, int, int]]:

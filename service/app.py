@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -22,13 +23,20 @@ from fairloss.scoring import score_batch
 from service.admission import Admission
 from service.deps import Devices
 from service.errors import install_error_handlers
+from service.memory import (
+    LEDGER_PATH,
+    Ledger,
+    default_budget,
+    memory_limit,
+    release_freed_memory,
+)
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
 from service.routes import health, metrics, score, v2
 from service.routes.dashboard import install_dashboard
 from service.schemas import CompareRequest, Problem, ScoreRequest
 from service.security import BearerAuthMiddleware, document_api_keys
 from service.settings import Settings
-from service.supervisor import follow_supervisor
+from service.supervisor import SUPERVISOR_PID, follow_supervisor
 
 log = logging.getLogger("service")
 
@@ -63,9 +71,27 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _ledger(settings: Settings) -> Ledger:
+    """The memory budget's ledger: shared with the other workers under `service.supervisor`,
+    this process's own otherwise. Called once warmed up, so that an ``auto`` budget counts
+    what this process holds idle."""
+    budget = settings.memory_budget
+    if not budget:
+        supervisor = os.environ.get(SUPERVISOR_PID)
+        budget = default_budget(settings.workers or 1, int(supervisor) if supervisor else None)
+        if budget <= 0:
+            raise RuntimeError(
+                f"FAIRLOSS_MEMORY_BUDGET=auto: the {settings.workers or 1} worker(s) leave no "
+                f"memory for requests under the limit of {memory_limit()} bytes; run fewer "
+                "workers (FAIRLOSS_WORKERS) or give the container more memory"
+            )
+    return Ledger(budget, os.environ.get(LEDGER_PATH))
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     follow_supervisor()  # first: a worker whose supervisor is gone must not start serving
+    release_freed_memory()  # before the big allocations: the budget counts on it
     settings: Settings = app.state.settings
     if settings.torch_threads:
         _size_torch(settings.torch_threads)
@@ -81,19 +107,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     app.state.devices = Devices(available, default)
-    app.state.admission.open()
+    ledger = _ledger(settings)
+    app.state.admission.open(ledger)
     app.state.ready = True
     log.info(
-        "ready on %s (devices: %s; torch threads: %d)",
+        "ready on %s (devices: %s; torch threads: %d; memory budget: %d MiB)",
         default,
         ", ".join(available),
         torch.get_num_threads(),
+        ledger.budget // 2**20,
     )
     try:
         yield
     finally:
         app.state.ready = False
-        app.state.admission.close()
+        app.state.admission.close()  # the ledger stays: a computation that timed out may run on
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

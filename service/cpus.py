@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-MEMBERSHIP = Path("/proc/self/cgroup")
+from service.cgroups import CGROUP_ROOT, MEMBERSHIP, tightest
 
 
 @dataclass(frozen=True)
@@ -40,41 +39,11 @@ def _v1_quota(directory: Path) -> float | None:
     return None if quota <= 0 else quota / period
 
 
-def _up_from(mount: Path, relative: str) -> Iterator[Path]:
-    """``mount/relative`` and each of its parents down to ``mount`` itself.
-
-    Inside a container the path that ``/proc/self/cgroup`` names may not exist under the mount
-    (which then shows the container's own cgroup as its root): the walk still reaches it.
-    """
-    directory = mount / relative.strip("/")
-    yield directory
-    yield from (parent for parent in directory.parents if parent.is_relative_to(mount))
-
-
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT, membership: Path = MEMBERSHIP) -> float | None:
     """The CPU bandwidth quota this process runs under, in CPUs (``1.5`` for ``--cpus 1.5``):
     the tightest along its cgroup's path, v2 or v1; None where there is none, or no cgroup
     files to read (not Linux, cgroups not mounted). Never raises for unreadable files."""
-    try:
-        lines = membership.read_text().splitlines()
-    except OSError:
-        return None
-    places: list[tuple[Path, Callable[[Path], float | None]]] = []
-    for line in lines:
-        _, controllers, relative = line.split(":", 2)
-        if controllers == "":
-            places += [(d, _v2_quota) for d in _up_from(root, relative)]
-        elif "cpu" in controllers.split(","):
-            places += [(d, _v1_quota) for d in _up_from(root / "cpu", relative)]
-    limits = []
-    for directory, read in places:
-        try:
-            quota = read(directory)
-        except (OSError, ValueError):
-            continue
-        if quota is not None and quota > 0:
-            limits.append(quota)
-    return min(limits, default=None)
+    return tightest(_v2_quota, "cpu", _v1_quota, root, membership)
 
 
 def affinity_cpus() -> int:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.encoding import Inflater, content_encoding
 from service.errors import ProblemError
@@ -55,8 +55,14 @@ def too_large(limit: int) -> ProblemError:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytearray:
+async def read_body(
+    request: Request, limit: int, cover: Callable[[int], None] = lambda _: None
+) -> bytearray:
     """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``.
+
+    ``cover(size)`` is called with the body's declared size before any of it is read (0 when
+    none is declared), then with its size each time it grows: a chunked body, or a compressed
+    one as it inflates (it raises a `ProblemError` to refuse the body).
 
     A gzip or deflate body (``Content-Encoding``, see `service.encoding`) is inflated chunk by
     chunk as it arrives: ``limit`` bounds both the bytes received and the bytes they inflate to,
@@ -65,27 +71,49 @@ async def read_body(request: Request, limit: int) -> bytearray:
     """
     coding = content_encoding(request.headers.getlist("content-encoding"))
     declared = request.headers.get("content-length")
+    length = 0
     if declared is not None:
-        length = header_int(declared)
-        if length is None:
+        parsed = header_int(declared)
+        if parsed is None:
             raise ProblemError(400, "Bad request", "Content-Length is not a number.")
+        length = parsed
         if length > limit:
             raise too_large(limit)
     body = bytearray()
-    if coding is None:
+    try:
+        cover(length)
+        if coding is None:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large(limit)
+                cover(len(body))
+            return body
+        inflater = Inflater(coding, limit)
+        received = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
+            received += len(chunk)
+            if received > limit or not inflater.feed(chunk, body):
                 raise too_large(limit)
+            cover(len(body))
+        inflater.finish()
         return body
-    inflater = Inflater(coding, limit)
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit or not inflater.feed(chunk, body):
-            raise too_large(limit)
-    inflater.finish()
-    return body
+    except ProblemError:
+        body.clear()  # before the refusal is answered, maybe after the rest is read
+        raise
+
+
+async def discard_body(request: Request, limit: int) -> None:
+    """Read and drop what is left of a refused request's body, up to ``limit`` bytes, so that
+    its client reads the refusal rather than a connection reset."""
+    dropped = 0
+    try:
+        async for chunk in request.stream():
+            dropped += len(chunk)
+            if dropped > limit:
+                return
+    except (RuntimeError, ClientDisconnect):  # RuntimeError: already read to its end
+        return
 
 
 _parsing = 0

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.memory import quantity
+
 MIB = 1024 * 1024
 
 
@@ -61,6 +63,8 @@ Origins = Annotated[CommaList, AfterValidator(_origins)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_separated)]
 Auto = Annotated[int, BeforeValidator(_auto_is_zero), Field(ge=0)]
 """A count, or ``auto`` (also ``0``): sized to the CPUs by ``python -m service``."""
+Bytes = Annotated[int, BeforeValidator(quantity), Field(ge=0)]
+"""A byte count (``512Mi``, ``2Gi`` and such, as Kubernetes writes them), or ``auto`` (``0``)."""
 LogLevel = Annotated[
     Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
 ]
@@ -72,7 +76,9 @@ class Settings(BaseSettings):
     ``workers`` and ``torch_threads`` are ``auto`` (``0``) by default: `service.__main__.run`
     sizes them to the CPUs (`service.cpus.plan`) and hands the numbers to its workers. An app
     served some other way leaves torch's thread count alone while ``torch_threads`` is ``0``.
-    The limits (``max_concurrency``, ``max_body_bytes``, ...) hold in each worker process.
+    The limits (``max_concurrency``, ``max_body_bytes``, ...) hold in each worker process, but
+    for ``memory_budget``, which the workers share (`service.memory`); its ``auto`` (``0``) is
+    derived from the memory the server may use (`service.memory.default_budget`).
     """
 
     model_config = SettingsConfigDict(env_prefix="FAIRLOSS_", frozen=True)
@@ -82,6 +88,7 @@ class Settings(BaseSettings):
     device: str = "auto"
     max_body_bytes: int = Field(default=64 * MIB, gt=0)
     max_elements: int = Field(default=2**24, gt=0)
+    memory_budget: Bytes = 0
     max_concurrency: int = Field(default=16, gt=0)
     retry_after_s: int = Field(default=1, ge=0)
     workers: Auto = 0

@@ -11,6 +11,8 @@ additions:
 - The workers share a fresh directory for prometheus_client's multiprocess mode
   (``PROMETHEUS_MULTIPROC_DIR``, set before they start, so that each worker's metrics live in
   files there and ``/metrics`` sums them), removed once they have all exited.
+- The workers share a ledger of the memory their requests hold (``FAIRLOSS_LEDGER``, a file in
+  the same directory, `service.memory.Ledger`), so that one budget bounds them all.
 - When a worker exits, prometheus_client is told (`mark_process_dead`), so that its
   in-flight gauge (mode ``livesum``) no longer counts; its counters still do.
 - Each worker dies with its supervisor (`follow_supervisor`): once the supervisor is gone,
@@ -32,6 +34,8 @@ from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
+
+from service.memory import LEDGER_BYTES, LEDGER_PATH
 
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISOR_PID = "FAIRLOSS_SUPERVISOR_PID"  # set for the workers by `serve`
@@ -97,9 +101,15 @@ def serve(config: uvicorn.Config) -> None:
         SystemExit: with uvicorn's status 3 when a worker failed to start (the app's startup
             failed, e.g. the device is missing): the supervisor then stopped them all.
     """
-    previous = {name: os.environ.get(name) for name in (METRICS_DIR, SUPERVISOR_PID)}
-    with tempfile.TemporaryDirectory(prefix="fairloss-metrics-") as metrics_dir:
+    previous = {name: os.environ.get(name) for name in (METRICS_DIR, SUPERVISOR_PID, LEDGER_PATH)}
+    with tempfile.TemporaryDirectory(prefix="fairloss-") as shared:
+        metrics_dir = os.path.join(shared, "metrics")
+        os.mkdir(metrics_dir)
+        ledger = os.path.join(shared, "memory.ledger")
+        with open(ledger, "wb") as file:
+            file.truncate(LEDGER_BYTES)
         os.environ[METRICS_DIR] = metrics_dir
+        os.environ[LEDGER_PATH] = ledger
         os.environ[SUPERVISOR_PID] = str(os.getpid())
         try:
             supervisor = Supervisor(config, metrics_dir)

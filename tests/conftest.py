@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -19,6 +20,7 @@ import hypothesis
 import pytest
 import tritonclient.http as triton
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from service.app import create_app
 from service.settings import Settings
@@ -66,10 +68,22 @@ def settings() -> Settings:
     return Settings()
 
 
+def fake_cgroups(root: Path, membership: str, files: dict[str, str]) -> tuple[Path, Path]:
+    """A fake ``/sys/fs/cgroup`` (``files``: path under it -> text) and ``/proc/self/cgroup``."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "membership").write_text(membership)
+    return root, root / "membership"
+
+
 @asynccontextmanager
-async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a fresh in-process app, its lifespan run (startup, then shutdown)."""
-    app = create_app(settings)
+async def in_process(
+    settings: Settings, app: FastAPI | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a fresh in-process app (``app``, or one made from ``settings``), its
+    lifespan run (startup, then shutdown)."""
+    app = app or create_app(settings)
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(

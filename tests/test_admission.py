@@ -11,16 +11,17 @@ import threading
 import pytest
 import torch
 
-from service.admission import Admission
+from service.admission import Admission, Reservation
 from service.app import create_app
+from service.memory import JSON_COST
 from service.settings import Settings
 
 
 async def _thread_of(admission: Admission, body: bytes) -> int:
-    async def receive() -> bytes:
+    async def receive(_: Reservation) -> bytes:
         return body
 
-    return await admission.compute(receive, lambda _: threading.get_ident(), timeout_s=5)
+    return await admission.compute(receive, lambda _: threading.get_ident(), 5, JSON_COST)
 
 
 @pytest.mark.anyio
@@ -58,10 +59,10 @@ async def test_the_apps_inline_work_runs_on_one_torch_thread_and_restores_the_co
     try:
 
         async def threads(body: bytes) -> int:
-            async def receive() -> bytes:
+            async def receive(_: Reservation) -> bytes:
                 return body
 
-            return await admission.compute(receive, lambda _: torch.get_num_threads(), 5)
+            return await admission.compute(receive, lambda _: torch.get_num_threads(), 5, JSON_COST)
 
         assert await threads(b"x" * 10) == 1
         assert torch.get_num_threads() == 2

@@ -23,19 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 import service.__main__ as main
 from service.cpus import Plan, cgroup_cpu_limit, plan, usable_cpus
 from service.settings import Settings
-from tests.conftest import README_EXAMPLE, free_port, running_server
+from tests.conftest import README_EXAMPLE, fake_cgroups, free_port, running_server
 from tests.pinning import pinned_clients, worker_pids
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _cgroups(root: Path, membership: str, files: dict[str, str]) -> tuple[Path, Path]:
-    """A fake ``/sys/fs/cgroup`` (``files``: path under it -> text) and ``/proc/self/cgroup``."""
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    (root / "membership").write_text(membership)
-    return root, root / "membership"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +66,7 @@ def _cgroups(root: Path, membership: str, files: dict[str, str]) -> tuple[Path, 
 def test_cgroup_cpu_limit(
     tmp_path: Path, membership: str, files: dict[str, str], limit: float | None
 ) -> None:
-    root, proc = _cgroups(tmp_path, membership, files)
+    root, proc = fake_cgroups(tmp_path, membership, files)
     assert cgroup_cpu_limit(root, proc) == limit
 
 

@@ -13,6 +13,7 @@ import fairloss
 from fairloss.options import ScoringOptions
 from service.deps import DevicesDep, SettingsDep
 from service.errors import ProblemError
+from service.memory import Ledger
 from service.responses import problems
 from service.schemas import ResponseOptions
 
@@ -31,12 +32,14 @@ async def readyz(request: Request) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/info", summary="Version, devices, defaults, limits (each worker's) and workers")
-async def info(settings: SettingsDep, devices: DevicesDep) -> dict[str, Any]:
-    """``limits`` hold in each worker process; ``server`` says how many workers there are
+@router.get("/info", summary="Version, devices, defaults, limits, memory budget and workers")
+async def info(request: Request, settings: SettingsDep, devices: DevicesDep) -> dict[str, Any]:
+    """``limits`` hold in each worker process; ``memory`` is the budget the workers share, in
+    bytes, and what their requests hold of it now; ``server`` says how many workers there are
     (``0``: not known, for an app not served by ``python -m service``), which one answered
     (``worker_pid``) and its torch threads."""
     options = {k: v for k, v in asdict(ScoringOptions()).items() if k != "device"}
+    ledger: Ledger = request.app.state.admission.ledger
     return {
         "version": fairloss.__version__,
         "torch_version": torch.__version__,
@@ -48,6 +51,7 @@ async def info(settings: SettingsDep, devices: DevicesDep) -> dict[str, Any]:
             "max_elements": settings.max_elements,
             "max_concurrency": settings.max_concurrency,
         },
+        "memory": {"budget_bytes": ledger.budget, "held_bytes": ledger.held()},
         "server": {
             "workers": settings.workers,
             "worker_pid": os.getpid(),

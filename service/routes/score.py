@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from service.admission import Admission
 from service.json_codec import Reply, compare_body, score_body
+from service.memory import JSON_COST
 from service.observability import record_batch
-from service.payload import read_body, require_json
+from service.payload import discard_body, read_body, require_json
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
 from service.settings import Settings
@@ -36,9 +37,11 @@ async def _answer(request: Request, handler: Handler) -> JSONBytes:
     device: str = state.devices.default
     require_json(request)
     reply = await admission.compute(
-        lambda: read_body(request, settings.max_body_bytes),
+        lambda reservation: read_body(request, settings.max_body_bytes, reservation.cover),
         lambda body: handler(body, device, settings.max_elements),
         settings.request_timeout_s,
+        JSON_COST,
+        lambda: discard_body(request, settings.max_body_bytes),
     )
     record_batch(request, reply.n, reply.num_classes, reply.device)
     return JSONBytes(reply.body)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from service.admission import Admission
 from service.deps import AdmissionDep, Devices, DevicesDep, SettingsDep
 from service.errors import ProblemError
+from service.memory import BINARY_COST, JSON_COST
 from service.observability import record_batch
 from service.oip import (
     HEADER_LENGTH,
@@ -27,7 +28,7 @@ from service.oip import (
     Answer,
     infer,
 )
-from service.payload import read_body
+from service.payload import discard_body, read_body
 from service.responses import JSONBytes
 from service.settings import Settings
 
@@ -163,7 +164,11 @@ async def _infer(request: Request, serving: Serving) -> Response:
         return infer(body, header_length, serving.devices.default, settings.max_elements)
 
     answer = await serving.admission.compute(
-        lambda: read_body(request, settings.max_body_bytes), work, settings.request_timeout_s
+        lambda reservation: read_body(request, settings.max_body_bytes, reservation.cover),
+        work,
+        settings.request_timeout_s,
+        JSON_COST if header_length is None else BINARY_COST,
+        lambda: discard_body(request, settings.max_body_bytes),
     )
     record_batch(request, answer.n, answer.num_classes, answer.device)
     if answer.header_length is None:

@@ -1,0 +1,232 @@
+"""Admission by memory: what a request may hold, reserved before its body is read.
+
+A server's requests share one budget (``FAIRLOSS_MEMORY_BUDGET``), over all its worker
+processes: `Ledger` keeps what each worker's requests hold in a small file the workers map
+(`service.supervisor` makes it), changed under an exclusive ``flock``; a server of one process
+keeps it in its own memory. A request reserves its expected peak, `Cost.of` its body's size,
+before its body is read (from ``Content-Length``), grows it as a chunked or compressed body
+streams past that, and gives it back when answered. A reservation that does not fit what is
+left is a 503 with ``Retry-After``; one larger than the whole budget a 413.
+
+The default budget is the memory this server may use (the cgroup's limit, v2 ``memory.max`` or
+v1 ``memory.limit_in_bytes``, else the machine's memory), less what its processes hold idle,
+times `MARGIN`. Reservations bound the resident memory only if freed memory goes back to the
+system: `release_freed_memory` sets glibc's allocator to map every large block on its own (so
+that freeing it unmaps it) and trims what a big request left in its heaps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import re
+import struct
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ByteSize, TypeAdapter
+
+from service.cgroups import CGROUP_ROOT, MEMBERSHIP, tightest
+
+LEDGER_PATH = "FAIRLOSS_LEDGER"  # set for the workers by `service.supervisor.serve`
+MARGIN = 0.8  # of what is left once the idle processes are counted
+SLOTS = 256  # worker processes a ledger holds; a dead worker's slot is taken again
+_SLOT = struct.Struct("<qq")  # (pid, bytes held)
+_HEADER = struct.Struct("<q")  # the budget, written by the first worker to open the ledger
+LEDGER_BYTES = _HEADER.size + SLOTS * _SLOT.size
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+MIB = 1024 * 1024
+LARGE_BLOCK = MIB  # blocks at least this large are mapped, and unmapped once freed
+_BYTES = TypeAdapter(ByteSize)
+_KUBERNETES = re.compile(r"([0-9.])\s*([KMGTPE]i)$", re.IGNORECASE)
+
+
+def quantity(value: Any) -> Any:
+    """A byte count as Kubernetes writes it: ``536870912``, ``512Mi``, ``2Gi``, ``1.5Gi``,
+    ``2G`` (10^9), also ``512MiB``; ``auto`` (any case) is ``0``, the derived default.
+
+    Raises:
+        ValueError: for anything else, saying which forms are taken.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() == "auto":
+        return 0
+    try:
+        return int(_BYTES.validate_python(_KUBERNETES.sub(r"\1\2B", text)))
+    except ValueError:
+        raise ValueError(
+            f"expected a number of bytes (536870912, 512Mi, 2Gi, 1.5G) or 'auto', got {value!r}"
+        ) from None
+
+
+def _v2_limit(directory: Path) -> int | None:
+    text = (directory / "memory.max").read_text().strip()
+    return None if text == "max" else int(text)
+
+
+def _v1_limit(directory: Path) -> int | None:
+    return int((directory / "memory.limit_in_bytes").read_text())  # a huge number when unset
+
+
+def memory_limit(root: Path = CGROUP_ROOT, membership: Path = MEMBERSHIP) -> int:
+    """Bytes this process may use: the tightest memory limit along its cgroup path (v2
+    ``memory.max``, v1 ``memory.limit_in_bytes``), or the machine's memory where that is less
+    or no limit is set."""
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = tightest(_v2_limit, "memory", _v1_limit, root, membership)
+    return machine if limit is None else min(limit, machine)
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    """A process's resident memory (``VmRSS``), 0 if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else 0
+
+
+def default_budget(workers: int, supervisor: int | None) -> int:
+    """`MARGIN` times what `memory_limit` leaves once ``workers`` processes like this one (idle,
+    after warm-up) and the ``supervisor`` process are counted."""
+    idle = workers * resident_bytes() + (resident_bytes(supervisor) if supervisor else 0)
+    return int(MARGIN * (memory_limit() - idle))
+
+
+def release_freed_memory(trim: bool = False) -> None:
+    """glibc only: map each block of `LARGE_BLOCK` or more on its own, so that freeing it gives
+    it back at once (by default glibc raises that threshold as big blocks are freed, and then
+    keeps them in its heaps); with ``trim``, give back the free memory the heaps still hold."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):  # another C library
+        return
+    if trim:
+        malloc_trim(0)
+    else:
+        mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
+        mallopt(M_TRIM_THRESHOLD, LARGE_BLOCK)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A route's expected peak for a body of ``size`` bytes (decompressed): ``per_byte`` times
+    the size, plus the scoring's block buffers (``block_per_byte`` times the size, but never
+    more than `BLOCKS`, as `fairloss.blocks` reuses them block after block), plus ``fixed``.
+    ``tests/test_memory_budget.py`` holds each route and encoding to its cost, measured as
+    `benchmarks/http_bench.py` prints them."""
+
+    per_byte: float
+    block_per_byte: float
+    fixed: int = MIB
+
+    def of(self, size: int) -> int:
+        return self.fixed + int(self.per_byte * size + min(self.block_per_byte * size, BLOCKS))
+
+
+BLOCKS = 3 * 2**20 * 8
+"""`fairloss.blocks`: three buffers of ``BLOCK_ELEMENTS`` float64s at most (written out, not
+imported: the supervisor reads this module and must not load torch; a test holds them equal)."""
+JSON_COST = Cost(per_byte=5.5, block_per_byte=1.2)
+"""``/score``, ``/compare`` and the Open Inference Protocol's JSON: about 20 bytes a number,
+parsed at about 3.7 bytes a byte (simdjson), or 5 when the body needs the general parser."""
+BINARY_COST = Cost(per_byte=2.25, block_per_byte=6.0)
+"""The Open Inference Protocol's binary tensors: 4 bytes a float32 logit."""
+
+
+class Ledger:
+    """The bytes that each worker process's requests hold, and the budget over all of them.
+
+    ``path`` names the file the workers share; without one the ledger is this process's own.
+    Every change happens under an exclusive lock on that file, so a check and the reservation
+    it allows are one step across the workers.
+    """
+
+    def __init__(self, budget: int, path: str | None = None) -> None:
+        self._file = None if path is None else open(path, "r+b")  # noqa: SIM115 (kept open)
+        fd = -1 if self._file is None else self._file.fileno()
+        self._map = mmap.mmap(fd, LEDGER_BYTES)
+        self.pid = os.getpid()
+        with self._locked():
+            (written,) = _HEADER.unpack_from(self._map, 0)
+            if written <= 0:
+                _HEADER.pack_into(self._map, 0, budget)
+            self.budget: int = written if written > 0 else budget
+            self._slot = self._claim()
+
+    def close(self) -> None:
+        """Unmap the ledger (and close its file); this worker's slot stays until it exits."""
+        self._map.close()
+        if self._file is not None:
+            self._file.close()
+
+    def _locked(self) -> AbstractContextManager[object]:
+        if self._file is None:
+            return nullcontext()
+        return _FileLock(self._file.fileno())
+
+    def _slots(self) -> list[tuple[int, int, int]]:
+        """(offset, pid, held) of every slot."""
+        offsets = range(_HEADER.size, LEDGER_BYTES, _SLOT.size)
+        return [(offset, *_SLOT.unpack_from(self._map, offset)) for offset in offsets]
+
+    def _claim(self) -> int:
+        for offset, pid, _ in self._slots():
+            if pid in (0, self.pid) or not _alive(pid):
+                _SLOT.pack_into(self._map, offset, self.pid, 0)
+                return offset
+        raise RuntimeError(f"the memory ledger holds {SLOTS} workers at most")
+
+    def held(self) -> int:
+        """Bytes reserved now by the requests of every live worker."""
+        return sum(held for _, pid, held in self._slots() if pid and _alive(pid))
+
+    def reserve(self, more: int) -> bool:
+        """Add ``more`` bytes to this worker's reservations if they fit the budget."""
+        with self._locked():
+            if self.held() + more > self.budget:
+                return False
+            self._add(more)
+            return True
+
+    def release(self, fewer: int) -> None:
+        with self._locked():
+            self._add(-fewer)
+
+    def _add(self, change: int) -> None:
+        pid, held = _SLOT.unpack_from(self._map, self._slot)
+        _SLOT.pack_into(self._map, self._slot, pid, held + change)
+
+
+class _FileLock:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

@@ -1,0 +1,156 @@
+"""What one request holds at its peak, by route and encoding: the measurements behind the
+memory budget's costs (`service.memory.JSON_COST`, `BINARY_COST`).
+
+A body of each kind is sent, one at a time, to a real server of one worker; its growth is the
+worker's peak resident memory during the request (``VmHWM``, reset through ``clear_refs``
+before it) less its resident memory before. The growth counts everything the request holds:
+its body as received, the parse, the computation and the answer's bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+
+from service.typed_arrays import encode
+
+JSON = {"Content-Type": "application/json"}
+OIP = "/v2/models/fairloss/infer"
+
+
+@dataclass(frozen=True)
+class Body:
+    kind: str
+    cost: str  # the cost it is held to: "json" (any JSON body) or "binary" (OIP's tensors)
+    path: str
+    content: bytes
+    headers: dict[str, str]
+    size: int  # as the server holds it: decompressed
+
+
+def _arrays(n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(n + c)
+    return rng.normal(scale=2.0, size=(n, c)), rng.integers(0, c, n)
+
+
+def _dumps(value: object) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _score(n: int, c: int) -> bytes:
+    z, y = _arrays(n, c)
+    return _dumps({"logits": z, "labels": y})
+
+
+def _compare(n: int, c: int, name: str = "b") -> bytes:
+    z, y = _arrays(n, c)
+    candidates = [{"name": "a", "logits": z}, {"name": name, "logits": z[::-1].copy()}]
+    return _dumps({"labels": y, "candidates": candidates})
+
+
+def _typed(n: int, c: int) -> bytes:
+    z, y = _arrays(n, c)
+    return _dumps({"logits": encode(z.astype(np.float32)), "labels": encode(y)})
+
+
+def _oip_json(n: int, c: int) -> bytes:
+    z, y = _arrays(n, c)
+    inputs = [
+        {"name": "logits", "datatype": "FP32", "shape": [n, c], "data": z.ravel()},
+        {"name": "labels", "datatype": "INT64", "shape": [n], "data": y},
+    ]
+    return _dumps({"inputs": inputs})
+
+
+def _oip_binary(n: int, c: int) -> tuple[bytes, dict[str, str]]:
+    z, y = _arrays(n, c)
+    z, y = z.astype("<f4"), y.astype("<i8")
+    inputs = [
+        {"name": name, "datatype": kind, "shape": list(a.shape)}
+        | {"parameters": {"binary_data_size": a.nbytes}}
+        for name, kind, a in (("logits", "FP32", z), ("labels", "INT64", y))
+    ]
+    header = _dumps({"inputs": inputs})
+    length = {"Inference-Header-Content-Length": str(len(header))}
+    return header + z.tobytes() + y.tobytes(), length
+
+
+def _sized(build: Callable[[int], bytes], size: int) -> bytes:
+    """``build(n)`` with n chosen to make a body of about ``size`` bytes (from below)."""
+    probe = build(1000)
+    n = max(1, int(1000 * size / len(probe)))
+    while len(body := build(n)) > size:
+        n = int(n * 0.97)
+    return body
+
+
+def bodies(size: int) -> list[Body]:
+    """A body of about ``size`` bytes (decompressed) of each route and encoding."""
+    found = []
+
+    def add(kind: str, cost: str, path: str, content: bytes, headers: dict[str, str]) -> None:
+        found.append(Body(kind, cost, path, content, headers, len(content)))
+
+    for c in (100, 10):
+        add(f"/score JSON, {c} classes", "json", "/score", _sized(partial(_score, c=c), size), JSON)
+    wide = _sized(lambda n: _score(n, 100)[:-1] + b',"precision":"float64"}', size)
+    add("/score JSON, float64", "json", "/score", wide, JSON)
+    add("/score typed base64", "json", "/score", _sized(lambda n: _typed(n, 100), size), JSON)
+    add(
+        "/compare JSON, 2 candidates",
+        "json",
+        "/compare",
+        _sized(lambda n: _compare(n, 100), size),
+        JSON,
+    )
+    # A '[' in a name sends the body to the general parser (orjson, a Python object a number).
+    general = _sized(lambda n: _compare(n, 100, "b["), size)
+    add("/compare JSON, general parser", "json", "/compare", general, JSON)
+    plain = _sized(lambda n: _score(n, 100), size)
+    found.append(
+        Body(
+            "/score JSON gzip",
+            "json",
+            "/score",
+            gzip.compress(plain, 1),
+            {**JSON, "Content-Encoding": "gzip"},
+            len(plain),
+        )
+    )
+    add("OIP JSON", "json", OIP, _sized(lambda n: _oip_json(n, 100), size), JSON)
+    binary, header = _oip_binary(max(1, size // 408), 100)
+    add("OIP binary", "binary", OIP, binary, header)
+    found.append(
+        Body(
+            "OIP binary gzip",
+            "binary",
+            OIP,
+            gzip.compress(binary, 1),
+            {**header, "Content-Encoding": "gzip"},
+            len(binary),
+        )
+    )
+    return found
+
+
+def _status(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def peak_growth(client: httpx.Client, url: str, pid: int, body: Body) -> int:
+    """The worker's peak resident memory while it answers ``body``, less its memory before."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = _status(pid, "VmRSS:")
+    response = client.post(url + body.path, content=body.content, headers=body.headers)
+    assert response.status_code == 200, response.text[:500]
+    return _status(pid, "VmHWM:") - before
