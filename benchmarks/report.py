@@ -39,8 +39,8 @@ def print_load(latency: dict[str, float] | None, load: dict[str, Any] | None) ->
         print(
             f"64 x 10 latency: /score {score:.2f} ms, /healthz {health:.2f} ms, naive app "
             f"{naive:.2f} ms; /score/naive = {score / naive:.2f} (target <= 1), "
-            f"/score/healthz = {score / health:.2f} (target <= 1.5); /score answered without "
-            f"parsing or scoring {fixed:.2f} ms = {fixed / health:.2f}x /healthz"
+            f"/score/healthz = {score / health:.2f} (no target: see the README); /score "
+            f"answered without parsing or scoring {fixed:.2f} ms = {fixed / health:.2f}x /healthz"
         )
     if load is not None:
         ours, naive = load["score"], load["naive"]

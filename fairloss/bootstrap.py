@@ -28,7 +28,7 @@ from fairloss.errors import InputError, describe
 # The sums each replicate keeps; `weight` is the (Poisson x sample) weight of counted samples.
 FIELDS = ("weight", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
 CRITERIA = ("ce", "penalty", "total", "log_loss", "brier", "pll", "pbs", "accuracy", "ece")
-BLOCK = 4096  # items whose weights are drawn at once (R x BLOCK float64 at most in memory)
+WEIGHT_ELEMENTS = 2**20  # weights drawn at once (R x items), about 14 bytes each at the peak
 MAX_REPLICATES = 10_000
 Floats = npt.NDArray[np.float64]
 
@@ -145,12 +145,18 @@ class ReplicateSums:
         return {name: means[name] for name in CRITERIA}
 
 
+def block_items(replicates: int) -> int:
+    """Items whose weights are drawn at once: `WEIGHT_ELEMENTS` weights in all, at most."""
+    return max(1, WEIGHT_ELEMENTS // replicates)
+
+
 def replicate_sums(bootstrap: Bootstrap, row_offset: int, items: Floats) -> Floats:
     """(R, K) replicate sums of the per-item sums ``items`` (N, K), item i being the dataset's
-    item ``row_offset + i``: ``weights @ items``, in blocks of items."""
+    item ``row_offset + i``: ``weights @ items``, in blocks of `block_items` items."""
     sums = np.zeros((bootstrap.replicates, items.shape[1]))
-    for start in range(0, items.shape[0], BLOCK):
-        stop = min(start + BLOCK, items.shape[0])
+    block = block_items(bootstrap.replicates)
+    for start in range(0, items.shape[0], block):
+        stop = min(start + block, items.shape[0])
         sums += poisson_weights(bootstrap, row_offset + start, stop - start) @ items[start:stop]
     return sums
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from fairloss.blocks import score_rows
-from fairloss.bootstrap import FIELDS, Bootstrap, ReplicateSums, replicate_sums
+from fairloss.bootstrap import FIELDS, Bootstrap, ReplicateSums, block_items, replicate_sums
 from fairloss.checks import (
     ArrayLike,
     Kind,
@@ -212,6 +212,18 @@ def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:
     bins = bins.index_add(0, slot, torch.stack(binned, dim=1))
     bins = bins.reshape(items, n_bins, 3).transpose(1, 2).reshape(items, -1)
     return torch.cat([per_item, bins], dim=1).cpu().numpy()
+
+
+def replicates_bytes(items: int, candidates: int, ece_bins: int, replicates: int) -> int:
+    """Bytes that `with_replicates` may hold at its peak for ``candidates`` batches of ``items``
+    items (the first axis): each item's sums and bins (`item_matrix`), the weights drawn at
+    once and the replicate sums. An upper bound that ``tests/test_memory_budget.py`` holds to
+    the resident memory measured; what a server reserves for a bootstrap (`service.memory`)."""
+    columns = len(FIELDS) + 3 * ece_bins
+    per_item = 3 * 8 * columns + 512
+    weights = replicates * min(block_items(replicates), items) * 16
+    sums = 3 * 8 * replicates * candidates * columns
+    return items * candidates * per_item + weights + sums + 4 * 2**20
 
 
 def with_replicates(

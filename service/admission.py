@@ -20,7 +20,7 @@ from typing import TypeVar
 import anyio
 
 from service.errors import ProblemError
-from service.memory import Cost, Ledger, release_freed_memory
+from service.memory import Cost, Ledger, trim_heaps
 
 T = TypeVar("T", bound=Sized)
 R = TypeVar("R")
@@ -64,6 +64,20 @@ class Reservation:
                 self.covered = target
                 return
         raise self.refuse(503, needed)
+
+    def add(self, more: int) -> None:
+        """Hold ``more`` bytes besides the body's cost: what the body asks for once parsed (a
+        bootstrap's working memory). Called from the worker thread.
+
+        Raises:
+            ProblemError: 413 or 503, as `cover` does.
+        """
+        needed = self.held + more
+        if needed > self.ledger.budget:
+            raise self.refuse(413, needed)
+        if not self.ledger.reserve(more):
+            raise self.refuse(503, needed)
+        self.held = needed
 
     def release(self) -> None:
         if self.held:
@@ -151,17 +165,18 @@ class Admission:
     async def compute(
         self,
         receive: Callable[[Reservation], Awaitable[T]],
-        work: Callable[[T], R],
+        work: Callable[[T, Callable[[int], None]], R],
         timeout_s: float,
         cost: Cost,
         discard: Callable[[], Awaitable[None]] = _nothing,
     ) -> R:
-        """``work(await receive(reservation))`` in a slot, within ``timeout_s``: in a worker
-        thread, or on the event loop for a body shorter than ``inline_bytes``, whose work takes
-        well under a millisecond (a thread hop would cost more than it saves), within
-        ``inline()``. ``receive`` covers the body's ``cost`` in the reservation as it reads.
-        A request refused (503, 413) is answered once ``discard()`` has read what is left of its
-        body, after its slot and memory are given back."""
+        """``work(await receive(reservation), reservation.add)`` in a slot, within
+        ``timeout_s``: in a worker thread, or on the event loop for a body shorter than
+        ``inline_bytes``, whose work takes well under a millisecond (a thread hop would cost
+        more than it saves), within ``inline()``. ``receive`` covers the body's ``cost`` in the
+        reservation as it reads; ``work`` may add to it. A request refused (503, 413) is
+        answered once ``discard()`` has read what is left of its body, after its slot and
+        memory are given back."""
         if self.ledger is None:
             raise RuntimeError("Admission.open() was not called (the app's lifespan)")
         try:
@@ -193,12 +208,12 @@ class Admission:
                     raise
                 if len(value) < self.inline_bytes:
                     with self.inline():
-                        return work(value)
+                        return work(value, reservation.add)
                 if self.executor is None:
                     raise RuntimeError("Admission.open() was not called (the app's lifespan)")
                 big = reservation.held >= TRIM_AFTER
                 future = asyncio.get_running_loop().run_in_executor(
-                    self.executor, _trimmed if big else _plain, work, value
+                    self.executor, _trimmed if big else _plain, work, value, reservation.add
                 )
                 holders += 1
                 future.add_done_callback(leave)
@@ -215,13 +230,16 @@ class Admission:
         )
 
 
-def _plain(work: Callable[[T], R], value: T) -> R:
-    return work(value)
+Work = Callable[[T, Callable[[int], None]], R]
 
 
-def _trimmed(work: Callable[[T], R], value: T) -> R:
-    """``work(value)``, then the free memory of the heaps given back to the system."""
+def _plain(work: Work[T, R], value: T, add: Callable[[int], None]) -> R:
+    return work(value, add)
+
+
+def _trimmed(work: Work[T, R], value: T, add: Callable[[int], None]) -> R:
+    """``work(value, add)``, then the free memory of the heaps given back to the system."""
     try:
-        return work(value)
+        return work(value, add)
     finally:
-        release_freed_memory(trim=True)
+        trim_heaps()

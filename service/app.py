@@ -28,7 +28,6 @@ from service.memory import (
     Ledger,
     default_budget,
     memory_limit,
-    release_freed_memory,
 )
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
 from service.routes import health, metrics, score, v2
@@ -91,7 +90,6 @@ def _ledger(settings: Settings) -> Ledger:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     follow_supervisor()  # first: a worker whose supervisor is gone must not start serving
-    release_freed_memory()  # before the big allocations: the budget counts on it
     settings: Settings = app.state.settings
     if settings.torch_threads:
         _size_torch(settings.torch_threads)

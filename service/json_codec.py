@@ -12,13 +12,26 @@ from pydantic import ValidationError
 from fairloss.checks import KINDS, Kind
 from fairloss.errors import InputError, path
 from fairloss.options import OPTION_NAMES, ScoringOptions
-from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch, with_replicates
+from fairloss.scoring import (
+    DEFAULT_OPTIONS,
+    BatchScores,
+    score_batch,
+    with_replicates,
+)
 from fairloss.sums import rank
 from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, text_fault, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.payload import parse_object
-from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling, uncertainty
+from service.resampling import (
+    REQUEST_FIELDS,
+    Resampling,
+    Reserve,
+    no_reserve,
+    parse_resampling,
+    reserve_replicates,
+    uncertainty,
+)
 from service.schemas import ResponseOptions
 from service.typed_arrays import FLOATS, decode, is_typed
 from service.wire import scored
@@ -103,8 +116,11 @@ def _arrays(
     return booleans, None if weight is None else weights_array(weight, may_hold_booleans=booleans)
 
 
-def score_body(body: bytes | bytearray, default_device: str, max_elements: int) -> Reply:
-    """``POST /score``: request bytes to response bytes."""
+def score_body(
+    body: bytes | bytearray, default_device: str, max_elements: int, reserve: Reserve = no_reserve
+) -> Reply:
+    """``POST /score``: request bytes to response bytes. ``reserve(bytes)`` is asked for the
+    memory a bootstrap needs besides the body's (`fairloss.scoring.replicates_bytes`)."""
     data = parse_object(body)
     options, response = parse_options(data, *KINDS, "labels", "sample_weight", *REQUEST_FIELDS)
     resampling = parse_resampling(data)
@@ -117,6 +133,7 @@ def score_body(body: bytes | bytearray, default_device: str, max_elements: int) 
     labels = labels_array(
         labels_value, predictions.shape[1], options.ignore_index, may_hold_booleans=booleans
     )
+    reserve_replicates(reserve, resampling.bootstrap, labels.shape[0], 1, options.ece_bins)
     batch = score_batch(
         predictions,
         labels,
@@ -192,8 +209,10 @@ def _shape(shape: tuple[int, ...]) -> str:
     return " x ".join(map(str, shape))
 
 
-def compare_body(body: bytes | bytearray, default_device: str, max_elements: int) -> Reply:
-    """``POST /compare``: request bytes to response bytes."""
+def compare_body(
+    body: bytes | bytearray, default_device: str, max_elements: int, reserve: Reserve = no_reserve
+) -> Reply:
+    """``POST /compare``: request bytes to response bytes; ``reserve`` as for `score_body`."""
     data = parse_object(body)
     named = _candidates(data.get("candidates"))
     options, response = parse_options(
@@ -220,6 +239,9 @@ def compare_body(body: bytes | bytearray, default_device: str, max_elements: int
         arrays.append(array)
     labels = labels_array(
         labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans
+    )
+    reserve_replicates(
+        reserve, resampling.bootstrap, labels.shape[0], len(arrays), options.ece_bins
     )
     batches: dict[str, BatchScores] = {}
     for k, ((name, kind, _), array) in enumerate(zip(named, arrays, strict=True)):

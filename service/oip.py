@@ -25,7 +25,14 @@ from fairloss.uncertainty import intervals
 from service.errors import echoed, text_fault
 from service.oip_tensors import bad_request, json_object, read_inputs
 from service.payload import parse_object
-from service.resampling import REQUEST_FIELDS, Resampling, parse_resampling
+from service.resampling import (
+    REQUEST_FIELDS,
+    Resampling,
+    Reserve,
+    no_reserve,
+    parse_resampling,
+    reserve_replicates,
+)
 from service.wire import header_int, number
 
 MODEL = "fairloss"
@@ -81,9 +88,14 @@ class Answer:
 
 
 def infer(
-    body: bytearray, header_length: str | None, default_device: str, max_elements: int
+    body: bytearray,
+    header_length: str | None,
+    default_device: str,
+    max_elements: int,
+    reserve: Reserve = no_reserve,
 ) -> Answer:
-    """``POST /v2/models/fairloss/infer``: request bytes to response bytes."""
+    """``POST /v2/models/fairloss/infer``: request bytes to response bytes; ``reserve`` as for
+    `service.json_codec.score_body`."""
     split = _split(body, header_length)
     header = body if split == len(body) else bytes(body[:split])
     request = json_object(parse_object(header), "The request", REQUEST_KEYS)
@@ -111,6 +123,9 @@ def infer(
     outputs, ignored_outputs = _requested_outputs(request.get("outputs"), binary_default)
     tensors = read_inputs(request, body, split, max_elements)
     ignored += [*tensors.ignored, *ignored_outputs]
+    bootstrap = resampling.bootstrap if "intervals" in outputs else None
+    items = tensors.labels.shape[0]
+    reserve_replicates(reserve, bootstrap, items, 1, options.ece_bins)
     batch = score_batch(
         tensors.predictions,
         tensors.labels,
@@ -119,7 +134,7 @@ def infer(
         sample_weight=tensors.sample_weight,
         default_device=default_device,
         rules="ece" in outputs or "intervals" in outputs,  # the terms need the loss alone
-        bootstrap=resampling.bootstrap if "intervals" in outputs else None,
+        bootstrap=bootstrap,
         row_offset=resampling.row_offset,
     )
     if "intervals" in outputs and batch.sums.replicates is None:

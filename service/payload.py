@@ -82,6 +82,8 @@ async def read_body(
     body = bytearray()
     try:
         cover(length)
+        if coding is None and declared is not None:
+            return await _declared(request, length)
         if coding is None:
             async for chunk in request.stream():
                 body += chunk
@@ -101,6 +103,24 @@ async def read_body(
     except ProblemError:
         body.clear()  # before the refusal is answered, maybe after the rest is read
         raise
+
+
+async def _declared(request: Request, length: int) -> bytearray:
+    """A body of a declared length, read into a buffer of that length: grown chunk by chunk
+    instead, a big body was copied as it grew, and left freed copies behind in the worker's
+    heap (a 64 MiB body peaked 0.5x its size higher)."""
+    body = bytearray(length)
+    filled = 0
+    with memoryview(body) as view:
+        async for chunk in request.stream():
+            end = filled + len(chunk)
+            if end > length:
+                break
+            view[filled:end] = chunk
+            filled = end
+    if filled != length:  # the server's HTTP parser holds the framing: not seen in practice
+        raise ProblemError(400, "Bad request", "The body's length is not its Content-Length.")
+    return body
 
 
 async def discard_body(request: Request, limit: int) -> None:

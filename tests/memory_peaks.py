@@ -19,6 +19,8 @@ import httpx
 import numpy as np
 import orjson
 
+from fairloss.options import ScoringOptions
+from fairloss.scoring import replicates_bytes
 from service.typed_arrays import encode
 
 JSON = {"Content-Type": "application/json"}
@@ -33,6 +35,7 @@ class Body:
     content: bytes
     headers: dict[str, str]
     size: int  # as the server holds it: decompressed
+    extra: int = 0  # what it reserves besides the body's cost (a bootstrap's memory)
 
 
 def _arrays(n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,10 +52,13 @@ def _score(n: int, c: int) -> bytes:
     return _dumps({"logits": z, "labels": y})
 
 
-def _compare(n: int, c: int, name: str = "b") -> bytes:
+def _compare(n: int, c: int, name: str = "b", replicates: int = 0) -> bytes:
     z, y = _arrays(n, c)
     candidates = [{"name": "a", "logits": z}, {"name": name, "logits": z[::-1].copy()}]
-    return _dumps({"labels": y, "candidates": candidates})
+    body = {"labels": y, "candidates": candidates}
+    if replicates:
+        body["bootstrap"] = {"replicates": replicates, "seed": 1}
+    return _dumps(body)
 
 
 def _typed(n: int, c: int) -> bytes:
@@ -114,6 +120,12 @@ def bodies(size: int) -> list[Body]:
     general = _sized(lambda n: _compare(n, 100, "b["), size)
     add("/compare JSON, general parser", "json", "/compare", general, JSON)
     plain = _sized(lambda n: _score(n, 100), size)
+    for c, replicates in ((10, 1000), (100, 10_000)):
+        boot = _sized(partial(_compare, c=c, replicates=replicates), size)
+        items = orjson.loads(boot)["labels"].__len__()
+        extra = replicates_bytes(items, 2, ScoringOptions().ece_bins, replicates)
+        kind = f"/compare JSON, {c} classes, bootstrap {replicates:,}"
+        found.append(Body(kind, "json", "/compare", boot, JSON, len(boot), extra))
     found.append(
         Body(
             "/score JSON gzip",

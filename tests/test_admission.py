@@ -21,7 +21,7 @@ async def _thread_of(admission: Admission, body: bytes) -> int:
     async def receive(_: Reservation) -> bytes:
         return body
 
-    return await admission.compute(receive, lambda _: threading.get_ident(), 5, JSON_COST)
+    return await admission.compute(receive, lambda _, __: threading.get_ident(), 5, JSON_COST)
 
 
 @pytest.mark.anyio
@@ -62,7 +62,9 @@ async def test_the_apps_inline_work_runs_on_one_torch_thread_and_restores_the_co
             async def receive(_: Reservation) -> bytes:
                 return body
 
-            return await admission.compute(receive, lambda _: torch.get_num_threads(), 5, JSON_COST)
+            return await admission.compute(
+                receive, lambda _, __: torch.get_num_threads(), 5, JSON_COST
+            )
 
         assert await threads(b"x" * 10) == 1
         assert torch.get_num_threads() == 2

@@ -183,6 +183,17 @@ async def test_a_body_that_could_never_fit_is_a_413_naming_the_budget(
 
 
 @pytest.mark.anyio
+async def test_a_bootstrap_reserves_its_memory_too(client: httpx.AsyncClient) -> None:
+    """A body the budget takes, whose bootstrap's working memory it could never hold: 413."""
+    body = {"logits": [[1.0, 0.0]] * 2000, "labels": [0] * 2000}
+    assert (await client.post("/score", json=body)).status_code == 200
+    booted = await client.post("/score", json={**body, "bootstrap": {"replicates": 10_000}})
+    assert booted.status_code == 413
+    assert "memory budget of 12 MiB" in booted.json()["detail"]
+    assert (await client.post("/score", json=body)).status_code == 200
+
+
+@pytest.mark.anyio
 async def test_a_chunked_or_compressed_body_is_refused_once_it_streams_past_the_budget(
     client: httpx.AsyncClient,
 ) -> None:
@@ -236,9 +247,9 @@ def test_each_route_and_encoding_peaks_within_its_cost() -> None:
     with running_server() as server, httpx.Client(timeout=120) as client:
         for size in (MIB, 24 * MIB):
             for body in bodies(size):
-                cost = COSTS[body.cost]
+                cost = COSTS[body.cost].of(body.size) + body.extra
                 growth = peak_growth(client, server.url, server.process.pid, body)
-                found.append((body.kind, body.size, growth, cost.of(body.size)))
+                found.append((body.kind, body.size, growth, cost))
     for kind, size, growth, reserved in found:
         assert growth <= reserved, f"{kind}, {size} bytes: peak {growth} > cost {reserved}"
         if size >= 24 * MIB:

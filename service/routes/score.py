@@ -13,13 +13,14 @@ from service.json_codec import Reply, compare_body, score_body
 from service.memory import JSON_COST
 from service.observability import record_batch
 from service.payload import discard_body, read_body, require_json
+from service.resampling import Reserve
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
 from service.settings import Settings
 
 router = APIRouter(tags=["scoring"])
 
-Handler = Callable[[bytes | bytearray, str, int], Reply]
+Handler = Callable[[bytes | bytearray, str, int, Reserve], Reply]
 ERRORS = problems(400, 413, 415, 422, 503)
 
 
@@ -38,7 +39,7 @@ async def _answer(request: Request, handler: Handler) -> JSONBytes:
     require_json(request)
     reply = await admission.compute(
         lambda reservation: read_body(request, settings.max_body_bytes, reservation.cover),
-        lambda body: handler(body, device, settings.max_elements),
+        lambda body, reserve: handler(body, device, settings.max_elements, reserve),
         settings.request_timeout_s,
         JSON_COST,
         lambda: discard_body(request, settings.max_body_bytes),

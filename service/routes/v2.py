@@ -29,6 +29,7 @@ from service.oip import (
     infer,
 )
 from service.payload import discard_body, read_body
+from service.resampling import Reserve
 from service.responses import JSONBytes
 from service.settings import Settings
 
@@ -160,8 +161,8 @@ async def _infer(request: Request, serving: Serving) -> Response:
     header_length = request.headers.get(HEADER_LENGTH)
     settings = serving.settings
 
-    def work(body: bytearray) -> Answer:
-        return infer(body, header_length, serving.devices.default, settings.max_elements)
+    def work(body: bytearray, reserve: Reserve) -> Answer:
+        return infer(body, header_length, serving.devices.default, settings.max_elements, reserve)
 
     answer = await serving.admission.compute(
         lambda reservation: read_body(request, settings.max_body_bytes, reservation.cover),
