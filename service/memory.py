@@ -23,7 +23,6 @@ import fcntl
 import mmap
 import os
 import re
-import struct
 import sys
 import threading
 from contextlib import AbstractContextManager
@@ -31,19 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ByteSize, TypeAdapter
 
 from service.cgroups import CGROUP_ROOT, MEMBERSHIP, tightest
 
 LEDGER_PATH = "FAIRLOSS_LEDGER"  # set for the workers by `service.supervisor.serve`
 MARGIN = 0.8  # of what is left once the idle processes are counted
-SLOTS = 256  # worker processes a ledger holds; a dead worker's slot is taken again
-_SLOT = struct.Struct("<qq")  # (pid, bytes held)
-_HEADER = struct.Struct("<q")  # the budget, written by the first worker to open the ledger
-LEDGER_BYTES = _HEADER.size + SLOTS * _SLOT.size
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+SLOTS = 256  # worker processes a ledger holds; a dead worker's row is taken again
+LEDGER_BYTES = 8 + SLOTS * 16  # the budget (written by the first worker), then (pid, held) rows
 MIB = 1024 * 1024
-LARGE_BLOCK = MIB  # blocks at least this large are mapped, and unmapped once freed
 _BYTES = TypeAdapter(ByteSize)
 _KUBERNETES = re.compile(r"([0-9.])\s*([KMGTPE]i)$", re.IGNORECASE)
 
@@ -154,17 +150,20 @@ class Ledger:
         self._file = None if path is None else open(path, "r+b")  # noqa: SIM115 (kept open)
         fd = -1 if self._file is None else self._file.fileno()
         self._map = mmap.mmap(fd, LEDGER_BYTES)
+        header = np.frombuffer(self._map, dtype="<i8", count=1)
+        # (pid, bytes held) of each worker: read and written in place, under the locks
+        self._table = np.frombuffer(self._map, dtype="<i8", offset=8).reshape(SLOTS, 2)
         self.pid = os.getpid()
         self._thread_lock = threading.Lock()
         with self._locked():
-            (written,) = _HEADER.unpack_from(self._map, 0)
-            if written <= 0:
-                _HEADER.pack_into(self._map, 0, budget)
-            self.budget: int = written if written > 0 else budget
-            self._slot = self._claim()
+            if header[0] <= 0:
+                header[0] = budget
+            self.budget = int(header[0])
+            self._row = self._claim()
 
     def close(self) -> None:
-        """Unmap the ledger (and close its file); this worker's slot stays until it exits."""
+        """Unmap the ledger (and close its file); this worker's row stays until it exits."""
+        del self._table
         self._map.close()
         if self._file is not None:
             self._file.close()
@@ -174,21 +173,18 @@ class Ledger:
         thread lock first, then the file's lock for the other processes."""
         return _Locks(self._thread_lock, None if self._file is None else self._file.fileno())
 
-    def _slots(self) -> list[tuple[int, int, int]]:
-        """(offset, pid, held) of every slot."""
-        offsets = range(_HEADER.size, LEDGER_BYTES, _SLOT.size)
-        return [(offset, *_SLOT.unpack_from(self._map, offset)) for offset in offsets]
-
     def _claim(self) -> int:
-        for offset, pid, _ in self._slots():
+        """This process's row of the table: a free one, or one whose worker is gone."""
+        for row, (pid, _) in enumerate(self._table.tolist()):
             if pid in (0, self.pid) or not _alive(pid):
-                _SLOT.pack_into(self._map, offset, self.pid, 0)
-                return offset
+                self._table[row] = (self.pid, 0)
+                return row
         raise RuntimeError(f"the memory ledger holds {SLOTS} workers at most")
 
     def held(self) -> int:
         """Bytes reserved now by the requests of every live worker."""
-        return sum(held for _, pid, held in self._slots() if pid and _alive(pid))
+        used = self._table[self._table[:, 0] != 0].tolist()
+        return sum(held for pid, held in used if _alive(pid))
 
     def reserve(self, more: int) -> bool:
         """Add ``more`` bytes to this worker's reservations if they fit the budget."""
@@ -203,8 +199,7 @@ class Ledger:
             self._add(-fewer)
 
     def _add(self, change: int) -> None:
-        pid, held = _SLOT.unpack_from(self._map, self._slot)
-        _SLOT.pack_into(self._map, self._slot, pid, held + change)
+        self._table[self._row, 1] += change
 
 
 class _Locks:
