@@ -89,7 +89,7 @@ def serve_fixed_answer() -> None:
     from service.settings import Settings
 
     answer = score_body(json_body(*payload(64, 10)), "cpu", 2**24)
-    route.score_body = lambda _body, _device, _limit: answer
+    route.score_body = lambda _body, _device, _limit, _reserve: answer
     service.__main__.run(Settings(workers=1))
 
 
