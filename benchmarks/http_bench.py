@@ -199,7 +199,7 @@ def print_memory() -> None:
         f"peak RSS {memory['bootstrap'][2] / mib:.0f} MiB with {replicates:,} replicates, "
         f"{plain / mib:.0f} MiB without (idle peak {idle / mib:.0f} MiB)"
     )
-    print("| body, 64 MiB decompressed | sent MiB | peak growth MiB | x body | cost MiB |")
+    print("| body, 64 MiB decompressed | sent MiB | peak growth MiB | x body | reserved MiB |")
     print("| --- | ---: | ---: | ---: | ---: |")
     costs = {"json": JSON_COST, "binary": BINARY_COST}
     with running_server({"FAIRLOSS_WORKERS": "1"}) as server, httpx.Client(timeout=300) as http:
@@ -207,7 +207,8 @@ def print_memory() -> None:
             growth = memory_peaks.peak_growth(http, server.url, server.process.pid, body)
             print(
                 f"| {body.kind} | {len(body.content) / mib:.1f} | {growth / mib:.0f} | "
-                f"{growth / body.size:.2f} | {costs[body.cost].of(body.size) / mib:.0f} |"
+                f"{growth / body.size:.2f} | "
+                f"{(costs[body.cost].of(body.size) + body.extra) / mib:.0f} |"
             )
             if body.kind == "/score JSON, 100 classes":
                 factor = growth / body.size

@@ -182,7 +182,8 @@ class Admission:
         try:
             self._admit()
         except ProblemError:
-            await discard()
+            with anyio.move_on_after(timeout_s):
+                await discard()
             raise
         reservation = Reservation(self.ledger, cost, self._memory_problem)
         holders = 1
