@@ -145,15 +145,15 @@ class Admission:
     def _memory_problem(self, status: int, needed: int) -> ProblemError:
         budget = self.ledger.budget if self.ledger is not None else 0
         mib = f"{needed / MIB:,.0f} MiB"
-        if status == 413:
-            self.reject("memory")
+        if status == 413:  # counted as too_large by the metrics, as every 413 is
             return ProblemError(
                 413,
                 "Content too large",
-                f"This request needs about {mib} of memory to score, more than this server's "
-                f"whole memory budget of {budget / MIB:,.0f} MiB (FAIRLOSS_MEMORY_BUDGET): send "
-                "fewer rows a request (the Python client splits them into chunks), binary "
-                "tensors through the Open Inference Protocol, or raise the budget.",
+                f"This request needs {mib} or more of memory to score, more than this "
+                f"server's whole memory budget of {budget / MIB:,.0f} MiB "
+                "(FAIRLOSS_MEMORY_BUDGET): send fewer rows a request (the Python client splits "
+                "them into chunks), fewer bootstrap replicates, binary tensors through the Open "
+                "Inference Protocol, or raise the budget.",
             )
         return self._problem(
             "memory",

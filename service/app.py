@@ -25,6 +25,7 @@ from service.deps import Devices
 from service.errors import install_error_handlers
 from service.memory import (
     LEDGER_PATH,
+    MIN_BUDGET,
     Ledger,
     default_budget,
     memory_limit,
@@ -78,12 +79,19 @@ def _ledger(settings: Settings) -> Ledger:
     if not budget:
         supervisor = os.environ.get(SUPERVISOR_PID)
         budget = default_budget(settings.workers or 1, int(supervisor) if supervisor else None)
-        if budget <= 0:
+        if budget < MIN_BUDGET:
             raise RuntimeError(
                 f"FAIRLOSS_MEMORY_BUDGET=auto: the {settings.workers or 1} worker(s) leave no "
                 f"memory for requests under the limit of {memory_limit()} bytes; run fewer "
                 "workers (FAIRLOSS_WORKERS) or give the container more memory"
             )
+    elif budget > memory_limit():
+        log.warning(
+            "FAIRLOSS_MEMORY_BUDGET=%d is more than the %d bytes this server may use: it cannot "
+            "keep the server from running out of memory",
+            budget,
+            memory_limit(),
+        )
     return Ledger(budget, os.environ.get(LEDGER_PATH))
 
 

@@ -22,14 +22,12 @@ from fairloss.sums import rank
 from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, text_fault, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
+from service.memory import Reserve, no_reserve, reserve_parsed
 from service.payload import parse_object
 from service.resampling import (
     REQUEST_FIELDS,
     Resampling,
-    Reserve,
-    no_reserve,
     parse_resampling,
-    reserve_replicates,
     uncertainty,
 )
 from service.schemas import ResponseOptions
@@ -133,7 +131,8 @@ def score_body(
     labels = labels_array(
         labels_value, predictions.shape[1], options.ignore_index, may_hold_booleans=booleans
     )
-    reserve_replicates(reserve, resampling.bootstrap, labels.shape[0], 1, options.ece_bins)
+    bootstrap = resampling.bootstrap
+    reserve_parsed(reserve, labels.size, 1, bootstrap, labels.shape[0], options.ece_bins)
     batch = score_batch(
         predictions,
         labels,
@@ -240,8 +239,8 @@ def compare_body(
     labels = labels_array(
         labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans
     )
-    reserve_replicates(
-        reserve, resampling.bootstrap, labels.shape[0], len(arrays), options.ece_bins
+    reserve_parsed(
+        reserve, labels.size, len(arrays), resampling.bootstrap, labels.shape[0], options.ece_bins
     )
     batches: dict[str, BatchScores] = {}
     for k, ((name, kind, _), array) in enumerate(zip(named, arrays, strict=True)):

@@ -25,43 +25,57 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import ByteSize, TypeAdapter
 
 from service.cgroups import CGROUP_ROOT, MEMBERSHIP, tightest
+
+if TYPE_CHECKING:
+    from fairloss.bootstrap import Bootstrap
 
 LEDGER_PATH = "FAIRLOSS_LEDGER"  # set for the workers by `service.supervisor.serve`
 MARGIN = 0.8  # of what is left once the idle processes are counted
 SLOTS = 256  # worker processes a ledger holds; a dead worker's row is taken again
 LEDGER_BYTES = 8 + SLOTS * 16  # the budget (written by the first worker), then (pid, held) rows
 MIB = 1024 * 1024
-_BYTES = TypeAdapter(ByteSize)
-_KUBERNETES = re.compile(r"([0-9.])\s*([KMGTPE]i)$", re.IGNORECASE)
+MIN_BUDGET = 8 * MIB  # a request needs 1 MiB at least: a smaller budget refuses them all
+MAX_BUDGET = 2**62  # the ledger keeps bytes as int64
+_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[A-Za-z]*)")
+_UNITS = {"": 1, "B": 1} | {
+    unit + b: scale
+    for k, prefix in enumerate("KMGTPE", start=1)
+    for unit, scale in ((prefix + "i", 1024**k), (prefix, 1000**k))
+    for b in ("", "B")
+}
+_UNITS |= {"k": 1000, "kB": 1000}
 
 
 def quantity(value: Any) -> Any:
     """A byte count as Kubernetes writes it: ``536870912``, ``512Mi``, ``2Gi``, ``1.5Gi``,
-    ``2G`` (10^9), also ``512MiB``; ``auto`` (any case) is ``0``, the derived default.
+    ``2G`` (10^9), also ``512MiB``; ``auto`` (any case) or ``0`` is ``0``, the derived default.
 
     Raises:
-        ValueError: for anything else, saying which forms are taken.
+        ValueError: for anything else (``1,5Gi``, ``10%``, ``5.Gi``), or a budget under
+            `MIN_BUDGET` or over `MAX_BUDGET`, saying which forms and sizes are taken.
     """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.lower() == "auto":
-        return 0
-    try:
-        return int(_BYTES.validate_python(_KUBERNETES.sub(r"\1\2B", text)))
-    except ValueError:
-        raise ValueError(
-            f"expected a number of bytes (536870912, 512Mi, 2Gi, 1.5G) or 'auto', got {value!r}"
-        ) from None
+    if isinstance(value, str):
+        text = value.strip()
+        found = _QUANTITY.fullmatch(text)
+        if text.lower() == "auto":
+            return 0
+        if found is None or found["unit"] not in _UNITS:
+            raise ValueError(
+                f"expected a number of bytes (536870912, 512Mi, 2Gi, 1.5G) or 'auto', got {value!r}"
+            )
+        value = int(float(found["number"]) * _UNITS[found["unit"]])
+    if type(value) is int and value and not MIN_BUDGET <= value <= MAX_BUDGET:
+        raise ValueError(f"expected from 8Mi to 4Ei bytes, or 'auto', got {value}")
+    return value
 
 
 def _v2_limit(directory: Path) -> int | None:
@@ -134,8 +148,39 @@ imported: the supervisor reads this module and must not load torch; a test holds
 JSON_COST = Cost(per_byte=5.5, block_per_byte=1.2)
 """``/score``, ``/compare`` and the Open Inference Protocol's JSON: about 20 bytes a number,
 parsed at about 3.7 bytes a byte (simdjson), or 5 when the body needs the general parser."""
-BINARY_COST = Cost(per_byte=2.25, block_per_byte=6.0)
+BINARY_COST = Cost(per_byte=3.0, block_per_byte=6.0)
 """The Open Inference Protocol's binary tensors: 4 bytes a float32 logit."""
+
+
+ROW_BYTES = 224
+"""What each sample (row) of each candidate holds once parsed, besides the body's cost: its
+per-sample columns in the core and in the answer. Reserved once the rows are known, as a body
+of narrow rows (``[0, 1]``, 6 bytes) holds far more per byte than the 20 bytes a number the
+costs above assume."""
+Reserve = Callable[[int], None]
+
+
+def no_reserve(_: int) -> None:
+    return None
+
+
+def reserve_parsed(
+    reserve: Reserve,
+    samples: int,
+    candidates: int = 1,
+    bootstrap: Bootstrap | None = None,
+    items: int = 0,
+    ece_bins: int = 15,
+) -> None:
+    """Ask ``reserve`` for what a parsed request holds besides its body's cost: `ROW_BYTES` a
+    sample of each candidate, and a bootstrap's working memory over ``items`` items (the first
+    axis), `fairloss.scoring.replicates_bytes`."""
+    extra = ROW_BYTES * samples * candidates
+    if bootstrap is not None:
+        from fairloss.scoring import replicates_bytes  # here: the supervisor loads no torch
+
+        extra += replicates_bytes(items, candidates, ece_bins, bootstrap.replicates)
+    reserve(extra)
 
 
 class Ledger:

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import logs
 
-REASONS = ("busy", "too_large", "invalid", "unauthorized", "timeout")
+REASONS = ("busy", "memory", "too_large", "invalid", "unauthorized", "timeout")
 # HTTP's methods (RFC 9110 §9, RFC 5789): the metrics' method label is one of these or "other".
 METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")

@@ -23,15 +23,13 @@ from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
 from fairloss.uncertainty import intervals
 from service.errors import echoed, text_fault
+from service.memory import Reserve, no_reserve, reserve_parsed
 from service.oip_tensors import bad_request, json_object, read_inputs
 from service.payload import parse_object
 from service.resampling import (
     REQUEST_FIELDS,
     Resampling,
-    Reserve,
-    no_reserve,
     parse_resampling,
-    reserve_replicates,
 )
 from service.wire import header_int, number
 
@@ -124,8 +122,8 @@ def infer(
     tensors = read_inputs(request, body, split, max_elements)
     ignored += [*tensors.ignored, *ignored_outputs]
     bootstrap = resampling.bootstrap if "intervals" in outputs else None
-    items = tensors.labels.shape[0]
-    reserve_replicates(reserve, bootstrap, items, 1, options.ece_bins)
+    labels = tensors.labels
+    reserve_parsed(reserve, labels.size, 1, bootstrap, labels.shape[0], options.ece_bins)
     batch = score_batch(
         tensors.predictions,
         tensors.labels,

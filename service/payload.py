@@ -103,6 +103,10 @@ async def read_body(
     except ProblemError:
         body.clear()  # before the refusal is answered, maybe after the rest is read
         raise
+    except ClientDisconnect:
+        raise ProblemError(
+            400, "Bad request", "The client closed the connection before it sent the whole body."
+        ) from None
 
 
 async def _declared(request: Request, length: int) -> bytearray:

@@ -4,13 +4,12 @@ differences and (when asked) the per-replicate sums out. The maths is the core's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError, describe
-from fairloss.scoring import replicates_bytes
 from fairloss.sums import ScoreSums
 from fairloss.uncertainty import intervals
 from service.errors import unknown_fields
@@ -18,21 +17,6 @@ from service.wire import replicates_to_dict
 
 FIELDS_IN = ("replicates", "confidence_level", "seed", "replicate_sums")
 REQUEST_FIELDS = ("bootstrap", "row_offset")
-
-
-Reserve = Callable[[int], None]
-
-
-def no_reserve(_: int) -> None:
-    return None
-
-
-def reserve_replicates(
-    reserve: Reserve, bootstrap: Bootstrap | None, items: int, candidates: int, bins: int
-) -> None:
-    """Ask ``reserve`` for the memory of a bootstrap (if any) of ``candidates`` x ``items``."""
-    if bootstrap is not None:
-        reserve(replicates_bytes(items, candidates, bins, bootstrap.replicates))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -19,11 +19,12 @@ import httpx
 import numpy as np
 import orjson
 
-from fairloss.options import ScoringOptions
-from fairloss.scoring import replicates_bytes
+from fairloss.bootstrap import Bootstrap
+from service.memory import reserve_parsed
 from service.typed_arrays import encode
 
 JSON = {"Content-Type": "application/json"}
+GZIP = {"Content-Encoding": "gzip"}
 OIP = "/v2/models/fairloss/infer"
 
 
@@ -88,67 +89,68 @@ def _oip_binary(n: int, c: int) -> tuple[bytes, dict[str, str]]:
     return header + z.tobytes() + y.tobytes(), length
 
 
-def _sized(build: Callable[[int], bytes], size: int) -> bytes:
-    """``build(n)`` with n chosen to make a body of about ``size`` bytes (from below)."""
+def _sized(build: Callable[[int], bytes], size: int) -> tuple[bytes, int]:
+    """``build(n)`` with n chosen to make a body of about ``size`` bytes (from below), and n."""
     probe = build(1000)
     n = max(1, int(1000 * size / len(probe)))
     while len(body := build(n)) > size:
         n = int(n * 0.97)
-    return body
+    return body, n
+
+
+def _narrow(n: int) -> bytes:
+    """``[0,1]`` and ``[1,0]`` rows: 6 bytes a row of 2 classes, the most rows a body holds."""
+    rows = b",".join([b"[0,1]", b"[1,0]"] * (n // 2))
+    labels = b",".join([b"0", b"1"] * (n // 2))
+    return b'{"logits":[' + rows + b'],"labels":[' + labels + b"]}"
 
 
 def bodies(size: int) -> list[Body]:
     """A body of about ``size`` bytes (decompressed) of each route and encoding."""
     found = []
 
-    def add(kind: str, cost: str, path: str, content: bytes, headers: dict[str, str]) -> None:
-        found.append(Body(kind, cost, path, content, headers, len(content)))
+    def add(
+        kind: str,
+        path: str,
+        built: tuple[bytes, int],
+        headers: dict[str, str] = JSON,
+        candidates: int = 1,
+        replicates: int = 0,
+    ) -> None:
+        content, n = built
+        binary = "Inference-Header-Content-Length" in headers
+        extra: list[int] = []
+        bootstrap = Bootstrap(replicates=replicates) if replicates else None
+        reserve_parsed(extra.append, n, candidates, bootstrap, n)
+        cost = "binary" if binary else "json"
+        found.append(Body(kind, cost, path, content, headers, len(content), extra[0]))
 
     for c in (100, 10):
-        add(f"/score JSON, {c} classes", "json", "/score", _sized(partial(_score, c=c), size), JSON)
+        add(f"/score JSON, {c} classes", "/score", _sized(partial(_score, c=c), size))
+    add("/score JSON, [0,1] rows", "/score", _sized(_narrow, size))
     wide = _sized(lambda n: _score(n, 100)[:-1] + b',"precision":"float64"}', size)
-    add("/score JSON, float64", "json", "/score", wide, JSON)
-    add("/score typed base64", "json", "/score", _sized(lambda n: _typed(n, 100), size), JSON)
+    add("/score JSON, float64", "/score", wide)
+    add("/score typed base64", "/score", _sized(lambda n: _typed(n, 100), size))
     add(
-        "/compare JSON, 2 candidates",
-        "json",
-        "/compare",
-        _sized(lambda n: _compare(n, 100), size),
-        JSON,
+        "/compare JSON, 2 candidates", "/compare", _sized(lambda n: _compare(n, 100), size), JSON, 2
     )
     # A '[' in a name sends the body to the general parser (orjson, a Python object a number).
     general = _sized(lambda n: _compare(n, 100, "b["), size)
-    add("/compare JSON, general parser", "json", "/compare", general, JSON)
-    plain = _sized(lambda n: _score(n, 100), size)
-    for c, replicates in ((10, 1000), (100, 10_000)):
-        boot = _sized(partial(_compare, c=c, replicates=replicates), size)
-        items = orjson.loads(boot)["labels"].__len__()
-        extra = replicates_bytes(items, 2, ScoringOptions().ece_bins, replicates)
-        kind = f"/compare JSON, {c} classes, bootstrap {replicates:,}"
-        found.append(Body(kind, "json", "/compare", boot, JSON, len(boot), extra))
-    found.append(
-        Body(
-            "/score JSON gzip",
-            "json",
-            "/score",
-            gzip.compress(plain, 1),
-            {**JSON, "Content-Encoding": "gzip"},
-            len(plain),
-        )
-    )
-    add("OIP JSON", "json", OIP, _sized(lambda n: _oip_json(n, 100), size), JSON)
+    add("/compare JSON, general parser", "/compare", general, JSON, 2)
+    for c, r in ((10, 1000), (100, 10_000)):
+        boot = _sized(partial(_compare, c=c, replicates=r), size)
+        add(f"/compare JSON, {c} classes, bootstrap {r:,}", "/compare", boot, JSON, 2, r)
+    plain, n = _sized(lambda n: _score(n, 100), size)
+    add("/score JSON gzip", "/score", (gzip.compress(plain, 1), n), {**JSON, **GZIP})
+    found[-1] = replace(found[-1], size=len(plain))
+    add("OIP JSON", OIP, _sized(lambda n: _oip_json(n, 100), size))
+    for c in (100, 2):
+        n = max(1, size // (4 * c + 8))
+        binary, header = _oip_binary(n, c)
+        add(f"OIP binary, {c} classes", OIP, (binary, n), header)
     binary, header = _oip_binary(max(1, size // 408), 100)
-    add("OIP binary", "binary", OIP, binary, header)
-    found.append(
-        Body(
-            "OIP binary gzip",
-            "binary",
-            OIP,
-            gzip.compress(binary, 1),
-            {**header, "Content-Encoding": "gzip"},
-            len(binary),
-        )
-    )
+    add("OIP binary gzip", OIP, (gzip.compress(binary, 1), size // 408), {**header, **GZIP})
+    found[-1] = replace(found[-1], size=len(binary))
     return found
 
 

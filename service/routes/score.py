@@ -10,10 +10,9 @@ from pydantic import BaseModel
 
 from service.admission import Admission
 from service.json_codec import Reply, compare_body, score_body
-from service.memory import JSON_COST
+from service.memory import JSON_COST, Reserve
 from service.observability import record_batch
 from service.payload import discard_body, read_body, require_json
-from service.resampling import Reserve
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
 from service.settings import Settings

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from service.admission import Admission
 from service.deps import AdmissionDep, Devices, DevicesDep, SettingsDep
 from service.errors import ProblemError
-from service.memory import BINARY_COST, JSON_COST
+from service.memory import BINARY_COST, JSON_COST, Reserve
 from service.observability import record_batch
 from service.oip import (
     HEADER_LENGTH,
@@ -29,7 +29,6 @@ from service.oip import (
     infer,
 )
 from service.payload import discard_body, read_body
-from service.resampling import Reserve
 from service.responses import JSONBytes
 from service.settings import Settings
 
