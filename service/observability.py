@@ -35,6 +35,7 @@ METHODS = frozenset(
 STATUS_REASONS = {
     400: "invalid",
     401: "unauthorized",
+    408: "timeout",
     413: "too_large",
     415: "invalid",
     422: "invalid",

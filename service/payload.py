@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
@@ -56,9 +58,14 @@ def too_large(limit: int) -> ProblemError:
 
 
 async def read_body(
-    request: Request, limit: int, cover: Callable[[int], None] = lambda _: None
+    request: Request,
+    limit: int,
+    cover: Callable[[int], None] = lambda _: None,
+    idle_s: float = math.inf,
 ) -> bytearray:
-    """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``.
+    """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``, a
+    408 when none of it arrives for ``idle_s`` seconds (a client that sends its headers and
+    then stalls would otherwise hold the memory reserved for its body).
 
     ``cover(size)`` is called with the body's declared size before any of it is read (0 when
     none is declared), then with its size each time it grows: a chunked body, or a compressed
@@ -82,10 +89,11 @@ async def read_body(
     body = bytearray()
     try:
         cover(length)
+        chunks = _arriving(request, idle_s)
         if coding is None and declared is not None:
-            return await _declared(request, length)
+            return await _declared(chunks, length)
         if coding is None:
-            async for chunk in request.stream():
+            async for chunk in chunks:
                 body += chunk
                 if len(body) > limit:
                     raise too_large(limit)
@@ -93,7 +101,7 @@ async def read_body(
             return body
         inflater = Inflater(coding, limit)
         received = 0
-        async for chunk in request.stream():
+        async for chunk in chunks:
             received += len(chunk)
             if received > limit or not inflater.feed(chunk, body):
                 raise too_large(limit)
@@ -109,14 +117,33 @@ async def read_body(
         ) from None
 
 
-async def _declared(request: Request, length: int) -> bytearray:
+async def _arriving(request: Request, idle_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks; a 408 once none arrives for ``idle_s`` seconds."""
+    stream = request.stream()
+    while True:
+        with anyio.move_on_after(idle_s) as waited:
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+        if waited.cancelled_caught:
+            raise ProblemError(
+                408,
+                "Request timeout",
+                f"No part of the body arrived for {idle_s:g} s (FAIRLOSS_BODY_IDLE_TIMEOUT_S); "
+                "send the body as you send the headers.",
+            )
+        yield chunk
+
+
+async def _declared(chunks: AsyncIterator[bytes], length: int) -> bytearray:
     """A body of a declared length, read into a buffer of that length: grown chunk by chunk
     instead, a big body was copied as it grew, and left freed copies behind in the worker's
     heap (a 64 MiB body peaked 0.5x its size higher)."""
     body = bytearray(length)
     filled = 0
     with memoryview(body) as view:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             end = filled + len(chunk)
             if end > length:
                 break

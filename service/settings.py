@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     inline_bytes: int = Field(default=16 * 1024, ge=0)
     graceful_shutdown_s: int = Field(default=8, gt=0)
     request_timeout_s: float = Field(default=60.0, gt=0)
+    body_idle_timeout_s: float = Field(default=10.0, gt=0)
     api_keys: SecretList = Field(default_factory=list, repr=False)
     cors_origins: Origins = Field(default_factory=list)
     log_level: LogLevel = "info"

@@ -193,6 +193,31 @@ async def test_a_body_that_could_never_fit_is_a_413_naming_the_budget(
 
 
 @pytest.mark.anyio
+async def test_a_body_that_stalls_is_a_408_and_gives_its_reservation_back() -> None:
+    """A client that sends its headers, part of its body, then nothing, would hold its
+    reservation for the whole request time limit: after FAIRLOSS_BODY_IDLE_TIMEOUT_S with no
+    byte, a 408, and the memory is free again."""
+    settings = Settings(memory_budget=64 * MIB, body_idle_timeout_s=0.2)
+    app = create_app(settings)
+    body = _score_json(2000)
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield body[:1000]
+        await asyncio.sleep(2)
+        yield body[1000:]
+
+    async with in_process(settings, app) as client:
+        started = time.monotonic()
+        headers = {"Content-Length": str(len(body))}
+        response = await client.post("/score", content=stalls(), headers=headers)
+        assert response.status_code == 408, response.text
+        assert time.monotonic() - started < 1.5
+        assert "FAIRLOSS_BODY_IDLE_TIMEOUT_S" in response.json()["detail"]
+        assert app.state.admission.ledger.held() == 0
+        assert (await client.post("/score", content=body)).status_code == 200
+
+
+@pytest.mark.anyio
 async def test_a_bootstrap_reserves_its_memory_too(client: httpx.AsyncClient) -> None:
     """A body the budget takes, whose bootstrap's working memory it could never hold: 413."""
     body = {"logits": [[1.0, 0.0]] * 2000, "labels": [0] * 2000}

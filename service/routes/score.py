@@ -37,7 +37,9 @@ async def _answer(request: Request, handler: Handler) -> JSONBytes:
     device: str = state.devices.default
     require_json(request)
     reply = await admission.compute(
-        lambda reservation: read_body(request, settings.max_body_bytes, reservation.cover),
+        lambda reservation: read_body(
+            request, settings.max_body_bytes, reservation.cover, settings.body_idle_timeout_s
+        ),
         lambda body, reserve: handler(body, device, settings.max_elements, reserve),
         settings.request_timeout_s,
         JSON_COST,

@@ -164,7 +164,9 @@ async def _infer(request: Request, serving: Serving) -> Response:
         return infer(body, header_length, serving.devices.default, settings.max_elements, reserve)
 
     answer = await serving.admission.compute(
-        lambda reservation: read_body(request, settings.max_body_bytes, reservation.cover),
+        lambda reservation: read_body(
+            request, settings.max_body_bytes, reservation.cover, settings.body_idle_timeout_s
+        ),
         work,
         settings.request_timeout_s,
         JSON_COST if header_length is None else BINARY_COST,
