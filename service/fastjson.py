@@ -12,7 +12,7 @@ that body and says what is wrong. Both paths accept the same bodies and give the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sized
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 import simdjson
@@ -21,18 +21,39 @@ MATRICES = frozenset({"logits", "probabilities", "log_probabilities"})
 VECTORS: dict[str, Literal["i", "d"]] = {"labels": "i", "sample_weight": "d"}  # element types
 NESTED = frozenset({"candidates", "inputs"})  # arrays of objects: /compare's, OIP's tensors
 INTEGER_DATATYPES = frozenset({"INT32", "INT64"})
+MIB = 1024 * 1024
 
 
 class _NotFastError(Exception):
     """This body needs the general path."""
 
 
-def parse_fast(body: bytes | bytearray) -> dict[str, Any] | None:
+class Structure(NamedTuple):
+    """How many commas and opening brackets a JSON body holds: about one per number and one
+    per array, which is what parsing it costs (`service.memory.JSON_COST`)."""
+
+    commas: int
+    opening: int
+
+
+def structure(body: bytes | bytearray) -> Structure:
+    """`Structure` of ``body``, counted by numpy a MiB at a time (faster than ``bytes.count``,
+    and with no array of flags as long as the body)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    commas = opening = 0
+    for start in range(0, data.size, MIB):
+        block = data[start : start + MIB]
+        commas += int(np.count_nonzero(block == ord(",")))
+        opening += int(np.count_nonzero(block == ord("[")))
+    return Structure(commas, opening)
+
+
+def parse_fast(body: bytes | bytearray, opening: int | None = None) -> dict[str, Any] | None:
     """The body's object, with 2-D predictions (N x C float64), flat ``labels`` (int64),
-    flat ``sample_weight`` (float64) and the flat ``data`` of OIP tensors as arrays."""
-    # Counted before the parse, in place: an array of flags as long as the body would add the
-    # body's size again to the request's peak memory.
-    opening = body.count(b"[")
+    flat ``sample_weight`` (float64) and the flat ``data`` of OIP tensors as arrays;
+    ``opening`` is the count of ``[`` in the body, when `structure` has counted it already."""
+    if opening is None:
+        opening = structure(body).opening
     try:
         document = simdjson.Parser().parse(body)
         if not isinstance(document, simdjson.Object):

@@ -23,7 +23,7 @@ from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, text_fault, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.memory import Reserve, no_reserve, reserve_parsed
-from service.payload import parse_object
+from service.payload import parse_reserved
 from service.resampling import (
     REQUEST_FIELDS,
     Resampling,
@@ -119,7 +119,7 @@ def score_body(
 ) -> Reply:
     """``POST /score``: request bytes to response bytes. ``reserve(bytes)`` is asked for the
     memory a bootstrap needs besides the body's (`fairloss.scoring.replicates_bytes`)."""
-    data = parse_object(body)
+    data = parse_reserved(body, reserve)
     options, response = parse_options(data, *KINDS, "labels", "sample_weight", *REQUEST_FIELDS)
     resampling = parse_resampling(data)
     kind, value = prediction(data)
@@ -212,7 +212,7 @@ def compare_body(
     body: bytes | bytearray, default_device: str, max_elements: int, reserve: Reserve = no_reserve
 ) -> Reply:
     """``POST /compare``: request bytes to response bytes; ``reserve`` as for `score_body`."""
-    data = parse_object(body)
+    data = parse_reserved(body, reserve)
     named = _candidates(data.get("candidates"))
     options, response = parse_options(
         data, "labels", "candidates", "sample_weight", *REQUEST_FIELDS

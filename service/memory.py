@@ -148,6 +148,20 @@ imported: the supervisor reads this module and must not load torch; a test holds
 JSON_COST = Cost(per_byte=5.5, block_per_byte=1.2)
 """``/score``, ``/compare`` and the Open Inference Protocol's JSON: about 20 bytes a number,
 parsed at about 3.7 bytes a byte (simdjson), or 5 when the body needs the general parser."""
+PARSE_PER_BYTE = 2
+PARSE_PER_MARK = 40
+"""What parsing a JSON body holds at its peak: the body and the parser's copy of it, and for
+each comma or ``[`` (about one per number and one per array) the parser's tape and indexes
+and the arrays it makes. `JSON_COST` assumes 20 bytes a number; a body of narrow rows
+(``[0,1]``, 3 marks in 6 bytes) needs more, reserved once its marks are counted."""
+
+
+def parse_extra(size: int, marks: int) -> int:
+    """What parsing a JSON body of ``size`` bytes and ``marks`` commas and ``[`` holds past
+    what `JSON_COST` reserved for its size."""
+    return max(0, PARSE_PER_BYTE * size + PARSE_PER_MARK * marks - JSON_COST.of(size))
+
+
 BINARY_COST = Cost(per_byte=3.0, block_per_byte=6.0)
 """The Open Inference Protocol's binary tensors: 4 bytes a float32 logit."""
 

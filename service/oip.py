@@ -25,7 +25,7 @@ from fairloss.uncertainty import intervals
 from service.errors import echoed, text_fault
 from service.memory import Reserve, no_reserve, reserve_parsed
 from service.oip_tensors import bad_request, json_object, read_inputs
-from service.payload import parse_object
+from service.payload import parse_reserved
 from service.resampling import (
     REQUEST_FIELDS,
     Resampling,
@@ -96,7 +96,7 @@ def infer(
     `service.json_codec.score_body`."""
     split = _split(body, header_length)
     header = body if split == len(body) else bytes(body[:split])
-    request = json_object(parse_object(header), "The request", REQUEST_KEYS)
+    request = json_object(parse_reserved(header, reserve), "The request", REQUEST_KEYS)
     if not isinstance(request.get("id", ""), str):
         raise bad_request("'id' must be a string")
     if (fault := text_fault(request.get("id", ""))) is not None:  # the answer echoes it

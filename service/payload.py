@@ -22,8 +22,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from service.encoding import Inflater, content_encoding
 from service.errors import ProblemError
-from service.fastjson import parse_fast
+from service.fastjson import parse_fast, structure
 from service.json_arrays import SEND_MORE
+from service.memory import Reserve, parse_extra
 from service.wire import header_int
 
 
@@ -188,15 +189,16 @@ def _collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def parse_object(body: bytes | bytearray) -> dict[str, Any]:
+def parse_object(body: bytes | bytearray, opening: int | None = None) -> dict[str, Any]:
     """Parse a JSON object; NaN and Infinity literals parse, to be refused later with a 422.
 
     Numeric ``logits`` and ``labels`` come back as numpy arrays when the fast path
-    (`service.fastjson`) can take the body, and as lists otherwise.
+    (`service.fastjson`) can take the body, and as lists otherwise. ``opening``: the body's
+    count of ``[``, when `structure` has counted it already.
     """
     # A body of typed arrays is mostly base64 text, which orjson reads at once; the fast path
     # (made for numbers) would parse it only to hand it on.
-    fast = None if b'"dtype"' in body else parse_fast(body)
+    fast = None if b'"dtype"' in body else parse_fast(body, opening)
     if fast is not None:
         return fast
     try:
@@ -212,6 +214,14 @@ def parse_object(body: bytes | bytearray) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProblemError(400, "Bad request", "The body must be a JSON object.")
     return data
+
+
+def parse_reserved(body: bytes | bytearray, reserve: Reserve) -> dict[str, Any]:
+    """`parse_object`, once ``reserve`` was asked for what parsing ``body`` holds past what
+    its size reserved (`service.memory.PARSE_PER_MARK`)."""
+    marks = structure(body)
+    reserve(parse_extra(len(body), marks.commas + marks.opening))
+    return parse_object(body, marks.opening)
 
 
 def _utf8_text(body: bytes | bytearray) -> str:

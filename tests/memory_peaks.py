@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +20,8 @@ import numpy as np
 import orjson
 
 from fairloss.bootstrap import Bootstrap
-from service.memory import reserve_parsed
+from service.fastjson import structure
+from service.memory import parse_extra, reserve_parsed
 from service.typed_arrays import encode
 
 JSON = {"Content-Type": "application/json"}
@@ -119,11 +120,15 @@ def bodies(size: int) -> list[Body]:
     ) -> None:
         content, n = built
         binary = "Inference-Header-Content-Length" in headers
+        plain = gzip.decompress(content) if "Content-Encoding" in headers else content
         extra: list[int] = []
+        if not binary:
+            marks = structure(plain)
+            extra.append(parse_extra(len(plain), marks.commas + marks.opening))
         bootstrap = Bootstrap(replicates=replicates) if replicates else None
         reserve_parsed(extra.append, n, candidates, bootstrap, n)
         cost = "binary" if binary else "json"
-        found.append(Body(kind, cost, path, content, headers, len(content), extra[0]))
+        found.append(Body(kind, cost, path, content, headers, len(plain), sum(extra)))
 
     for c in (100, 10):
         add(f"/score JSON, {c} classes", "/score", _sized(partial(_score, c=c), size))
@@ -142,7 +147,6 @@ def bodies(size: int) -> list[Body]:
         add(f"/compare JSON, {c} classes, bootstrap {r:,}", "/compare", boot, JSON, 2, r)
     plain, n = _sized(lambda n: _score(n, 100), size)
     add("/score JSON gzip", "/score", (gzip.compress(plain, 1), n), {**JSON, **GZIP})
-    found[-1] = replace(found[-1], size=len(plain))
     add("OIP JSON", OIP, _sized(lambda n: _oip_json(n, 100), size))
     for c in (100, 2):
         n = max(1, size // (4 * c + 8))
@@ -150,7 +154,6 @@ def bodies(size: int) -> list[Body]:
         add(f"OIP binary, {c} classes", OIP, (binary, n), header)
     binary, header = _oip_binary(max(1, size // 408), 100)
     add("OIP binary gzip", OIP, (gzip.compress(binary, 1), size // 408), {**header, **GZIP})
-    found[-1] = replace(found[-1], size=len(binary))
     return found
 
 

@@ -120,7 +120,7 @@ def test_oip_json_tensors_take_the_fast_path_and_answer_as_the_general_one(
     assert isinstance(fast["inputs"][0]["data"], np.ndarray)
     assert fast["inputs"][1]["data"].dtype == np.int64
     answer = infer(body, None, "cpu", 10**6).body
-    monkeypatch.setattr("service.payload.parse_fast", lambda _: None)
+    monkeypatch.setattr("service.payload.parse_fast", lambda *_: None)
     assert infer(body, None, "cpu", 10**6).body == answer
 
 
