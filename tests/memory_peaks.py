@@ -149,7 +149,7 @@ def bodies(size: int) -> list[Body]:
     add("/score JSON gzip", "/score", (gzip.compress(plain, 1), n), {**JSON, **GZIP})
     add("OIP JSON", OIP, _sized(lambda n: _oip_json(n, 100), size))
     for c in (100, 2):
-        n = max(1, size // (4 * c + 8))
+        n = max(1, (size - 4096) // (4 * c + 8))  # room for the JSON header
         binary, header = _oip_binary(n, c)
         add(f"OIP binary, {c} classes", OIP, (binary, n), header)
     binary, header = _oip_binary(max(1, size // 408), 100)
