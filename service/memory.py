@@ -43,7 +43,7 @@ MARGIN = 0.8  # of what is left once the idle processes are counted
 SLOTS = 256  # worker processes a ledger holds; a dead worker's row is taken again
 LEDGER_BYTES = 8 + SLOTS * 16  # the budget (written by the first worker), then (pid, held) rows
 MIB = 1024 * 1024
-MIN_BUDGET = 8 * MIB  # a request needs 1 MiB at least: a smaller budget refuses them all
+MIN_BUDGET = 8 * MIB  # a request needs 4 MiB at least: a smaller budget takes one at a time
 MAX_BUDGET = 2**62  # the ledger keeps bytes as int64
 _QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[A-Za-z]*)")
 _UNITS = {"": 1, "B": 1} | {
@@ -136,7 +136,7 @@ class Cost:
 
     per_byte: float
     block_per_byte: float
-    fixed: int = MIB
+    fixed: int = 4 * MIB
 
     def of(self, size: int) -> int:
         return self.fixed + int(self.per_byte * size + min(self.block_per_byte * size, BLOCKS))
