@@ -54,14 +54,15 @@ async def _until_refused(url: str) -> None:
     """Return once a new connection to ``url`` is refused (the server stopped listening).
 
     A probe that the kernel queued on a listening socket just as a worker closed it is dropped
-    unanswered (RemoteProtocolError): a race of the probe's, not an answer, so probe again."""
+    unanswered (RemoteProtocolError) or reset (ReadError): a race of the probe's, not an
+    answer, so probe again."""
     async with httpx.AsyncClient(timeout=5) as fresh:
         while True:
             try:
                 await fresh.get(url)
             except httpx.ConnectError:
                 return
-            except httpx.RemoteProtocolError:
+            except (httpx.RemoteProtocolError, httpx.ReadError):
                 pass
             await anyio.sleep(0.02)
 
