@@ -186,6 +186,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "paper counts as correct and accuracy's argmax may not). POST /compare counts the "
         "(correct, wrong) pairs each criterion orders the wrong way.",
         lifespan=lifespan,
+        # Operation ids are the routes' names (score, compare, model_infer), which code
+        # generators turn into function names, not FastAPI's score_score_post.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.ready = False

@@ -1,8 +1,9 @@
 """Optional API keys (``Authorization: Bearer <key>``), as a pure ASGI middleware.
 
 With no keys configured the middleware is not installed. With keys, every route but the health
-probes needs one; keys are compared in constant time, and each request is compared with every
-key, so the time taken says nothing about which key came close.
+probes, the dashboard's page and the API's description needs one; keys are compared in
+constant time, and each request is compared with every key, so the time taken says nothing
+about which key came close.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import PROBLEM_MEDIA_TYPE, ProblemError, is_oip, respond
 
-# The health probes, which orchestrators call without credentials, and the dashboard's page and
-# files, which a browser loads without them (its API calls then send the key).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
+# The health probes, which orchestrators call without credentials; the dashboard's page and
+# files, which a browser loads without them (its API calls then send the key); and the API's
+# description and its pages, from which code generators (openapi-typescript, @hey-api) and
+# people read the API before they hold a key (it says which routes need one).
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
 OPEN_PREFIXES = ("/v2/health/", "/static/")
 REALM = 'Bearer realm="fairloss"'
 

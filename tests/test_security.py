@@ -24,14 +24,22 @@ PROTECTED = [
     ("POST", "/v2/models/fairloss/infer"),
     ("GET", "/info"),
     ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
     ("GET", "/v2"),
     ("GET", "/v2/models/fairloss"),
     ("GET", "/v2/models/fairloss/ready"),
     ("GET", "/no/such/route"),
 ]
-OPEN = ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/static/app.js"]
+OPEN = [
+    "/healthz",
+    "/readyz",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/",
+    "/static/app.js",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+]
 
 
 @pytest.fixture
@@ -62,7 +70,7 @@ async def test_every_route_but_the_probes_needs_a_key(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", OPEN)
-async def test_health_probes_and_the_dashboard_page_need_no_key(
+async def test_health_probes_the_dashboard_page_and_the_api_description_need_no_key(
     client: httpx.AsyncClient, path: str
 ) -> None:
     response = await client.get(path)
