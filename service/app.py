@@ -31,6 +31,7 @@ from service.memory import (
     memory_limit,
 )
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
+from service.oip import HEADER_LENGTH
 from service.routes import health, metrics, score, v2
 from service.routes.dashboard import install_dashboard
 from service.schemas import CompareRequest, Problem, ScoreRequest
@@ -158,9 +159,16 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            # Content-Encoding: a page may send its body gzipped, as the routes take it.
-            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            # Content-Encoding: a page may send its body gzipped, as the routes take it;
+            # Inference-Header-Content-Length: the protocol's binary tensors, both ways.
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Encoding",
+                "X-Request-ID",
+                HEADER_LENGTH,
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", HEADER_LENGTH],
         )
     app.add_middleware(
         ObservabilityMiddleware,

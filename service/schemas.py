@@ -265,9 +265,18 @@ class CompareResponse(BaseModel):
     differences: list[PairedDifference] | None = Field(None, description="with a bootstrap")
 
 
+class FieldError(BaseModel):
+    """One fault of a request, as pydantic words it: where (``loc``, field names and indices
+    from the body's top), what (``msg``) and its kind (``type``, e.g. ``ragged_row``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class Problem(BaseModel):
     type: str
     title: str
     status: int
     detail: str
-    errors: list[dict[str, object]] | None = None
+    errors: list[FieldError] | None = None

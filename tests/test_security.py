@@ -144,12 +144,20 @@ async def test_the_schema_documents_the_bearer_scheme(client: httpx.AsyncClient)
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "asked", ["authorization, content-type", "content-type, content-encoding, x-request-id"]
+    ("path", "asked"),
+    [
+        ("/score", "authorization, content-type"),
+        ("/score", "content-type, content-encoding, x-request-id"),
+        ("/v2/models/fairloss/infer", "content-type, inference-header-content-length"),
+    ],
 )
-async def test_a_cors_preflight_needs_no_key(client: httpx.AsyncClient, asked: str) -> None:
-    """A page may send its body gzipped: Content-Encoding is among the headers allowed."""
+async def test_a_cors_preflight_needs_no_key(
+    client: httpx.AsyncClient, path: str, asked: str
+) -> None:
+    """A page may send its body gzipped (Content-Encoding), or binary tensors through the
+    Open Inference Protocol (Inference-Header-Content-Length): both headers are allowed."""
     response = await client.options(
-        "/score",
+        path,
         headers={
             "Origin": ORIGIN,
             "Access-Control-Request-Method": "POST",
@@ -167,7 +175,9 @@ async def test_cors_answers_listed_origins_only(client: httpx.AsyncClient) -> No
     )
     assert listed.status_code == 200
     assert listed.headers["access-control-allow-origin"] == ORIGIN
-    assert "x-request-id" in listed.headers["access-control-expose-headers"].lower()
+    exposed = listed.headers["access-control-expose-headers"].lower()
+    assert "x-request-id" in exposed
+    assert "inference-header-content-length" in exposed  # binary tensors in a browser
     other = await client.post(
         "/score",
         json=README_EXAMPLE,
