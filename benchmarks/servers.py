@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from benchmarks.common import BOOT, ROOT, compare_body, json_body, payload
 from fairloss import fair_loss_terms
 from tests.conftest import free_port, running_server
+from tests.pinning import vm_hwm_bytes
 
 
 class NaiveRequest(BaseModel):
@@ -118,14 +119,6 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def hwm(pid: int) -> int:
-    """A process's peak resident memory (VmHWM) in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
-
-
 def bootstrap_peak_memory() -> dict[str, tuple[int, int, int]]:
     """(body bytes, VmHWM before, VmHWM after) of a fresh server answering the /compare of
     the bootstrap timing row, with and without its 1,000-replicate bootstrap."""
@@ -135,8 +128,8 @@ def bootstrap_peak_memory() -> dict[str, tuple[int, int, int]]:
         body = compare_body(n, c, bootstrap)
         with running_server({"FAIRLOSS_WORKERS": "1"}) as server:
             httpx.post(f"{server.url}/score", content=json_body(*payload(64, 10)), timeout=60.0)
-            before = hwm(server.process.pid)
+            before = vm_hwm_bytes(server.process.pid)
             response = httpx.post(f"{server.url}/compare", content=body, timeout=300.0)
             response.raise_for_status()
-            found[name] = (len(body), before, hwm(server.process.pid))
+            found[name] = (len(body), before, vm_hwm_bytes(server.process.pid))
     return found

@@ -20,11 +20,11 @@ from typing import TypeVar
 import anyio
 
 from service.errors import ProblemError
-from service.memory import Cost, Ledger, trim_heaps
+from service.memory import MIB, Cost, Ledger, trim_heaps
 
 T = TypeVar("T", bound=Sized)
 R = TypeVar("R")
-MIB = 1024 * 1024
+Work = Callable[[T, Callable[[int], None]], R]  # work(body, reserve more memory)
 TRIM_AFTER = 16 * MIB  # a request that reserved this much gives its freed memory back
 
 
@@ -58,9 +58,7 @@ class Reservation:
             raise self.refuse(413, needed)
         ahead = max(size, int(self.covered * 1.25)) if self.covered > 0 else size
         for target in dict.fromkeys((ahead, size)):  # ahead, else just enough
-            more = min(self.cost.of(target), self.ledger.budget) - self.held
-            if self.ledger.reserve(more):
-                self.held += more
+            if self._grow_to(min(self.cost.of(target), self.ledger.budget)):
                 self.covered = target
                 return
         raise self.refuse(503, needed)
@@ -75,9 +73,15 @@ class Reservation:
         needed = self.held + more
         if needed > self.ledger.budget:
             raise self.refuse(413, needed)
-        if not self.ledger.reserve(more):
+        if not self._grow_to(needed):
             raise self.refuse(503, needed)
-        self.held = needed
+
+    def _grow_to(self, total: int) -> bool:
+        """Hold ``total`` bytes in all, if the ledger has room for the difference."""
+        if not self.ledger.reserve(total - self.held):
+            return False
+        self.held = total
+        return True
 
     def release(self) -> None:
         if self.held:
@@ -165,7 +169,7 @@ class Admission:
     async def compute(
         self,
         receive: Callable[[Reservation], Awaitable[T]],
-        work: Callable[[T, Callable[[int], None]], R],
+        work: Work[T, R],
         timeout_s: float,
         cost: Cost,
         discard: Callable[[], Awaitable[None]] = _nothing,
@@ -203,8 +207,7 @@ class Admission:
                 except ProblemError as problem:
                     if problem.status not in (413, 503):
                         raise
-                    leave()
-                    holders = -1  # left: the finally below must not leave again
+                    leave()  # holders is 0 now: the finally below does not leave again
                     await discard()
                     raise
                 if len(value) < self.inline_bytes:
@@ -229,9 +232,6 @@ class Admission:
             "rows a request (the Python client splits them into chunks), or raise "
             "FAIRLOSS_REQUEST_TIMEOUT_S on the server.",
         )
-
-
-Work = Callable[[T, Callable[[int], None]], R]
 
 
 def _plain(work: Work[T, R], value: T, add: Callable[[int], None]) -> R:

@@ -76,22 +76,23 @@ def _ledger(settings: Settings) -> Ledger:
     """The memory budget's ledger: shared with the other workers under `service.supervisor`,
     this process's own otherwise. Called once warmed up, so that an ``auto`` budget counts
     what this process holds idle."""
-    budget = settings.memory_budget
+    budget, limit = settings.memory_budget, memory_limit()
     if not budget:
         supervisor = os.environ.get(SUPERVISOR_PID)
-        budget = default_budget(settings.workers or 1, int(supervisor) if supervisor else None)
+        workers, pid = settings.workers or 1, int(supervisor) if supervisor else None
+        budget = default_budget(workers, pid, limit)
         if budget < MIN_BUDGET:
             raise RuntimeError(
-                f"FAIRLOSS_MEMORY_BUDGET=auto: the {settings.workers or 1} worker(s) leave no "
-                f"memory for requests under the limit of {memory_limit()} bytes; run fewer "
+                f"FAIRLOSS_MEMORY_BUDGET=auto: the {workers} worker(s) leave no "
+                f"memory for requests under the limit of {limit} bytes; run fewer "
                 "workers (FAIRLOSS_WORKERS) or give the container more memory"
             )
-    elif budget > memory_limit():
+    elif budget > limit:
         log.warning(
             "FAIRLOSS_MEMORY_BUDGET=%d is more than the %d bytes this server may use: it cannot "
             "keep the server from running out of memory",
             budget,
-            memory_limit(),
+            limit,
         )
     return Ledger(budget, os.environ.get(LEDGER_PATH))
 

@@ -17,11 +17,12 @@ from typing import Any, Literal, NamedTuple, cast
 import numpy as np
 import simdjson
 
+from service.memory import MIB
+
 MATRICES = frozenset({"logits", "probabilities", "log_probabilities"})
 VECTORS: dict[str, Literal["i", "d"]] = {"labels": "i", "sample_weight": "d"}  # element types
 NESTED = frozenset({"candidates", "inputs"})  # arrays of objects: /compare's, OIP's tensors
 INTEGER_DATATYPES = frozenset({"INT32", "INT64"})
-MIB = 1024 * 1024
 
 
 class _NotFastError(Exception):

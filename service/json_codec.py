@@ -12,12 +12,7 @@ from pydantic import ValidationError
 from fairloss.checks import KINDS, Kind
 from fairloss.errors import InputError, path
 from fairloss.options import OPTION_NAMES, ScoringOptions
-from fairloss.scoring import (
-    DEFAULT_OPTIONS,
-    BatchScores,
-    score_batch,
-    with_replicates,
-)
+from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch, with_replicates
 from fairloss.sums import rank
 from fairloss.uncertainty import differences
 from service.errors import field_errors, invalid, text_fault, unknown_fields

@@ -106,11 +106,11 @@ def resident_bytes(pid: int | str = "self") -> int:
     return int(found.group(1)) * 1024 if found else 0
 
 
-def default_budget(workers: int, supervisor: int | None) -> int:
-    """`MARGIN` times what `memory_limit` leaves once ``workers`` processes like this one (idle,
-    after warm-up) and the ``supervisor`` process are counted."""
+def default_budget(workers: int, supervisor: int | None, limit: int) -> int:
+    """`MARGIN` times what ``limit`` (`memory_limit`) leaves once ``workers`` processes like
+    this one (idle, after warm-up) and the ``supervisor`` process are counted."""
     idle = workers * resident_bytes() + (resident_bytes(supervisor) if supervisor else 0)
-    return int(MARGIN * (memory_limit() - idle))
+    return int(MARGIN * (limit - idle))
 
 
 def trim_heaps() -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -26,6 +25,10 @@ from service.fastjson import parse_fast, structure
 from service.json_arrays import SEND_MORE
 from service.memory import Reserve, parse_extra
 from service.wire import header_int
+
+if TYPE_CHECKING:
+    from service.admission import Reservation
+    from service.settings import Settings
 
 
 def require_json(request: Request) -> None:
@@ -58,11 +61,25 @@ def too_large(limit: int) -> ProblemError:
     )
 
 
+def reader(
+    request: Request, settings: Settings
+) -> tuple[Callable[[Reservation], Awaitable[bytearray]], Callable[[], Awaitable[None]]]:
+    """How `service.admission.Admission.compute` reads ``request``'s body, covering its
+    reservation (`read_body`), and drops what is left of it once refused (`discard_body`),
+    within ``settings``' body size and idle limits."""
+    limit = settings.max_body_bytes
+
+    async def receive(reservation: Reservation) -> bytearray:
+        return await read_body(request, limit, reservation.cover, settings.body_idle_timeout_s)
+
+    async def discard() -> None:
+        await discard_body(request, limit)
+
+    return receive, discard
+
+
 async def read_body(
-    request: Request,
-    limit: int,
-    cover: Callable[[int], None] = lambda _: None,
-    idle_s: float = math.inf,
+    request: Request, limit: int, cover: Callable[[int], None], idle_s: float
 ) -> bytearray:
     """The whole body, counted as it streams in (chunked bodies too); a 413 past ``limit``, a
     408 when none of it arrives for ``idle_s`` seconds (a client that sends its headers and
@@ -200,12 +217,12 @@ def _collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def parse_object(body: bytes | bytearray, opening: int | None = None) -> dict[str, Any]:
+def parse_object(body: bytes | bytearray, opening: int) -> dict[str, Any]:
     """Parse a JSON object; NaN and Infinity literals parse, to be refused later with a 422.
 
     Numeric ``logits`` and ``labels`` come back as numpy arrays when the fast path
     (`service.fastjson`) can take the body, and as lists otherwise. ``opening``: the body's
-    count of ``[``, when `structure` has counted it already.
+    count of ``[`` (`service.fastjson.structure`).
     """
     # A body of typed arrays is mostly base64 text, which orjson reads at once; the fast path
     # (made for numbers) would parse it only to hand it on.

@@ -8,9 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.memory import quantity
-
-MIB = 1024 * 1024
+from service.memory import MIB, quantity
 
 
 def _comma_separated(value: Any) -> Any:

@@ -21,8 +21,9 @@ import orjson
 
 from fairloss.bootstrap import Bootstrap
 from service.fastjson import structure
-from service.memory import parse_extra, reserve_parsed
+from service.memory import parse_extra, reserve_parsed, resident_bytes
 from service.typed_arrays import encode
+from tests.pinning import vm_hwm_bytes
 
 JSON = {"Content-Type": "application/json"}
 GZIP = {"Content-Encoding": "gzip"}
@@ -157,17 +158,10 @@ def bodies(size: int) -> list[Body]:
     return found
 
 
-def _status(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def peak_growth(client: httpx.Client, url: str, pid: int, body: Body) -> int:
     """The worker's peak resident memory while it answers ``body``, less its memory before."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = _status(pid, "VmRSS:")
+    before = resident_bytes(pid)
     response = client.post(url + body.path, content=body.content, headers=body.headers)
     assert response.status_code == 200, response.text[:500]
-    return _status(pid, "VmHWM:") - before
+    return vm_hwm_bytes(pid) - before

@@ -12,7 +12,7 @@ from service.admission import Admission
 from service.json_codec import Reply, compare_body, score_body
 from service.memory import JSON_COST, Reserve
 from service.observability import record_batch
-from service.payload import discard_body, read_body, require_json
+from service.payload import reader, require_json
 from service.responses import JSONBytes, problems
 from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
 from service.settings import Settings
@@ -36,14 +36,13 @@ async def _answer(request: Request, handler: Handler) -> JSONBytes:
     admission: Admission = state.admission
     device: str = state.devices.default
     require_json(request)
+    receive, discard = reader(request, settings)
     reply = await admission.compute(
-        lambda reservation: read_body(
-            request, settings.max_body_bytes, reservation.cover, settings.body_idle_timeout_s
-        ),
+        receive,
         lambda body, reserve: handler(body, device, settings.max_elements, reserve),
         settings.request_timeout_s,
         JSON_COST,
-        lambda: discard_body(request, settings.max_body_bytes),
+        discard,
     )
     record_batch(request, reply.n, reply.num_classes, reply.device)
     return JSONBytes(reply.body)

@@ -28,7 +28,7 @@ from service.oip import (
     Answer,
     infer,
 )
-from service.payload import discard_body, read_body
+from service.payload import reader
 from service.responses import JSONBytes
 from service.settings import Settings
 
@@ -163,14 +163,13 @@ async def _infer(request: Request, serving: Serving) -> Response:
     def work(body: bytearray, reserve: Reserve) -> Answer:
         return infer(body, header_length, serving.devices.default, settings.max_elements, reserve)
 
+    receive, discard = reader(request, settings)
     answer = await serving.admission.compute(
-        lambda reservation: read_body(
-            request, settings.max_body_bytes, reservation.cover, settings.body_idle_timeout_s
-        ),
+        receive,
         work,
         settings.request_timeout_s,
         JSON_COST if header_length is None else BINARY_COST,
-        lambda: discard_body(request, settings.max_body_bytes),
+        discard,
     )
     record_batch(request, answer.n, answer.num_classes, answer.device)
     if answer.header_length is None:
