@@ -39,7 +39,7 @@ class Structure(NamedTuple):
 
 def structure(body: bytes | bytearray) -> Structure:
     """`Structure` of ``body``, counted by numpy a MiB at a time into one reused array of
-    flags (a third of the time ``bytes.count`` takes, and no array as long as the body)."""
+    flags (no array of flags as long as the body)."""
     data = np.frombuffer(body, dtype=np.uint8)
     found = np.empty(min(data.size, MIB), dtype=bool)
     commas = opening = 0

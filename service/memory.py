@@ -12,8 +12,8 @@ The default budget is the memory this server may use (the cgroup's limit, v2 ``m
 v1 ``memory.limit_in_bytes``, else the machine's memory), less what its processes hold idle,
 times `MARGIN`. Reservations bound the resident memory only if freed memory goes back to the
 system: after a big request, `trim_heaps` gives back what it left in glibc's heaps. (Having
-glibc map every block of 1 MiB or more on its own would too, but the page faults made a
-10,000 x 100 JSON request 15 to 35% slower.)
+glibc map every block of 1 MiB or more on its own would too, but then every big block of every
+request is faulted in afresh, which made JSON requests slower when tried.)
 """
 
 from __future__ import annotations

@@ -107,8 +107,8 @@ async def read_body(
     body = bytearray()
     try:
         cover(length)
-        # One cancel scope for the whole body, its deadline moved on at each chunk: a scope for
-        # each chunk cost 9 us a chunk.
+        # One cancel scope for the whole body, its deadline moved on at each chunk, rather than
+        # a scope for each chunk.
         with anyio.CancelScope(deadline=anyio.current_time() + idle_s) as idle:
 
             def arrived() -> None:
@@ -167,7 +167,7 @@ async def _receive(
 async def _declared(request: Request, length: int, arrived: Callable[[], None]) -> bytearray:
     """A body of a declared length, read into a buffer of that length: grown chunk by chunk
     instead, a big body was copied as it grew, and left freed copies behind in the worker's
-    heap (a 64 MiB body peaked 0.5x its size higher)."""
+    heap, which raised its peak."""
     body = bytearray(length)
     filled = 0
     with memoryview(body) as view:
