@@ -1,17 +1,19 @@
-"""Paired Poisson bootstrap: intervals and tests that do not depend on how a dataset is split.
+"""Paired Poisson bootstrap and randomization tests that do not depend on how a dataset is split.
 
 Item i of the dataset (its index ``row_offset + i``; an item is a row, or with K-dimensional
-outputs all positions of one first-axis entry) weighs ``w[r, i] ~ Poisson(1)`` in replicate r.
-The weight is a function of (seed, r, index) alone: a 32-bit counter-based hash (murmur3's
-finaliser) turned into a Poisson(1) draw by its inverse CDF. So every candidate of a request
-sees the same weights (a paired bootstrap), and any split of the dataset into requests, on any
-replica, gives the same replicates: per-replicate sums add up across chunks exactly.
+outputs all positions of one first-axis entry) weighs ``w[r, i] ~ Poisson(1)`` in replicate r,
+and is swapped between two candidates in randomization r when ``s[r, i] = -1`` (probability
+1/2). Both are functions of (seed, r, index) alone (`fairloss.draws`), so every candidate of a
+request sees the same weights (a paired bootstrap), and any split of the dataset into requests,
+on any replica, gives the same replicates: per-replicate sums add up across chunks exactly.
 
 A replicate's statistic is the weighted mean of a criterion over the counted samples (times
 ``sample_weight``); accuracy is the weighted share correct, ECE comes from the replicate's
 weighted bins. Intervals are percentile intervals of the R replicate statistics (Efron &
-Tibshirani 1993, ch. 13); a difference's p-value inverts the percentile interval; accuracy's
-paired test is McNemar's exact binomial test on the discordant counts.
+Tibshirani 1993, ch. 13). A paired difference's p-value is a randomization test's (swap each
+item's two outputs with probability 1/2; Noreen 1989, sacreBLEU's paired approximate
+randomization), ``(1 + k) / (1 + R)``: valid at every sample size (Phipson & Smyth 2010).
+Accuracy also has McNemar's exact binomial test on the discordant counts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fairloss import draws
 from fairloss.errors import InputError, describe
 
 # The sums each replicate keeps; `weight` is the (Poisson x sample) weight of counted samples.
@@ -33,27 +36,11 @@ MAX_REPLICATES = 10_000
 Floats = npt.NDArray[np.float64]
 
 
-def _thresholds() -> npt.NDArray[np.uint32]:
-    """``T[k] = floor(2**32 * P(X <= k))`` for X ~ Poisson(1), while below 2**32 - 1 (a weight
-    is the number of edges its uniform 32-bit hash reaches, 12 at most)."""
-    edges: list[int] = []
-    cdf, k = 0.0, 0
-    while True:
-        cdf += math.exp(-1) / math.factorial(k)
-        edge = math.floor(cdf * 2**32)
-        if edge >= 2**32 - 1:  # reached by the largest hash alone: no edge of its own
-            return np.array(edges, dtype=np.uint32)
-        edges.append(edge)
-        k += 1
-
-
-THRESHOLDS = _thresholds()
-
-
 @dataclass(frozen=True)
 class Bootstrap:
     """How to resample: ``replicates`` in 1..10,000, ``confidence_level`` in (0, 1), ``seed``
-    a non-negative integer. Raises `InputError` (at ``bootstrap.<field>``) otherwise."""
+    an integer in [0, 2**64), every bit of which changes the draws. Raises `InputError` (at
+    ``bootstrap.<field>``) otherwise."""
 
     replicates: int = 1000
     confidence_level: float = 0.95
@@ -65,8 +52,8 @@ class Bootstrap:
             raise _bad("replicates", f"an integer in [1, {MAX_REPLICATES}]", r)
         if type(c) not in (int, float) or not 0 < c < 1:
             raise _bad("confidence_level", "a number in (0, 1)", c)
-        if type(s) is not int or not 0 <= s < 2**63:
-            raise _bad("seed", "an integer in [0, 2**63)", s)
+        if type(s) is not int or not 0 <= s < 2**64:
+            raise _bad("seed", "an integer in [0, 2**64)", s)
 
 
 def _bad(name: str, wanted: str, value: object) -> InputError:
@@ -78,44 +65,28 @@ def _bad(name: str, wanted: str, value: object) -> InputError:
     )
 
 
-def _fmix32(h: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
-    """murmur3's 32-bit finaliser: every input bit changes each output bit with probability ~1/2."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
-def _replicate_keys(seed: int, replicates: int) -> npt.NDArray[np.uint32]:
-    r = np.arange(replicates, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # arithmetic modulo 2**64, as intended
-        seeded = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        mixed = seeded ^ (r * np.uint64(0xBF58476D1CE4E5B9))
-    return _fmix32((mixed ^ (mixed >> np.uint64(32))).astype(np.uint32))
-
-
 def poisson_weights(bootstrap: Bootstrap, start: int, count: int) -> Floats:
     """(R, count) Poisson(1) weights of the items ``start .. start + count - 1`` (global
-    indices), each a function of (seed, replicate, index) alone."""
-    index = np.arange(start, start + count, dtype=np.uint64)
-    low = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    high = _fmix32((index >> np.uint64(32)).astype(np.uint32) + np.uint32(0x68E31DA4))
-    keys = _replicate_keys(bootstrap.seed, bootstrap.replicates)[:, None]
-    u = _fmix32((low * np.uint32(0x9E3779B1)) ^ high ^ keys)
-    counts = np.zeros(u.shape, dtype=np.uint8)
-    for edge in THRESHOLDS:  # the inverse CDF: count the thresholds u reaches
-        np.add(counts, u >= edge, out=counts, casting="unsafe")
-    return counts.astype(np.float64)
+    indices), each a function of (seed, replicate, index) alone (`fairloss.draws`)."""
+    return draws.poisson_weights(bootstrap.seed, bootstrap.replicates, start, count)
+
+
+def flip_signs(bootstrap: Bootstrap, start: int, count: int) -> Floats:
+    """(R, count) swaps of the paired randomization test: -1 (swap) or +1, each with
+    probability 1/2, a function of (seed, replicate, index) alone (`fairloss.draws`)."""
+    return draws.flip_signs(bootstrap.seed, bootstrap.replicates, start, count)
 
 
 @dataclass(frozen=True, eq=False)
 class ReplicateSums:
     """Per-replicate sums: ``values`` (R, 9) in the order of `FIELDS`, ``bins`` (R, 3, B): the
-    weight, confidence and correct sums of each calibration bin. They merge by addition."""
+    weight, confidence and correct sums of each calibration bin. ``flips``, when kept (for
+    paired differences), holds the same sums with each item weighted by its randomization sign
+    instead of its Poisson weight. They merge by addition."""
 
     values: Floats
     bins: Floats
+    flips: ReplicateSums | None = None
 
     def merge(self, other: ReplicateSums) -> ReplicateSums:
         if self.values.shape != other.values.shape or self.bins.shape != other.bins.shape:
@@ -123,26 +94,36 @@ class ReplicateSums:
                 "Expected replicate sums of one shape to merge (the same replicates and bins), "
                 f"but got {self.bins.shape} and {other.bins.shape}"
             )
-        return ReplicateSums(self.values + other.values, self.bins + other.bins)
+        if (self.flips is None) != (other.flips is None):
+            raise ValueError("Expected every chunk's replicate sums to carry flips, or none")
+        flips = None if self.flips is None or other.flips is None else self.flips.merge(other.flips)
+        return ReplicateSums(self.values + other.values, self.bins + other.bins, flips)
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, ReplicateSums)
             and np.array_equal(self.values, other.values)
             and np.array_equal(self.bins, other.bins)
+            and self.flips == other.flips
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def statistics(self) -> dict[str, Floats]:
         """Each criterion's (R,) replicate statistics (NaN where a replicate weighs 0)."""
-        weight = self.values[:, 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = {name: self.values[:, k] / weight for k, name in enumerate(FIELDS) if k > 1}
-            means["accuracy"] = self.values[:, 1] / weight
-            gaps = np.abs(self.bins[:, 2, :] - self.bins[:, 1, :]).sum(axis=1)
-            means["ece"] = gaps / self.bins[:, 0, :].sum(axis=1)
-        return {name: means[name] for name in CRITERIA}
+        return statistics(self.values, self.bins)
+
+
+def statistics(values: Floats, bins: Floats) -> dict[str, Floats]:
+    """Each criterion's statistics from sums in the layout of `ReplicateSums` (the leading axes
+    of ``values`` (..., 9) and ``bins`` (..., 3, B) are kept; NaN where the weight is 0)."""
+    weight = values[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = {name: values[..., k] / weight for k, name in enumerate(FIELDS) if k > 1}
+        means["accuracy"] = values[..., 1] / weight
+        gaps = np.abs(bins[..., 2, :] - bins[..., 1, :]).sum(axis=-1)
+        means["ece"] = gaps / bins[..., 0, :].sum(axis=-1)
+    return {name: means[name] for name in CRITERIA}
 
 
 def block_items(replicates: int) -> int:
@@ -150,19 +131,30 @@ def block_items(replicates: int) -> int:
     return max(1, WEIGHT_ELEMENTS // replicates)
 
 
-def replicate_sums(bootstrap: Bootstrap, row_offset: int, items: Floats) -> Floats:
+def replicate_sums(
+    bootstrap: Bootstrap, row_offset: int, items: Floats, draw: Any = poisson_weights
+) -> Floats:
     """(R, K) replicate sums of the per-item sums ``items`` (N, K), item i being the dataset's
-    item ``row_offset + i``: ``weights @ items``, in blocks of `block_items` items."""
+    item ``row_offset + i``: ``draw(bootstrap, start, count) @ items`` (Poisson weights, or
+    `flip_signs`), in blocks of `block_items` items."""
     sums = np.zeros((bootstrap.replicates, items.shape[1]))
     block = block_items(bootstrap.replicates)
     for start in range(0, items.shape[0], block):
         stop = min(start + block, items.shape[0])
-        sums += poisson_weights(bootstrap, row_offset + start, stop - start) @ items[start:stop]
+        sums += draw(bootstrap, row_offset + start, stop - start) @ items[start:stop]
     return sums
 
 
-def interval(stats: Floats, estimate: float, confidence_level: float) -> dict[str, Any]:
-    """The percentile interval of replicate statistics around the estimate on the data."""
+FEW_ITEMS = "fewer than two items: no interval or test"
+
+
+def interval(
+    stats: Floats, estimate: float, confidence_level: float, items: int = 2
+) -> dict[str, Any]:
+    """The percentile interval of replicate statistics around the estimate on the data; null
+    bounds with a ``note`` from fewer than two ``items``."""
+    if items < 2:
+        return {"estimate": _number(estimate), "low": None, "high": None, "note": FEW_ITEMS}
     finite = stats[np.isfinite(stats)]
     if not finite.size or not math.isfinite(estimate):
         return {"estimate": _number(estimate), "low": None, "high": None}
@@ -171,14 +163,16 @@ def interval(stats: Floats, estimate: float, confidence_level: float) -> dict[st
     return {"estimate": estimate, "low": float(low), "high": float(high)}
 
 
-def p_value(differences: Floats) -> float | None:
-    """Two-sided p-value of a difference by inverting the percentile interval:
-    ``min(1, 2 * min(share <= 0, share >= 0))`` of the replicate differences."""
-    finite = differences[np.isfinite(differences)]
-    if not finite.size:
+def randomization_p_value(stats: Floats, observed: float) -> float | None:
+    """Two-sided Monte Carlo p-value ``(1 + k) / (1 + R)``, k the randomized statistics at
+    least as far from 0 as the observed one (within a relative 1e-9, for rounding; an
+    undefined one counts as far), R their number: never 0, and P(p <= alpha) <= alpha under
+    the null (Phipson & Smyth 2010). None when the observed statistic is undefined."""
+    if not math.isfinite(observed):
         return None
-    below, above = float(np.mean(finite <= 0)), float(np.mean(finite >= 0))
-    return min(1.0, 2 * min(below, above))
+    with np.errstate(invalid="ignore"):
+        far = ~(np.abs(stats) < abs(observed) * (1 - 1e-9))
+    return (1 + int(far.sum())) / (1 + stats.size)
 
 
 def mcnemar_p_value(only_a: int, only_b: int) -> float:

@@ -18,7 +18,14 @@ import torch
 from torch import Tensor
 
 from fairloss.blocks import score_rows
-from fairloss.bootstrap import FIELDS, Bootstrap, ReplicateSums, block_items, replicate_sums
+from fairloss.bootstrap import (
+    FIELDS,
+    Bootstrap,
+    ReplicateSums,
+    block_items,
+    flip_signs,
+    replicate_sums,
+)
 from fairloss.checks import (
     ArrayLike,
     Kind,
@@ -33,7 +40,7 @@ from fairloss.functional import counted_labels, flatten
 from fairloss.metrics import CRITERIA, Violations, bin_index
 from fairloss.metrics import superior_violations as count_violations
 from fairloss.options import ScoringOptions
-from fairloss.sums import ScoreSums, sums_of
+from fairloss.sums import ScoreSums, counted_items, counted_weight, sums_of
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TERMS = ("ce", "penalty", "total")
@@ -161,10 +168,16 @@ def score_batch(
     check_finite_losses(terms, options.precision, shape)
     batch = partial(BatchScores, z.shape[0], z.shape[1], str(z.device), options, shape=shape)
     count = int(terms.counted.sum())
+    items = count
+    if w is not None or (len(shape) > 1 and count < z.shape[0]):
+        items = counted_items(counted_weight(terms.counted, w), shape[0])
+    elif len(shape) > 1:
+        items = shape[0]
     if scored.scores is None:
         columns = {**dict(zip(TERMS, terms[:3], strict=True)), "counted": terms.counted}
         weight_sum, *totals = scored.sums.tolist()
-        return batch(columns, ScoreSums(count, weight_sum, 0, *totals), weighted=w is not None)
+        sums = ScoreSums(count, items, weight_sum, 0, *totals)
+        return batch(columns, sums, weighted=w is not None)
     scores = scored.scores
     rule_columns = {name: getattr(scores, name) for name in SCORES[1:]}
     correct = scores.correct
@@ -185,7 +198,7 @@ def score_batch(
             k: count_violations(columns[k], correct, terms.counted, sample_weight=w)
             for k in CRITERIA
         }
-    sums = sums_of(count, scored.sums, options.ece_bins)
+    sums = sums_of(count, scored.sums, options.ece_bins, items)
     result = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
     if bootstrap is None:
         return result
@@ -217,12 +230,14 @@ def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:
 def replicates_bytes(items: int, candidates: int, ece_bins: int, replicates: int) -> int:
     """Bytes that `with_replicates` may hold at its peak for ``candidates`` batches of ``items``
     items (the first axis): each item's sums and bins (`item_matrix`), the weights drawn at
-    once and the replicate sums. An upper bound that ``tests/test_memory_budget.py`` holds to
-    the resident memory measured; what a server reserves for a bootstrap (`service.memory`)."""
+    once and the replicate sums (and the randomization's). An upper bound that
+    ``tests/test_memory_budget.py`` holds to the resident memory measured; what a server
+    reserves for a bootstrap (`service.memory`)."""
     columns = len(FIELDS) + 3 * ece_bins
     per_item = 3 * 8 * columns + 512
     weights = replicates * min(block_items(replicates), items) * 16
-    sums = 3 * 8 * replicates * candidates * columns
+    copies = 6 if candidates > 1 else 3  # with the randomization test's sums too
+    sums = copies * 8 * replicates * candidates * columns
     return items * candidates * per_item + weights + sums + 4 * 2**20
 
 
@@ -230,14 +245,22 @@ def with_replicates(
     batches: list[BatchScores], bootstrap: Bootstrap, row_offset: int = 0
 ) -> list[BatchScores]:
     """The batches (candidates scored against the same labels) with their per-replicate sums,
-    from one draw of weights shared by all of them: a paired bootstrap."""
-    matrices = [item_matrix(batch) for batch in batches]
-    sums = replicate_sums(bootstrap, row_offset, np.concatenate(matrices, axis=1))
-    done, start = [], 0
-    for batch, matrix in zip(batches, matrices, strict=True):
-        own = sums[:, start : start + matrix.shape[1]]
-        start += matrix.shape[1]
-        bins = np.ascontiguousarray(own[:, len(FIELDS) :].reshape(bootstrap.replicates, 3, -1))
-        replicates = ReplicateSums(np.ascontiguousarray(own[:, : len(FIELDS)]), bins)
+    from one draw of weights shared by all of them: a paired bootstrap. Two candidates or more
+    also keep the randomization test's sign-weighted sums (`ReplicateSums.flips`)."""
+    matrix = np.concatenate([item_matrix(batch) for batch in batches], axis=1)
+    poisson = replicate_sums(bootstrap, row_offset, matrix)
+    flips = replicate_sums(bootstrap, row_offset, matrix, flip_signs) if len(batches) > 1 else None
+    width = matrix.shape[1] // len(batches)
+    done = []
+    for k, batch in enumerate(batches):
+        own = slice(k * width, (k + 1) * width)
+        signed = None if flips is None else split_replicates(flips[:, own])
+        replicates = replace(split_replicates(poisson[:, own]), flips=signed)
         done.append(replace(batch, sums=replace(batch.sums, replicates=replicates)))
     return done
+
+
+def split_replicates(sums: np.ndarray[Any, Any]) -> ReplicateSums:
+    """`ReplicateSums` from (R, 9 + 3B) sums in the layout of `item_matrix`."""
+    bins = np.ascontiguousarray(sums[:, len(FIELDS) :].reshape(sums.shape[0], 3, -1))
+    return ReplicateSums(np.ascontiguousarray(sums[:, : len(FIELDS)]), bins)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, fields
 from operator import methodcaller
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from fairloss.bootstrap import ReplicateSums
+from fairloss.bootstrap import FIELDS, ReplicateSums
 from fairloss.functional import FairLossTerms
 from fairloss.metrics import CRITERIA, SampleScores, bin_index, calibration_error
 
@@ -28,11 +29,14 @@ class ScoreSums:
 
     Every aggregate (means, accuracy, ECE) is a ratio of these sums, so the aggregates of many
     chunks merge exactly into the aggregate of the whole. ``count`` is the number of counted
-    samples and ``weight`` their total weight (``count`` itself without sample weights); every
-    other field is a weighted sum (nats for the losses), and every mean divides by ``weight``.
+    samples and ``weight`` their total weight (``count`` itself without sample weights);
+    ``items`` the number of items (first-axis entries) with a counted sample of positive weight,
+    which intervals and tests need two of; every other field is a weighted sum (nats for the
+    losses), and every mean divides by ``weight``.
     """
 
     count: int = 0
+    items: int = 0
     weight: float = 0.0
     correct: float = 0
     ce: float = 0.0
@@ -64,6 +68,13 @@ class ScoreSums:
     @property
     def ece(self) -> float:
         return calibration_error(self.bin_count, self.bin_confidence, self.bin_correct)
+
+    def vectors(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The sums in the layout of one bootstrap replicate (`fairloss.bootstrap.FIELDS`
+        (9,), and the bins (3, B))."""
+        values = np.array([getattr(self, name) for name in FIELDS], dtype=np.float64)
+        bins = np.array([self.bin_count, self.bin_confidence, self.bin_correct], dtype=np.float64)
+        return values, bins
 
 
 # The scoring rules' sums, and every weighted sum, in the order of `ScoreSums`' fields.
@@ -158,14 +169,16 @@ def weighted_sums(columns: Sequence[Tensor], weight: Tensor) -> tuple[Tensor, Te
     return torch.mv(values, weight), values
 
 
-def sums_of(count: int, vector: Tensor, n_bins: int) -> ScoreSums:
-    """`ScoreSums` from ``count`` counted samples and their `summed` vector."""
+def sums_of(count: int, vector: Tensor, n_bins: int, items: int) -> ScoreSums:
+    """`ScoreSums` from ``count`` counted samples in ``items`` items and their `summed`
+    vector."""
     values = vector.tolist()
     totals = dict(zip(SUM_COLUMNS, values[: len(SUM_COLUMNS)], strict=True))
     del totals["confidence"]  # kept in the bins alone
     bins = values[len(SUM_COLUMNS) :]
     return ScoreSums(
         count=count,
+        items=items,
         **totals,
         bin_count=tuple(bins[:n_bins]),
         bin_confidence=tuple(bins[n_bins : 2 * n_bins]),
@@ -179,5 +192,16 @@ def score_sums(
     n_bins: int = 15,
     sample_weight: Tensor | None = None,
 ) -> ScoreSums:
-    """The (weighted) sums of the counted samples of one batch, in float64 (see `summed`)."""
-    return sums_of(int(terms.counted.sum()), summed(terms, scores, n_bins, sample_weight), n_bins)
+    """The (weighted) sums of the counted samples of one batch, in float64 (see `summed`);
+    each sample is an item."""
+    items = counted_items(counted_weight(terms.counted, sample_weight), len(terms.counted))
+    vector = summed(terms, scores, n_bins, sample_weight)
+    return sums_of(int(terms.counted.sum()), vector, n_bins, items)
+
+
+def counted_items(weight: Tensor, items: int) -> int:
+    """How many of ``items`` items (equal runs of the positions' ``weight``, `counted_weight`)
+    weigh more than 0."""
+    if not weight.numel():
+        return 0
+    return int((weight.reshape(items, -1).sum(dim=1) > 0).sum())

@@ -99,11 +99,9 @@ def _span(found: dict[str, Any]) -> str:
     return f"[{found['low']:.6f}, {found['high']:.6f}]"
 
 
-def _p(value: float | None, smallest: float = 0.0) -> str:
-    """A p-value; one of 0 from R replicates is below 1/R, and said so."""
-    if value is None:
-        return "-"
-    return f"<{smallest:.2g}" if value == 0 and smallest else f"{value:.4g}"
+def _p(value: float | None) -> str:
+    """A p-value (never 0: the smallest from R randomizations is 1 / (1 + R)), or "-"."""
+    return "-" if value is None else f"{value:.4g}"
 
 
 def format_compare(result: CompareResult) -> str:
@@ -124,19 +122,19 @@ def format_compare(result: CompareResult) -> str:
     text = f"{table(header, rows)}\n\n{table(('ranking', 'best first'), ranking)}\n"
     first = result.candidates[0].bootstrap
     if result.differences and first is not None:
-        smallest = 1 / first.replicates
         pairs = [
             (
                 f"{d['a']} - {d['b']}",
                 name,
                 found["estimate"],
                 _span(found),
-                _p(found["p_value"], smallest),
+                _p(found["p_value"]),
+                _p(found.get("p_adjusted")),
                 _p(found.get("mcnemar_p_value")),
             )
             for d in result.differences
             for name, found in d["criteria"].items()
         ]
-        heading = ("pair", "criterion", "difference", "interval", "p-value", "McNemar p")
+        heading = ("pair", "criterion", "difference", "interval", "p-value", "Holm p", "McNemar p")
         text += "\n" + table(heading, pairs) + "\n"
     return text

@@ -12,6 +12,9 @@ paired difference of the two models' mean FairLoss total (`fairloss.uncertainty.
   share of trials with p < 0.05 (nominal: 0.05); ``mcnemar_rejection`` is the same for accuracy
   under McNemar's exact test, which is conservative.
 - ``power``: the share of trials with p < 0.05 when the strengths differ.
+- ``by_size``: with no true difference, the share of trials with p < 0.05 at N = 5, 10, 30 and
+  1,000 items, for every criterion (the randomization test must hold 5% at every size), and the
+  smallest p-value seen with one item (none: a test from one item is null).
 
 Everything is seeded: a run's numbers depend on its arguments alone.
 
@@ -35,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fairloss.bootstrap import Bootstrap  # noqa: E402
-from fairloss.scoring import score_batch  # noqa: E402
+from fairloss.scoring import score_batch, with_replicates  # noqa: E402
 from fairloss.uncertainty import difference, discordant  # noqa: E402
 
 CLASSES = 3
@@ -96,8 +99,7 @@ def trial(
     n = int(rng.integers(300, 1001))
     a, b, labels = draw(rng, n, strength_a, strength_b)
     bootstrap = Bootstrap(replicates=replicates, seed=seed)
-    first = score_batch(a, labels, bootstrap=bootstrap)
-    second = score_batch(b, labels, bootstrap=bootstrap)
+    first, second = with_replicates([score_batch(a, labels), score_batch(b, labels)], bootstrap)
     counts = discordant(
         first.columns["correct"], second.columns["correct"], first.columns["counted"]
     )
@@ -149,6 +151,67 @@ def _simulate(trials: int, replicates: int, first_seed: int) -> Validity:
     )
 
 
+SIZES = (5, 10, 30, 1000)
+CHECKED = ("ce", "total", "brier", "accuracy", "ece")
+
+
+@dataclass(frozen=True)
+class BySize:
+    trials: int
+    replicates: int
+    rejection: dict[int, dict[str, float]]  # N -> criterion -> share of p < 0.05, no difference
+    one_item: float | None  # the smallest p-value seen with one item (None: all null)
+
+    def worst(self) -> float:
+        return max(max(rates.values()) for rates in self.rejection.values())
+
+    def table(self) -> str:
+        head = "N items " + "".join(f"{name:>10}" for name in CHECKED)
+        rows = [
+            f"{n:7d} " + "".join(f"{rates[name]:10.1%}" for name in CHECKED)
+            for n, rates in self.rejection.items()
+        ]
+        return "\n".join(
+            [
+                f"paired randomization test, no true difference: share of p < 0.05 over "
+                f"{self.trials} trials, {self.replicates} replicates (valid: <= 5% + noise)",
+                head,
+                *rows,
+                f"smallest p-value from one item: {self.one_item} (null: no test)",
+            ]
+        )
+
+
+def null_pair(seed: int, n: int, replicates: int) -> dict[str, dict[str, float | None]]:
+    """The paired differences of two exchangeable models on ``n`` items."""
+    rng = np.random.default_rng([seed, n])
+    a, b, labels = draw(rng, n, STRONG, STRONG)
+    bootstrap = Bootstrap(replicates=replicates, seed=seed)
+    first, second = with_replicates([score_batch(a, labels), score_batch(b, labels)], bootstrap)
+    return difference(first.sums, second.sums, None, bootstrap.confidence_level)
+
+
+def by_size(trials: int = 1000, replicates: int = 199, sizes: tuple[int, ...] = SIZES) -> BySize:
+    """The share of p < 0.05 at each size with no true difference (R = 199: p < 0.05 exactly
+    when at most 9 randomizations are as far as the data), on one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rejection = {}
+        for n in sizes:
+            found = [null_pair(seed, n, replicates) for seed in range(trials)]
+            rejection[n] = {
+                name: sum((f[name]["p_value"] or 1.0) < 0.05 for f in found) / trials
+                for name in CHECKED
+            }
+        single = [null_pair(seed, 1, replicates) for seed in range(50)]
+        seen = [f[name]["p_value"] for f in single for name in CHECKED]
+        smallest = min((p for p in seen if p is not None), default=None)
+        return BySize(trials, replicates, rejection, smallest)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
@@ -156,6 +219,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=1)
     args = parser.parse_args()
     print(simulate(args.trials, args.replicates, args.first_seed).table())
+    print(by_size(args.trials).table())
 
 
 if __name__ == "__main__":

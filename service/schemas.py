@@ -66,7 +66,7 @@ class BootstrapRequest(BaseModel):
 
     replicates: int = Field(1000, ge=1, le=10_000)
     confidence_level: float = Field(0.95, gt=0, lt=1)
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: int = Field(0, ge=0, lt=2**64, description="every bit changes the draws")
     replicate_sums: bool = Field(False, description="return the per-replicate sums (mergeable)")
 
 
@@ -180,7 +180,7 @@ class Bins(BaseModel):
     correct: list[float]
 
 
-class Replicates(BaseModel):
+class ReplicateArrays(BaseModel):
     """Per-replicate sums (R rows), to add up across chunks."""
 
     fields: list[str]
@@ -190,11 +190,20 @@ class Replicates(BaseModel):
     )
 
 
+class Replicates(ReplicateArrays):
+    flips: ReplicateArrays | None = Field(
+        None,
+        description="/compare: the same sums with each item weighted by its randomization "
+        "sign (+1, or -1 to swap two candidates' outputs) instead of its Poisson weight",
+    )
+
+
 class Sums(BaseModel):
     """Sums and counts that merge across chunks by addition; every mean divides by ``weight``
     (present with sample_weight; ``count`` without)."""
 
     count: int
+    items: int = Field(description="items (first-axis entries) with a counted sample of weight > 0")
     weight: float | None = None
     correct: float
     ce: float
@@ -212,6 +221,7 @@ class Interval(BaseModel):
     estimate: float | None
     low: float | None
     high: float | None
+    note: str | None = Field(None, description="why low and high are null, when they are")
 
 
 class BootstrapUsed(BaseModel):
@@ -248,7 +258,10 @@ class CandidateResult(ScoreResponse):
 
 
 class Difference(Interval):
-    p_value: float | None
+    p_value: float | None = Field(
+        description="two-sided, paired randomization test: (1 + k) / (1 + R), never 0"
+    )
+    p_adjusted: float | None = Field(description="Holm's adjustment over the pairs of candidates")
     mcnemar_p_value: float | None = Field(None, description="accuracy only")
 
 

@@ -19,7 +19,7 @@ from fairloss.scoring import BatchScores, metrics, reduced
 from fairloss.sums import ScoreSums
 from service.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
 
-SUMMED = ("count", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
+SUMMED = ("count", "items", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
 COLUMNS = ("ce", "penalty", "total", "predicted", "correct")
 EXTRA_COLUMNS = ("confidence", "log_loss", "brier", "pll", "pbs")
 _DIGITS = re.compile(r"[0-9]+")
@@ -49,9 +49,10 @@ def sums_to_dict(sums: ScoreSums, weighted: bool = False) -> dict[str, Any]:
 def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
     """The inverse of `sums_to_dict`."""
     bins = body["bins"]
-    summed: dict[str, Any] = {name: float(body[name]) for name in SUMMED[2:]}
+    summed: dict[str, Any] = {name: float(body[name]) for name in SUMMED[3:]}
     return ScoreSums(
         count=int(body["count"]),
+        items=int(body["items"]),
         weight=float(body.get("weight", body["count"])),
         correct=float(body["correct"]),
         **summed,
@@ -161,13 +162,17 @@ def header_int(value: str | None) -> int | None:
 
 
 def replicates_to_dict(replicates: ReplicateSums, arrays: str) -> dict[str, Any]:
-    """``{"fields": [...], "values": R x 9, "bins": R x 3 x B}``, as lists or typed arrays."""
+    """``{"fields": [...], "values": R x 9, "bins": R x 3 x B}``, as lists or typed arrays,
+    and the randomization's sums in the same form under ``flips`` when kept."""
     form = encode if arrays == "base64" else (lambda a: a)
-    return {
+    body: dict[str, Any] = {
         "fields": list(FIELDS),
         "values": form(replicates.values),
         "bins": form(replicates.bins),
     }
+    if replicates.flips is not None:
+        body["flips"] = replicates_to_dict(replicates.flips, arrays)
+    return body
 
 
 def replicates_from_dict(body: Mapping[str, Any]) -> ReplicateSums:
@@ -178,7 +183,8 @@ def replicates_from_dict(body: Mapping[str, Any]) -> ReplicateSums:
             return decode(value, ["replicates"], FLOATS, _bad).astype(np.float64)
         return np.asarray(value, dtype=np.float64)
 
-    return ReplicateSums(array(body["values"]), array(body["bins"]))
+    flips = replicates_from_dict(body["flips"]) if "flips" in body else None
+    return ReplicateSums(array(body["values"]), array(body["bins"]), flips)
 
 
 def _bad(message: str, loc: list[str | int], kind: str) -> Exception:

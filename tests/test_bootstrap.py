@@ -18,21 +18,24 @@ import httpx
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from fairloss.bootstrap import (
     CRITERIA,
+    FEW_ITEMS,
     FIELDS,
-    THRESHOLDS,
     Bootstrap,
     ReplicateSums,
+    flip_signs,
     mcnemar_p_value,
     poisson_weights,
 )
+from fairloss.draws import THRESHOLDS, hashes
 from fairloss.options import ScoringOptions
-from fairloss.scoring import BatchScores, score_batch
+from fairloss.scoring import BatchScores, score_batch, with_replicates
 from fairloss.sums import ScoreSums
-from fairloss.uncertainty import difference, discordant, intervals
-from scripts.bootstrap_validity import simulate
+from fairloss.uncertainty import difference, differences, discordant, holm, intervals
+from scripts.bootstrap_validity import by_size, simulate
 from service.wire import sums_from_dict
 from tests.conftest import SUMMARY_TABLES, assert_no_leak
 
@@ -105,6 +108,21 @@ def scored_in_chunks(
     ]
 
 
+def paired_in_chunks(
+    a: Floats, b: Floats, labels: np.ndarray[Any, Any], weight: Floats, bootstrap: Bootstrap
+) -> list[list[BatchScores]]:
+    """Two candidates scored together chunk by chunk (as a `/compare` of each chunk): their
+    replicates carry the randomization test's flips."""
+    pairs = []
+    for start in range(0, labels.shape[0], CHUNK):
+        rows = slice(start, start + CHUNK)
+        pair = [
+            score_batch(z[rows], labels[rows], OPTIONS, sample_weight=weight[rows]) for z in (a, b)
+        ]
+        pairs.append(with_replicates(pair, bootstrap, start))
+    return [list(chunks) for chunks in zip(*pairs, strict=True)]
+
+
 def merged(batches: list[BatchScores]) -> ScoreSums:
     return reduce(ScoreSums.merge, (batch.sums for batch in batches))
 
@@ -121,10 +139,10 @@ def test_chunks_of_700_give_the_intervals_and_p_values_of_one_batch(
     whose 3 positions each carry their own sample weight."""
     a, b, labels, weight = dataset(np.random.default_rng(11), n, classes, positions)
     bootstrap = Bootstrap(replicates=300, confidence_level=0.9, seed=12_345)
-    whole = [
-        score_batch(z, labels, OPTIONS, sample_weight=weight, bootstrap=bootstrap) for z in (a, b)
-    ]
-    chunks = [scored_in_chunks(z, labels, weight, bootstrap) for z in (a, b)]
+    whole = with_replicates(
+        [score_batch(z, labels, OPTIONS, sample_weight=weight) for z in (a, b)], bootstrap
+    )
+    chunks = paired_in_chunks(a, b, labels, weight, bootstrap)
     assert len(chunks[0]) == math.ceil(n / CHUNK)
     sums = [merged(parts) for parts in chunks]
     for one, parts in zip(whole, sums, strict=True):
@@ -132,6 +150,11 @@ def test_chunks_of_700_give_the_intervals_and_p_values_of_one_batch(
         assert parts.replicates is not None
         np.testing.assert_allclose(parts.replicates.values, one.sums.replicates.values, 1e-12)
         np.testing.assert_allclose(parts.replicates.bins, one.sums.replicates.bins, 1e-12)
+        assert parts.replicates.flips is not None
+        assert one.sums.replicates.flips is not None
+        np.testing.assert_allclose(
+            parts.replicates.flips.values, one.sums.replicates.flips.values, 1e-12, 1e-9
+        )
         close(intervals(parts, 0.9), intervals(one.sums, 0.9), "intervals")
     first, second = whole
     counts = discordant(
@@ -294,16 +317,42 @@ def test_weights_are_not_correlated() -> None:
 def test_weight_table_is_poisson_1s_inverse_cdf() -> None:
     """Each weight k is reached by ``u`` in ``[T[k-1], T[k])``, so the thresholds must rise
     strictly. Floats make ``floor(2**32 * P(X <= k))`` 2**32 - 1 for k = 12..17, so the one
-    hash value 2**32 - 1 draws weight 18 (not 12 or 13): item 2,950,011,539 of seed 0's
-    replicate 0, once in every 2**32 draws (a 1,000 x 100,000 request meets one 2% of the time).
+    hash value 2**32 - 1 draws weight 18 (not 12 or 13): item 1,428,930,003 of seed 0's
+    replicate 0 (found by inverting the hash), once in every 2**32 draws (a 1,000 x 100,000
+    request meets one 2% of the time).
     """
     assert np.all(np.diff(THRESHOLDS.astype(np.int64)) > 0), THRESHOLDS
-    weight = poisson_weights(Bootstrap(replicates=1, seed=0), 2_950_011_539, 1)
+    assert hashes(0, 1, "poisson", 1_428_930_003, 1)[0, 0] == 2**32 - 1
+    weight = poisson_weights(Bootstrap(replicates=1, seed=0), 1_428_930_003, 1)
     assert weight[0, 0] <= 13, weight
 
 
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [(1, 8_424_555_817_135_017_156), (119_577, 132_609), (0, 2**63), (2**64 - 1, 2**64 - 2)],
+)
+def test_seeds_that_folded_to_one_32_bit_key_draw_apart(one: int, other: int) -> None:
+    """Seeds were folded to 32 bits before keying the draws, so these pairs drew identical
+    replicates; every bit of a 64-bit seed now changes them (Poisson weights and flips)."""
+    first, second = Bootstrap(replicates=20, seed=one), Bootstrap(replicates=20, seed=other)
+    share = float(np.mean(poisson_weights(first, 0, 5_000) == poisson_weights(second, 0, 5_000)))
+    assert share < 0.35, share  # ~0.31: two Poisson(1) draws are equal that often
+    signs = float(np.mean(flip_signs(first, 0, 5_000) == flip_signs(second, 0, 5_000)))
+    assert abs(signs - 0.5) < 0.02, signs
+
+
+def test_flips_are_fair_coins_apart_from_the_weights() -> None:
+    bootstrap = Bootstrap(replicates=50, seed=3)
+    signs = flip_signs(bootstrap, 10**6, 20_000)
+    assert set(np.unique(signs)) == {-1.0, 1.0}
+    assert abs(float(signs.mean())) < 0.01
+    weights = poisson_weights(bootstrap, 10**6, 20_000)
+    assert abs(np.corrcoef(signs.ravel(), weights.ravel())[0, 1]) < 0.01
+    np.testing.assert_array_equal(flip_signs(bootstrap, 10**6 + 7, 5), signs[:, 7:12])
+
+
 def test_seeds_of_any_size_draw_without_warning() -> None:
-    for seed in (0, 1, 2, 12_345, 2**63 - 1):
+    for seed in (0, 1, 2, 12_345, 2**63 - 1, 2**63, 2**64 - 1):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             poisson_weights(Bootstrap(replicates=3, seed=seed), 0, 10)
@@ -391,7 +440,55 @@ def test_intervals_cover_and_tests_reject_at_their_nominal_rates() -> None:
     assert result.power > 0.5, result.table()
 
 
+def test_paired_p_values_keep_their_promise_at_every_size() -> None:
+    """With no true difference, p < 0.05 in at most 5% of trials (plus simulation error: 600
+    trials give a standard error of 0.9%, so 3 of them allow 7.7%) at N = 5, 10, 30 and 1,000
+    items, for each criterion; with one item there is no p-value at all."""
+    result = by_size(trials=600)
+    SUMMARY_TABLES["paired randomization test (scripts/bootstrap_validity.py)"] = result.table()
+    assert result.worst() <= 0.077, result.table()
+    assert result.one_item is None, result.table()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_holm_matches_statsmodels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 0.2, 1 + seed * 3) ** rng.uniform(0.5, 3)
+    p[: seed // 2] = p[-1]  # ties
+    with_none: list[float | None] = [*p.tolist(), None]
+    got = holm(with_none)
+    assert got[-1] is None
+    want = multipletests(p, method="holm")[1]
+    np.testing.assert_allclose(np.array(got[:-1], dtype=np.float64), want, rtol=1e-15)
+
+
 # 6. The service end to end ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_one_sample_has_no_interval_and_no_test(client: httpx.AsyncClient) -> None:
+    """A field report: one sample with 200 replicates answered p = 0 for every criterion
+    (zero-width intervals read as certainty) beside McNemar's 1.0. From fewer than two items
+    the bounds and p-values are null, with a note saying why."""
+    body = {
+        "labels": [0],
+        "candidates": [
+            {"name": "a", "logits": [[2.0, 0.0]]},
+            {"name": "b", "logits": [[0.0, 1.0]]},
+        ],
+        "bootstrap": {"replicates": 200},
+    }
+    result = await post(client, "/compare", body)
+    for entry in result["candidates"]:
+        for found in entry["intervals"].values():
+            assert (found["low"], found["high"], found["note"]) == (None, None, FEW_ITEMS)
+    [difference] = result["differences"]
+    for name, found in difference["criteria"].items():
+        assert found["p_value"] is None, name
+        assert found["p_adjusted"] is None, name
+        assert found["note"] == FEW_ITEMS, name
+    assert difference["criteria"]["total"]["estimate"] < 0
+    assert difference["criteria"]["accuracy"]["mcnemar_p_value"] == 1.0
 
 
 async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -440,7 +537,9 @@ def replicates_of(body: dict[str, Any]) -> ScoreSums:
     """The sums of a scored body with its replicate sums."""
     replicates = body["sums"]["replicates"]
     assert replicates["fields"] == list(FIELDS)
-    sums = ReplicateSums(array(replicates["values"]), array(replicates["bins"]))
+    flips = replicates.get("flips")
+    signed = None if flips is None else ReplicateSums(array(flips["values"]), array(flips["bins"]))
+    sums = ReplicateSums(array(replicates["values"]), array(replicates["bins"]), signed)
     return replace(sums_from_dict(body["sums"]), replicates=sums)
 
 
@@ -459,12 +558,10 @@ async def test_compare_gives_the_cores_intervals_and_differences(
         "/compare",
         request(candidates, labels, weight, bootstrap=said, row_offset=5_000),
     )
-    core = {
-        name: score_batch(
-            z, labels, OPTIONS, sample_weight=weight, bootstrap=bootstrap, row_offset=5_000
-        )
-        for name, z in candidates.items()
-    }
+    scored_here = [
+        score_batch(z, labels, OPTIONS, sample_weight=weight) for z in candidates.values()
+    ]
+    core = dict(zip(candidates, with_replicates(scored_here, bootstrap, 5_000), strict=True))
     for entry in result["candidates"]:
         assert entry["bootstrap"] == said
         assert "replicates" not in entry["sums"]
@@ -472,11 +569,18 @@ async def test_compare_gives_the_cores_intervals_and_differences(
     pairs = [("a", "b"), ("a", "c"), ("b", "c")]
     assert [(d["a"], d["b"]) for d in result["differences"]] == pairs
     counted = core["a"].columns["counted"]
-    for entry, (x, y) in zip(result["differences"], pairs, strict=True):
+    want = differences(
+        list(core),
+        [batch.sums for batch in core.values()],
+        [batch.columns["correct"] for batch in core.values()],
+        counted,
+        0.9,
+    )
+    for entry, (x, y), expected in zip(result["differences"], pairs, want, strict=True):
         counts = discordant(core[x].columns["correct"], core[y].columns["correct"], counted)
         assert entry["discordant"] == list(counts)
-        want = difference(core[x].sums, core[y].sums, counts, 0.9)
-        close(entry["criteria"], want, f"{x} - {y}")
+        close(entry["criteria"], expected["criteria"], f"{x} - {y}")
+        assert entry["criteria"]["total"]["p_adjusted"] >= entry["criteria"]["total"]["p_value"]
     # /score of one candidate carries the same intervals
     single = score_request(a, labels, weight, bootstrap=said, row_offset=5_000)
     scored = await post(client, "/score", single)
@@ -545,9 +649,16 @@ async def test_halves_with_row_offset_merge_into_one_request(client: httpx.Async
         first, second = (replicates_of(half["candidates"][k]) for half in halves)
         assert first.replicates is not None
         assert second.replicates is not None
+        halves_flips = [first.replicates.flips, second.replicates.flips]
+        assert halves_flips[0] is not None
+        assert halves_flips[1] is not None
         by_hand = ReplicateSums(
             first.replicates.values + second.replicates.values,
             first.replicates.bins + second.replicates.bins,
+            ReplicateSums(
+                halves_flips[0].values + halves_flips[1].values,
+                halves_flips[0].bins + halves_flips[1].bins,
+            ),
         )
         np.testing.assert_allclose(by_hand.values, one.replicates.values, rtol=1e-12)
         np.testing.assert_allclose(by_hand.bins, one.replicates.bins, rtol=1e-12)
@@ -558,7 +669,10 @@ async def test_halves_with_row_offset_merge_into_one_request(client: httpx.Async
     )
     [entry] = whole["differences"]
     assert list(counts) == entry["discordant"]
-    close(difference(sums["a"], sums["b"], counts, 0.95), entry["criteria"], "a - b")
+    want = difference(sums["a"], sums["b"], counts, 0.95)
+    for name in CRITERIA:  # one pair: a family of one, adjusted p equal to p
+        want[name]["p_adjusted"] = want[name]["p_value"]
+    close(want, entry["criteria"], "a - b")
 
 
 BAD_BOOTSTRAP: list[tuple[dict[str, Any], list[str]]] = [
@@ -570,7 +684,7 @@ BAD_BOOTSTRAP: list[tuple[dict[str, Any], list[str]]] = [
     ({"bootstrap": {"confidence_level": 1}}, ["bootstrap", "confidence_level"]),
     ({"bootstrap": {"confidence_level": "0.9"}}, ["bootstrap", "confidence_level"]),
     ({"bootstrap": {"seed": -1}}, ["bootstrap", "seed"]),
-    ({"bootstrap": {"seed": 2**63}}, ["bootstrap", "seed"]),
+    ({"bootstrap": {"seed": 2**64}}, ["bootstrap", "seed"]),
     ({"bootstrap": {"replicate_sums": "yes"}}, ["bootstrap", "replicate_sums"]),
     ({"bootstrap": {"replicates": 10, "resamples": 10}}, ["bootstrap", "resamples"]),
     ({"bootstrap": 1_000}, ["bootstrap"]),

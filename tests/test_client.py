@@ -17,7 +17,8 @@ import torch
 import fairloss
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
-from fairloss.uncertainty import difference, discordant, intervals
+from fairloss.scoring import with_replicates
+from fairloss.uncertainty import differences, discordant, intervals
 from fairloss_client import AsyncClient, Client, Retry, ServiceError
 from fairloss_client.bodies import typed_array
 from fairloss_client.plan import Job, Limits
@@ -521,13 +522,22 @@ def test_bootstrap_in_chunks_of_700_rows_equals_one_request_for_all():
         compared = client.compare({"a": logits, "b": other}, labels, bootstrap=resample)
     assert scored.chunks == 4
     a = fairloss.score_batch(logits, labels, bootstrap=resample)
-    b = fairloss.score_batch(other, labels, bootstrap=resample)
+    b = fairloss.score_batch(other, labels)
+    paired_a, b = with_replicates([fairloss.score_batch(logits, labels), b], resample)
     want = intervals(a.sums, 0.9)
     for name, found in scored.intervals.items():
         for key in ("estimate", "low", "high"):
             assert found[key] == pytest.approx(want[name][key], rel=1e-12, abs=1e-15)
     counts = discordant(a.columns["correct"], b.columns["correct"], a.columns["counted"])
-    paired = difference(a.sums, b.sums, counts, 0.9)
+    [paired_entry] = differences(
+        ["a", "b"],
+        [paired_a.sums, b.sums],
+        [a.columns["correct"], b.columns["correct"]],
+        a.columns["counted"],
+        0.9,
+    )
+    paired = paired_entry["criteria"]
+    assert paired["total"]["p_value"] is not None
     [entry] = compared.differences
     assert (entry["a"], entry["b"], entry["discordant"]) == ("a", "b", list(counts))
     for name, found in entry["criteria"].items():

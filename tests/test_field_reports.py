@@ -37,7 +37,7 @@ async def _after(client: httpx.AsyncClient, path: str, body: str) -> httpx.Respo
             "/score",
             '{"logits": [[1, 0]], "labels": [0], "bootstrap": {"seed": ' + DEEP + "}}",
             422,
-            "Expected `bootstrap.seed` to be an integer in [0, 2**63), but got an array",
+            "Expected `bootstrap.seed` to be an integer in [0, 2**64), but got an array",
         ),
         (
             "/compare",

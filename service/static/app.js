@@ -722,11 +722,10 @@ function renderIntervals() {
 // "+0.0213" for a positive difference as shown; negative ones, zeros and "–" stay as they are.
 const signed = (text) => (Number(text) > 0 ? `+${text}` : text);
 
-// A p-value as shown: four decimals, tiny ones in exponent form, and 0 (no replicate crossed
-// zero) as "< 1/replicates", the resolution of the bootstrap.
-function pValue(p, replicates) {
+// A p-value as shown: four decimals, tiny ones in exponent form (never 0: the smallest from R
+// randomizations is 1 / (1 + R)), "–" where there is no test.
+function pValue(p) {
   if (!isNumber(p)) return "–";
-  if (p === 0) return `< ${sig(1 / replicates)}`;
   return p < 1e-4 ? p.toExponential(1) : p.toFixed(4);
 }
 
@@ -742,14 +741,14 @@ function renderDifferences() {
     box.replaceChildren(el("p", { class: "empty" }, [`${why} to see each pair's differences, with intervals and p-values, here.`]));
     return;
   }
-  const { replicates, confidence_level: confidence } = view.candidates[0].bootstrap;
+  const { confidence_level: confidence } = view.candidates[0].bootstrap;
   const alpha = 1 - confidence;
   const alphaText = String(Number(alpha.toPrecision(6)));
   // A p-value cell: the value, and a star when it is below alpha.
   const pCell = (kind, p, title) => {
     const significant = isNumber(p) && p < alpha;
     return el("td", { class: `num ${kind} ${significant ? "significant" : ""}`, title }, [
-      el("span", { class: "value" }, [pValue(p, replicates)]),
+      el("span", { class: "value" }, [pValue(p)]),
       el("span", { class: "mark", "aria-label": significant ? "significant" : "" }, [significant ? "★" : ""]),
     ]);
   };
@@ -759,7 +758,7 @@ function renderDifferences() {
       const accuracy = criterion === "accuracy";
       const higherIsBetter = accuracy;
       const favours = !isNumber(d.estimate) || d.estimate === 0 ? "neither" : (d.estimate > 0) === higherIsBetter ? a : b;
-      const significant = [d.p_value, d.mcnemar_p_value].some((p) => isNumber(p) && p < alpha);
+      const significant = [d.p_adjusted, d.mcnemar_p_value].some((p) => isNumber(p) && p < alpha);
       // Accuracy in percentage points, the losses as they are; "+" on the positive ones.
       const estimate = accuracy ? `${signed(fmt(inPercent(d.estimate), 1))} pp` : signed(fmt(d.estimate));
       const interval = accuracy ? `[${sig(inPercent(d.low))}, ${sig(inPercent(d.high))}] pp` : `[${sig(d.low)}, ${sig(d.high)}]`;
@@ -771,18 +770,19 @@ function renderDifferences() {
         el("td", { class: "criterion" }, [label]),
         el("td", { class: "num estimate" }, [estimate]),
         el("td", { class: "num interval" }, [interval]),
-        pCell("p-value", d.p_value, "bootstrap p-value: the percentile interval inverted"),
+        pCell("p-value", d.p_value, "paired randomization test: each sample's two outputs swapped at random"),
+        pCell("holm", d.p_adjusted, "Holm's adjustment over the pairs of candidates"),
         mcnemar,
         el("td", { class: "favours" }, [favours]),
       ]);
     })),
   );
-  const titles = ["pair a − b", "criterion", "difference", `${level(confidence)} interval`, "p-value", "McNemar p", "favours"];
-  const head = el("thead", {}, [el("tr", {}, titles.map((t, k) => el("th", { class: k >= 2 && k <= 5 ? "num" : "" }, [t])))]);
+  const titles = ["pair a − b", "criterion", "difference", `${level(confidence)} interval`, "p-value", "Holm p", "McNemar p", "favours"];
+  const head = el("thead", {}, [el("tr", {}, titles.map((t, k) => el("th", { class: k >= 2 && k <= 6 ? "num" : "" }, [t])))]);
   box.replaceChildren(
     el("p", { class: "rule", id: "differences-legend" }, [
-      `Differences a − b of the paired bootstrap (the same resampled samples for both). ★ marks p < ${alphaText} `
-      + `(1 − the ${level(confidence)} confidence level): a significant difference. Lower is better for every loss, so a `
+      `Differences a − b, with the paired bootstrap's intervals and the paired randomization test's p-values. ★ marks `
+      + `a Holm-adjusted p < ${alphaText} (1 − the ${level(confidence)} confidence level): a significant difference. Lower is better for every loss, so a `
       + "negative difference favours a; for accuracy (in percentage points) higher is better, so a positive one does, "
       + "and McNemar's exact test on the samples only one candidate gets right is shown too.",
     ]),
