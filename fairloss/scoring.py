@@ -35,6 +35,7 @@ from fairloss.checks import (
     checked_sample_weight,
     class_weights_tensor,
 )
+from fairloss.classes import class_sums, classwise_ece
 from fairloss.devices import resolve_device
 from fairloss.functional import counted_labels, flatten
 from fairloss.metrics import CRITERIA, Violations, bin_index
@@ -90,9 +91,13 @@ def reduced(sums: ScoreSums, reduction: str) -> dict[str, float]:
 
 
 def metrics(sums: ScoreSums) -> dict[str, float]:
-    """Accuracy, the mean scoring rules and the ECE of ``sums`` (NaN where nothing counts)."""
+    """Accuracy, the mean scoring rules and the ECE of ``sums`` (NaN where nothing counts),
+    and with per-class sums the class-wise ECE."""
     means = {k: sums.mean(k) for k in ("log_loss", "brier", "pll", "pbs")}
-    return {"accuracy": sums.accuracy, **means, "ece": sums.ece}
+    found = {"accuracy": sums.accuracy, **means, "ece": sums.ece}
+    if sums.classes is not None:
+        found["classwise_ece"] = classwise_ece(sums.classes)
+    return found
 
 
 @torch.inference_mode()
@@ -108,6 +113,7 @@ def score_batch(
     rules: bool = True,
     bootstrap: Bootstrap | None = None,
     row_offset: int = 0,
+    per_class: bool = False,
 ) -> BatchScores:
     """Score one batch: FairLoss, the paper's scoring rules, sums and (optionally) violations.
 
@@ -133,6 +139,9 @@ def score_batch(
             bootstrap over the items (the first axis); see `fairloss.bootstrap`.
         row_offset: the index, in the whole dataset, of this batch's first item, so that a
             dataset split into batches gets the replicates of one batch for the whole.
+        per_class: also keep the per-class sums (``sums.classes``, `fairloss.classes`):
+            support, precision, recall, F1, per-class losses, class-wise calibration and the
+            confusion cells.
 
     Runs in ``torch.inference_mode`` (a tenth faster on small batches): the columns are
     inference tensors, which autograd does not track and which cannot be changed in place
@@ -144,8 +153,8 @@ def score_batch(
             overflows the compute precision.
     """
     options = options or DEFAULT_OPTIONS
-    if bootstrap is not None and not rules:
-        raise ValueError("Expected rules=True with a bootstrap: its sums hold the scoring rules")
+    if (bootstrap is not None or per_class) and not rules:
+        raise ValueError("Expected rules=True with a bootstrap or per_class: they need the rules")
     device = resolve_device(options.device or default_device)
     dtype = DTYPES[options.precision]
     z = checked_predictions(predictions, kind, options.precision).to(device=device, dtype=dtype)
@@ -199,6 +208,9 @@ def score_batch(
             for k in CRITERIA
         }
     sums = sums_of(count, scored.sums, options.ece_bins, items)
+    if per_class:
+        weight = counted_weight(terms.counted, w)
+        sums = replace(sums, classes=class_sums(z, target, weight, columns, options.ece_bins))
     result = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
     if bootstrap is None:
         return result

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from fairloss.bootstrap import FIELDS, ReplicateSums
+from fairloss.classes import ClassSums
 from fairloss.functional import FairLossTerms
 from fairloss.metrics import CRITERIA, SampleScores, bin_index, calibration_error
 
@@ -50,6 +51,7 @@ class ScoreSums:
     bin_confidence: tuple[float, ...] = field(default=())
     bin_correct: tuple[float, ...] = field(default=())
     replicates: ReplicateSums | None = None
+    classes: ClassSums | None = None
 
     def merge(self, other: ScoreSums) -> ScoreSums:
         return ScoreSums(
@@ -98,10 +100,11 @@ def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
 
 
 def _add(mine: Any, theirs: Any) -> Any:
-    if isinstance(mine, ReplicateSums) or isinstance(theirs, ReplicateSums):
-        if mine is None or theirs is None:
-            raise ValueError("Expected every chunk's sums to carry bootstrap replicates, or none")
-        return mine.merge(theirs)
+    for kind, what in ((ReplicateSums, "bootstrap replicates"), (ClassSums, "per-class sums")):
+        if isinstance(mine, kind) or isinstance(theirs, kind):
+            if mine is None or theirs is None:
+                raise ValueError(f"Expected every chunk's sums to carry {what}, or none")
+            return mine.merge(theirs)
     if mine is None:
         return None
     if not isinstance(mine, tuple):

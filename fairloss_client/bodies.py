@@ -59,6 +59,7 @@ def request_fields(
     compare: bool,
     typed: bool,
     bootstrap: Bootstrap | Mapping[str, Any] | None = None,
+    per_class: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments to JSON fields, checked here first (unknown names: TypeError; bad
     values: `fairloss.InputError`) so that no request is sent for them. With a ``bootstrap``,
@@ -67,15 +68,17 @@ def request_fields(
     if unknown:
         raise TypeError(
             f"score() and compare() got the unknown keyword {', '.join(map(repr, unknown))}; "
-            f"they take kind, sample_weight, bootstrap, per_sample, extra_columns and the "
-            f"scoring options {', '.join(OPTION_NAMES)} (progress, concurrency, retry and the "
-            "like are Client(...)'s)"
+            "they take kind, sample_weight, bootstrap, per_sample, extra_columns, per_class "
+            f"and the scoring options {', '.join(OPTION_NAMES)} (progress, concurrency, retry "
+            "and the like are Client(...)'s)"
         )
     weights = options.get("class_weights")
     if weights is not None:  # numpy arrays and tensors too
         options = {**options, "class_weights": as_numpy(weights).astype(float).tolist()}
     checked = ScoringOptions(**options)
     fields = option_fields(checked, per_sample, extra_columns, compare=compare, typed=typed)
+    if per_class:
+        fields["per_class"] = True
     if bootstrap is not None:
         resample = bootstrap if isinstance(bootstrap, Bootstrap) else Bootstrap(**bootstrap)
         fields["bootstrap"] = {**asdict(resample), "replicate_sums": True}

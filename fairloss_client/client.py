@@ -89,7 +89,8 @@ class Client(_Base):
     arguments, plus ``kind``, ``sample_weight``, ``bootstrap`` (a `fairloss.bootstrap.Bootstrap`
     or its fields: each chunk is sent with its ``row_offset``, its replicate sums merged, so
     ``result.intervals`` and ``compared.differences`` are those of one request for all rows),
-    ``per_sample`` and ``extra_columns``.
+    ``per_sample``, ``extra_columns`` and ``per_class`` (each result's ``classes``: per-class
+    metrics and the confusion cells, merged across chunks).
     """
 
     def __init__(self, url: str, *, transport: httpx.BaseTransport | None = None, **kw: Any):
@@ -128,9 +129,12 @@ class Client(_Base):
         bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
+        per_class: bool = False,
         **options: Any,
     ) -> ScoreResult:
-        fields = request_fields(options, per_sample, extra_columns, False, self.typed, bootstrap)
+        fields = request_fields(
+            options, per_sample, extra_columns, False, self.typed, bootstrap, per_class
+        )
         request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
         return merge_scores(self._run(request))
 
@@ -144,11 +148,14 @@ class Client(_Base):
         bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
+        per_class: bool = False,
         **options: Any,
     ) -> CompareResult:
         """Score each named candidate's predictions against ``labels``, rank them, count
         violations (which needs the per-sample columns: ``per_sample=False`` is a ValueError)."""
-        fields = request_fields(options, per_sample, extra_columns, True, self.typed, bootstrap)
+        fields = request_fields(
+            options, per_sample, extra_columns, True, self.typed, bootstrap, per_class
+        )
         request = compare_request(
             candidates, labels, fields, kind=kind, sample_weight=sample_weight
         )
@@ -233,9 +240,12 @@ class AsyncClient(_Base):
         bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
+        per_class: bool = False,
         **options: Any,
     ) -> ScoreResult:
-        fields = request_fields(options, per_sample, extra_columns, False, self.typed, bootstrap)
+        fields = request_fields(
+            options, per_sample, extra_columns, False, self.typed, bootstrap, per_class
+        )
         request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
         return merge_scores(await self._run(request))
 
@@ -249,9 +259,12 @@ class AsyncClient(_Base):
         bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
+        per_class: bool = False,
         **options: Any,
     ) -> CompareResult:
-        fields = request_fields(options, per_sample, extra_columns, True, self.typed, bootstrap)
+        fields = request_fields(
+            options, per_sample, extra_columns, True, self.typed, bootstrap, per_class
+        )
         request = compare_request(
             candidates, labels, fields, kind=kind, sample_weight=sample_weight
         )

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from fairloss.bootstrap import Bootstrap
+from fairloss.classes import class_report
 from fairloss.metrics import CRITERIA, Violations, superior_violations
 from fairloss.scoring import BatchScores, metrics, reduced
 from fairloss.sums import ScoreSums, rank
@@ -40,6 +41,13 @@ class ScoreResult:
         if self.bootstrap is None:
             return {}
         return intervals(self.sums, self.bootstrap.confidence_level)
+
+    @property
+    def classes(self) -> dict[str, Any] | None:
+        """With ``per_class``: per-class support, precision, recall, F1, losses and calibration
+        error (lists of length C, NaN where a denominator is 0) and the confusion cells, from
+        the merged per-class sums (`fairloss.classes.class_report`); None otherwise."""
+        return None if self.sums.classes is None else class_report(self.sums.classes)
 
     @property
     def reduced(self) -> dict[str, float]:

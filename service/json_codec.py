@@ -137,6 +137,7 @@ def score_body(
         default_device=default_device,
         bootstrap=resampling.bootstrap,
         row_offset=resampling.row_offset,
+        per_class=response.per_class,
     )
     result = _scored(batch, response, resampling)
     return Reply(_dumps(result), batch.n, batch.num_classes, batch.device)
@@ -248,6 +249,7 @@ def compare_body(
                 sample_weight=weight,
                 default_device=default_device,
                 violations=True,
+                per_class=response.per_class,
             )
         except InputError as error:
             raise (error.within("candidates", k) if error.loc[:1] == (kind,) else error) from None

@@ -54,6 +54,9 @@ class ResponseOptions(BaseModel):
         "json",
         description="base64: the per-sample columns as typed arrays {dtype, shape, data}",
     )
+    per_class: bool = Field(
+        False, description="add `classes` (per-class metrics and the confusion cells)"
+    )
 
 
 TYPED = "or a typed array {dtype, shape, data (base64)}"
@@ -169,6 +172,9 @@ class Metrics(BaseModel):
     pll: float | None = Field(description="Penalized Log Loss")
     pbs: float | None = Field(description="Penalized Brier Score")
     ece: float | None = Field(description="top-label expected calibration error")
+    classwise_ece: float | None = Field(
+        None, description="with per_class: the mean of classes.ece (Kull et al. 2019)"
+    )
 
 
 class Bins(BaseModel):
@@ -198,6 +204,45 @@ class Replicates(ReplicateArrays):
     )
 
 
+class Confusion(BaseModel):
+    """The nonzero cells of the confusion matrix (rows: true classes), sorted by true then
+    predicted class; ``count`` is weighted with sample_weight."""
+
+    true: list[int]
+    predicted: list[int]
+    count: list[float]
+
+
+class ClassSumsBody(BaseModel):
+    """Per-class sums that merge across chunks: ``values`` C x len(fields) (weighted sums over
+    the samples of true class c, ``predicted`` over those predicted as c), ``bins`` C x 3
+    (weight, sum of p_c, weight with y == c) x bins, and the confusion cells (added per cell)."""
+
+    fields: list[str]
+    values: list[list[float]] | Typed
+    bins: list[list[list[float]]] | Typed
+    confusion: Confusion
+
+
+class Classes(BaseModel):
+    """Per class c (arrays of length C, index = class), as scikit-learn's
+    precision_recall_fscore_support(average=None); null where a denominator is 0."""
+
+    support: list[float] = Field(description="samples of true class c (weighted)")
+    predicted: list[float] = Field(description="samples predicted as c (weighted)")
+    recall: list[float | None]
+    precision: list[float | None]
+    f1: list[float | None]
+    ce: list[float | None] = Field(description="mean over the samples of true class c")
+    total: list[float | None]
+    pll: list[float | None]
+    pbs: list[float | None]
+    ece: list[float | None] = Field(
+        description="one-vs-rest calibration error of p_c against y == c, equal-width bins"
+    )
+    confusion: Confusion
+
+
 class Sums(BaseModel):
     """Sums and counts that merge across chunks by addition; every mean divides by ``weight``
     (present with sample_weight; ``count`` without)."""
@@ -215,6 +260,7 @@ class Sums(BaseModel):
     pbs: float
     bins: Bins
     replicates: Replicates | None = None
+    classes: ClassSumsBody | None = None
 
 
 class Interval(BaseModel):
@@ -242,6 +288,7 @@ class ScoreResponse(BaseModel):
     per_sample: PerSample | None = None
     bootstrap: BootstrapUsed | None = None
     intervals: dict[str, Interval] | None = Field(None, description="percentile intervals")
+    classes: Classes | None = Field(None, description="with per_class")
 
 
 class ViolationCount(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fairloss.bootstrap import FIELDS, ReplicateSums
+from fairloss.classes import CLASS_FIELDS, ClassSums, class_report
 from fairloss.metrics import Violations
 from fairloss.scoring import BatchScores, metrics, reduced
 from fairloss.sums import ScoreSums
@@ -31,9 +32,10 @@ def _whole(value: float) -> float | int:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
 
 
-def sums_to_dict(sums: ScoreSums, weighted: bool = False) -> dict[str, Any]:
-    """``sums``: the scalar sums, the calibration bins under ``bins``, and the weight total
-    when the samples were ``weighted``."""
+def sums_to_dict(sums: ScoreSums, weighted: bool = False, arrays: str = "json") -> dict[str, Any]:
+    """``sums``: the scalar sums, the calibration bins under ``bins``, the weight total when
+    the samples were ``weighted``, and the per-class sums when kept (their arrays as typed
+    arrays when ``arrays`` is ``base64``)."""
     scalars: dict[str, Any] = {name: getattr(sums, name) for name in SUMMED}
     scalars["correct"] = _whole(sums.correct)
     if weighted:
@@ -43,7 +45,47 @@ def sums_to_dict(sums: ScoreSums, weighted: bool = False) -> dict[str, Any]:
         "confidence": sums.bin_confidence,
         "correct": [_whole(v) for v in sums.bin_correct],
     }
-    return {**scalars, "bins": bins}
+    body = {**scalars, "bins": bins}
+    if sums.classes is not None:
+        body["classes"] = classes_to_dict(sums.classes, arrays)
+    return body
+
+
+def classes_to_dict(sums: ClassSums, arrays: str) -> dict[str, Any]:
+    """The per-class sums: ``{"fields", "values": C x 7, "bins": C x 3 x B, "confusion":
+    {"true", "predicted", "count"}}``, ``values`` and ``bins`` as lists or typed arrays."""
+    form = encode if arrays == "base64" else (lambda a: a)
+    return {
+        "fields": list(CLASS_FIELDS),
+        "values": form(sums.values),
+        "bins": form(sums.bins),
+        "confusion": {
+            "true": sums.true,
+            "predicted": sums.predicted,
+            "count": [_whole(v) for v in sums.count.tolist()],
+        },
+    }
+
+
+def classes_from_dict(body: Mapping[str, Any]) -> ClassSums:
+    """The inverse of `classes_to_dict`."""
+    cells = body["confusion"]
+    return ClassSums(
+        _floats(body["values"]),
+        _floats(body["bins"]),
+        np.asarray(cells["true"], dtype=np.int64),
+        np.asarray(cells["predicted"], dtype=np.int64),
+        np.asarray(cells["count"], dtype=np.float64),
+    )
+
+
+def classes_body(sums: ClassSums) -> dict[str, Any]:
+    """The ``classes`` of a scored body: `fairloss.classes.class_report`, NaN as null."""
+    report = class_report(sums)
+    for name, values in report.items():
+        if name != "confusion":
+            report[name] = [number(v) for v in values]
+    return report
 
 
 def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
@@ -60,6 +102,7 @@ def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
         bin_confidence=tuple(float(v) for v in bins["confidence"]),
         bin_correct=tuple(float(v) for v in bins["correct"]),
         replicates=replicates_from_dict(body["replicates"]) if "replicates" in body else None,
+        classes=classes_from_dict(body["classes"]) if "classes" in body else None,
     )
 
 
@@ -94,8 +137,10 @@ def scored(
             **{k: number(v) for k, v in reduced(batch.sums, options.reduction).items()},
         },
         "metrics": {k: number(v) for k, v in metrics(batch.sums).items()},
-        "sums": sums_to_dict(batch.sums, batch.weighted),
+        "sums": sums_to_dict(batch.sums, batch.weighted, arrays),
     }
+    if batch.sums.classes is not None:
+        body["classes"] = classes_body(batch.sums.classes)
     if per_sample:
         columns = per_sample_columns(batch, extra_columns)
         body["per_sample"] = (
@@ -177,15 +222,16 @@ def replicates_to_dict(replicates: ReplicateSums, arrays: str) -> dict[str, Any]
 
 def replicates_from_dict(body: Mapping[str, Any]) -> ReplicateSums:
     """The inverse of `replicates_to_dict`."""
-
-    def array(value: Any) -> np.ndarray[Any, Any]:
-        if is_typed(value):
-            return decode(value, ["replicates"], FLOATS, _bad).astype(np.float64)
-        return np.asarray(value, dtype=np.float64)
-
     flips = replicates_from_dict(body["flips"]) if "flips" in body else None
-    return ReplicateSums(array(body["values"]), array(body["bins"]), flips)
+    return ReplicateSums(_floats(body["values"]), _floats(body["bins"]), flips)
+
+
+def _floats(value: Any) -> np.ndarray[Any, Any]:
+    """A float64 array from nested lists or a typed array."""
+    if is_typed(value):
+        return decode(value, ["sums"], FLOATS, _bad).astype(np.float64)
+    return np.asarray(value, dtype=np.float64)
 
 
 def _bad(message: str, loc: list[str | int], kind: str) -> Exception:
-    return ValueError(f"The replicate sums are not a typed array: {message}")
+    return ValueError(f"The sums hold an array that is not a typed array: {message}")
