@@ -80,13 +80,16 @@ def flip_signs(bootstrap: Bootstrap, start: int, count: int) -> Floats:
 @dataclass(frozen=True, eq=False)
 class ReplicateSums:
     """Per-replicate sums: ``values`` (R, 9) in the order of `FIELDS`, ``bins`` (R, 3, B): the
-    weight, confidence and correct sums of each calibration bin. ``flips``, when kept (for
-    paired differences), holds the same sums with each item weighted by its randomization sign
-    instead of its Poisson weight. They merge by addition."""
+    weight, confidence and correct sums of each calibration bin. Two more sets in the same
+    layout may come with them: ``flips`` (for paired differences), each item weighted by its
+    randomization sign instead of its Poisson weight, and ``relabels`` (a slice's, for its
+    difference from the rest), the sums of the items drawn into its pseudo-slice
+    (`fairloss.slices.relabel_sums`). They merge by addition."""
 
     values: Floats
     bins: Floats
     flips: ReplicateSums | None = None
+    relabels: ReplicateSums | None = None
 
     def merge(self, other: ReplicateSums) -> ReplicateSums:
         if self.values.shape != other.values.shape or self.bins.shape != other.bins.shape:
@@ -94,17 +97,20 @@ class ReplicateSums:
                 "Expected replicate sums of one shape to merge (the same replicates and bins), "
                 f"but got {self.bins.shape} and {other.bins.shape}"
             )
-        if (self.flips is None) != (other.flips is None):
-            raise ValueError("Expected every chunk's replicate sums to carry flips, or none")
-        flips = None if self.flips is None or other.flips is None else self.flips.merge(other.flips)
-        return ReplicateSums(self.values + other.values, self.bins + other.bins, flips)
+        extra: dict[str, ReplicateSums | None] = {}
+        for name in ("flips", "relabels"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if (mine is None) != (theirs is None):
+                raise ValueError(f"Expected every chunk's replicate sums to carry {name}, or none")
+            extra[name] = None if mine is None else mine.merge(theirs)
+        return ReplicateSums(self.values + other.values, self.bins + other.bins, **extra)
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, ReplicateSums)
             and np.array_equal(self.values, other.values)
             and np.array_equal(self.bins, other.bins)
-            and self.flips == other.flips
+            and (self.flips, self.relabels) == (other.flips, other.relabels)
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -53,3 +53,12 @@ def describe(value: object) -> str:
         dict: "an object",
     }
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def text_fault(text: str) -> str | None:
+    """What keeps ``text`` from being written into an answer, or None: a lone surrogate (JSON
+    can escape one, but it is not Unicode text, and orjson refuses to write it)."""
+    for at, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            return f"it holds a lone surrogate, \\u{ord(char):04x}, at index {at}"
+    return None

@@ -9,6 +9,7 @@ the scoring rules and the calibration bins.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -19,12 +20,7 @@ from torch import Tensor
 
 from fairloss.blocks import score_rows
 from fairloss.bootstrap import (
-    FIELDS,
     Bootstrap,
-    ReplicateSums,
-    block_items,
-    flip_signs,
-    replicate_sums,
 )
 from fairloss.checks import (
     ArrayLike,
@@ -38,9 +34,11 @@ from fairloss.checks import (
 from fairloss.classes import class_sums, classwise_ece
 from fairloss.devices import resolve_device
 from fairloss.functional import counted_labels, flatten
-from fairloss.metrics import CRITERIA, Violations, bin_index
+from fairloss.metrics import CRITERIA, Violations
 from fairloss.metrics import superior_violations as count_violations
 from fairloss.options import ScoringOptions
+from fairloss.replicates import with_groups, with_replicates
+from fairloss.slices import Column, as_columns, checked_counts
 from fairloss.sums import ScoreSums, counted_items, counted_weight, sums_of
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -72,6 +70,8 @@ class BatchScores:
     shape: tuple[int, ...] = ()
     weighted: bool = False
     sample_weight: Tensor | None = None
+    groups: dict[str, Column] | None = None
+    shares: dict[str, np.ndarray[Any, Any]] | None = None
 
     @property
     def reduced(self) -> dict[str, float]:
@@ -114,6 +114,8 @@ def score_batch(
     bootstrap: Bootstrap | None = None,
     row_offset: int = 0,
     per_class: bool = False,
+    groups: Mapping[str, Any] | None = None,
+    group_counts: Mapping[str, Any] | None = None,
 ) -> BatchScores:
     """Score one batch: FairLoss, the paper's scoring rules, sums and (optionally) violations.
 
@@ -142,6 +144,13 @@ def score_batch(
         per_class: also keep the per-class sums (``sums.classes``, `fairloss.classes`):
             support, precision, recall, F1, per-class losses, class-wise calibration and the
             confusion cells.
+        groups: ``{column: keys}``, 1 to 8 columns of one key per item (the labels' first
+            axis), all strings or all integers, or those checked (`fairloss.slices.Column`):
+            also keep each key's sums (``sums.groups``), with a bootstrap each key's
+            replicates too (`fairloss.slices`).
+        group_counts: with ``groups`` and a bootstrap, the whole dataset's item count of each
+            key (``{column: {"keys": [...], "counts": [...]}}``) when the batch is a chunk of
+            it; None: this batch's own counts (`fairloss.slices.checked_counts`).
 
     Runs in ``torch.inference_mode`` (a tenth faster on small batches): the columns are
     inference tensors, which autograd does not track and which cannot be changed in place
@@ -149,17 +158,19 @@ def score_batch(
 
     Raises:
         InputError: at ``logits`` (or the ``kind`` given), ``labels``, ``sample_weight``,
-            ``class_weights`` or ``device``, for the first fault found; also when a loss
-            overflows the compute precision.
+            ``class_weights``, ``device``, ``groups`` or ``group_counts``, for the first fault
+            found; also when a loss overflows the compute precision.
     """
     options = options or DEFAULT_OPTIONS
-    if (bootstrap is not None or per_class) and not rules:
-        raise ValueError("Expected rules=True with a bootstrap or per_class: they need the rules")
+    if (bootstrap is not None or per_class or groups is not None) and not rules:
+        raise ValueError("Expected rules=True with a bootstrap, per_class or groups")
     device = resolve_device(options.device or default_device)
     dtype = DTYPES[options.precision]
     z = checked_predictions(predictions, kind, options.precision).to(device=device, dtype=dtype)
     y = checked_labels(labels, tuple(z.shape), options.ignore_index).to(device)
     shape = tuple(y.shape)
+    columns_of = None if groups is None else as_columns(groups, shape[0])
+    counts = None if columns_of is None else checked_counts(group_counts, columns_of)
     w = None
     if sample_weight is not None:
         w = checked_sample_weight(sample_weight, shape).to(device=device, dtype=torch.float64)
@@ -212,67 +223,9 @@ def score_batch(
         weight = counted_weight(terms.counted, w)
         sums = replace(sums, classes=class_sums(z, target, weight, columns, options.ece_bins))
     result = batch(columns, sums, found, weighted=w is not None, sample_weight=w)
+    if columns_of is not None and counts is not None:
+        result = with_groups(result, columns_of, counts)
     if bootstrap is None:
         return result
     (result,) = with_replicates([result], bootstrap, row_offset)
     return result
-
-
-def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:
-    """(N, 9 + 3B) per-item sums of a batch: the `FIELDS` weighted by sample weight (zero for
-    samples that do not count), then each calibration bin's weight, confidence and correct
-    sums. Summed over an item's positions: with K-dimensional outputs, the bootstrap resamples
-    items (the first axis), a cluster bootstrap, as the positions of one image or sequence are
-    not independent."""
-    columns, items, n_bins = batch.columns, batch.shape[0], batch.options.ece_bins
-    weight = columns["counted"].double()
-    if batch.sample_weight is not None:
-        weight = weight * batch.sample_weight
-    values = [weight, *(columns[name].double() * weight for name in FIELDS[1:])]
-    per_item = torch.stack(values, dim=1).reshape(items, -1, len(FIELDS)).sum(dim=1)
-    binned = [weight, columns["confidence"].double() * weight, columns["correct"] * weight]
-    slot = torch.arange(weight.shape[0], device=weight.device) // (weight.shape[0] // items)
-    slot = slot * n_bins + bin_index(columns["confidence"], n_bins)
-    bins = torch.zeros(items * n_bins, 3, dtype=torch.float64, device=weight.device)
-    bins = bins.index_add(0, slot, torch.stack(binned, dim=1))
-    bins = bins.reshape(items, n_bins, 3).transpose(1, 2).reshape(items, -1)
-    return torch.cat([per_item, bins], dim=1).cpu().numpy()
-
-
-def replicates_bytes(items: int, candidates: int, ece_bins: int, replicates: int) -> int:
-    """Bytes that `with_replicates` may hold at its peak for ``candidates`` batches of ``items``
-    items (the first axis): each item's sums and bins (`item_matrix`), the weights drawn at
-    once and the replicate sums (and the randomization's). An upper bound that
-    ``tests/test_memory_budget.py`` holds to the resident memory measured; what a server
-    reserves for a bootstrap (`service.memory`)."""
-    columns = len(FIELDS) + 3 * ece_bins
-    per_item = 3 * 8 * columns + 512
-    weights = replicates * min(block_items(replicates), items) * 16
-    copies = 6 if candidates > 1 else 3  # with the randomization test's sums too
-    sums = copies * 8 * replicates * candidates * columns
-    return items * candidates * per_item + weights + sums + 4 * 2**20
-
-
-def with_replicates(
-    batches: list[BatchScores], bootstrap: Bootstrap, row_offset: int = 0
-) -> list[BatchScores]:
-    """The batches (candidates scored against the same labels) with their per-replicate sums,
-    from one draw of weights shared by all of them: a paired bootstrap. Two candidates or more
-    also keep the randomization test's sign-weighted sums (`ReplicateSums.flips`)."""
-    matrix = np.concatenate([item_matrix(batch) for batch in batches], axis=1)
-    poisson = replicate_sums(bootstrap, row_offset, matrix)
-    flips = replicate_sums(bootstrap, row_offset, matrix, flip_signs) if len(batches) > 1 else None
-    width = matrix.shape[1] // len(batches)
-    done = []
-    for k, batch in enumerate(batches):
-        own = slice(k * width, (k + 1) * width)
-        signed = None if flips is None else split_replicates(flips[:, own])
-        replicates = replace(split_replicates(poisson[:, own]), flips=signed)
-        done.append(replace(batch, sums=replace(batch.sums, replicates=replicates)))
-    return done
-
-
-def split_replicates(sums: np.ndarray[Any, Any]) -> ReplicateSums:
-    """`ReplicateSums` from (R, 9 + 3B) sums in the layout of `item_matrix`."""
-    bins = np.ascontiguousarray(sums[:, len(FIELDS) :].reshape(sums.shape[0], 3, -1))
-    return ReplicateSums(np.ascontiguousarray(sums[:, : len(FIELDS)]), bins)

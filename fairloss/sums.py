@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import methodcaller
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from fairloss.bootstrap import FIELDS, ReplicateSums
 from fairloss.classes import ClassSums
 from fairloss.functional import FairLossTerms
 from fairloss.metrics import CRITERIA, SampleScores, bin_index, calibration_error
+
+if TYPE_CHECKING:
+    from fairloss.slices import Slices
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ScoreSums:
     bin_correct: tuple[float, ...] = field(default=())
     replicates: ReplicateSums | None = None
     classes: ClassSums | None = None
+    groups: Mapping[str, Slices] | None = None
 
     def merge(self, other: ScoreSums) -> ScoreSums:
         return ScoreSums(
@@ -100,6 +104,10 @@ def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:
 
 
 def _add(mine: Any, theirs: Any) -> Any:
+    if isinstance(mine, Mapping) or isinstance(theirs, Mapping):  # group columns, by name
+        if mine is None or theirs is None or set(mine) != set(theirs):
+            raise ValueError("Expected every chunk's sums to carry the same group columns")
+        return {name: mine[name].merge(theirs[name]) for name in mine}
     for kind, what in ((ReplicateSums, "bootstrap replicates"), (ClassSums, "per-class sums")):
         if isinstance(mine, kind) or isinstance(theirs, kind):
             if mine is None or theirs is None:
@@ -176,9 +184,14 @@ def sums_of(count: int, vector: Tensor, n_bins: int, items: int) -> ScoreSums:
     """`ScoreSums` from ``count`` counted samples in ``items`` items and their `summed`
     vector."""
     values = vector.tolist()
-    totals = dict(zip(SUM_COLUMNS, values[: len(SUM_COLUMNS)], strict=True))
+    totals: dict[str, Any] = dict(zip(SUM_COLUMNS, values[: len(SUM_COLUMNS)], strict=True))
     del totals["confidence"]  # kept in the bins alone
-    bins = values[len(SUM_COLUMNS) :]
+    return _sums(count, items, totals, values[len(SUM_COLUMNS) :], n_bins)
+
+
+def _sums(
+    count: int, items: int, totals: dict[str, Any], bins: list[float], n_bins: int
+) -> ScoreSums:
     return ScoreSums(
         count=count,
         items=items,
@@ -187,6 +200,15 @@ def sums_of(count: int, vector: Tensor, n_bins: int, items: int) -> ScoreSums:
         bin_confidence=tuple(bins[n_bins : 2 * n_bins]),
         bin_correct=tuple(bins[2 * n_bins :]),
     )
+
+
+def from_item_sums(count: int, items: int, vector: Any, n_bins: int) -> ScoreSums:
+    """`ScoreSums` from a (9 + 3B) vector of summed item rows in the layout of one bootstrap
+    replicate (`fairloss.bootstrap.FIELDS`, then the bins' weight, confidence and correct
+    sums), of ``count`` counted samples in ``items`` items of positive weight."""
+    values = [float(v) for v in vector]
+    totals: dict[str, Any] = dict(zip(FIELDS, values[: len(FIELDS)], strict=True))
+    return _sums(count, items, totals, values[len(FIELDS) :], n_bins)
 
 
 def score_sums(

@@ -7,7 +7,7 @@ request for the whole, to float64 rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -21,6 +21,7 @@ from fairloss.bootstrap import (
     randomization_p_value,
     statistics,
 )
+from fairloss.slices import Slices
 from fairloss.sums import ScoreSums
 
 
@@ -114,6 +115,59 @@ def adjust(entries: Sequence[dict[str, dict[str, Any]]]) -> None:
             item["p_adjusted"] = q
 
 
+def vs_rest(key: ScoreSums, whole: ScoreSums, confidence_level: float) -> dict[str, Any]:
+    """``{criterion: {"estimate", "low", "high", "p_value"}}`` of a slice minus the rest of the
+    data (every item not in the slice): the estimate on the data, the percentile interval of
+    the bootstrap's replicates of that difference (the rest's replicate sums are the whole's
+    minus the slice's), and the p-value of the slice-versus-rest randomization test, whose
+    randomization r compares the items drawn into the key's pseudo-slice with all the others
+    (`fairloss.slices.relabel_sums`). From fewer than two items on either side: null, with a
+    ``note``."""
+    mine, every = key.replicates, whole.replicates
+    relabels = None if mine is None else mine.relabels
+    if mine is None or every is None or relabels is None:
+        raise ValueError("Expected a slice's sums with replicates and relabels, and the whole's")
+    (key_values, key_bins), (all_values, all_bins) = key.vectors(), whole.vectors()
+    observed = _gap(key_values, key_bins, all_values, all_bins)
+    resampled = _gap(mine.values, mine.bins, every.values, every.bins)
+    items = min(key.items, whole.items - key.items)
+    randomized = _gap(relabels.values, relabels.bins, all_values, all_bins) if items >= 2 else {}
+    criteria: dict[str, Any] = {}
+    for name in CRITERIA:
+        estimate = float(observed[name])
+        test = randomization_p_value(randomized[name], estimate) if randomized else None
+        span = interval(resampled[name], estimate, confidence_level, items)
+        criteria[name] = {**span, "p_value": test}
+    return criteria
+
+
+def _gap(values: Floats, bins: Floats, all_values: Floats, all_bins: Floats) -> dict[str, Floats]:
+    """Each criterion's statistic of the sums (``values``, ``bins``) minus that of the rest
+    (``all_values - values``, ``all_bins - bins``), over any leading axes."""
+    mine = statistics(values, bins)
+    rest = statistics(all_values - values, all_bins - bins)
+    return {name: mine[name] - rest[name] for name in CRITERIA}
+
+
+def group_differences(
+    a: Mapping[str, Slices], b: Mapping[str, Slices], confidence_level: float
+) -> dict[str, list[dict[str, Any]]]:
+    """``{column: [{"key", "criteria"}]}``: the paired differences a - b inside each key's
+    items (`difference`), Holm's adjustment over the keys of each column."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, slices in a.items():
+        other = dict(zip(b[name].keys, b[name].sums, strict=True))
+        criteria = [
+            difference(sums, other[key], None, confidence_level)
+            for key, sums in zip(slices.keys, slices.sums, strict=True)
+        ]
+        adjust(criteria)
+        found[name] = [
+            {"key": key, "criteria": c} for key, c in zip(slices.keys, criteria, strict=True)
+        ]
+    return found
+
+
 def differences(
     names: list[str],
     sums: list[ScoreSums],
@@ -122,18 +176,20 @@ def differences(
     confidence_level: float,
 ) -> list[dict[str, Any]]:
     """One entry per pair of candidates, a before b in request order: the paired differences
-    of every criterion with Holm's adjustment over the pairs, and the discordant counts behind
-    McNemar's test."""
+    of every criterion with Holm's adjustment over the pairs, the discordant counts behind
+    McNemar's test, and with group columns each key's paired differences (`group_differences`)."""
     entries: list[dict[str, Any]] = []
     for i, j in combinations(range(len(names)), 2):
         counts = discordant(correct[i], correct[j], counted)
-        entries.append(
-            {
-                "a": names[i],
-                "b": names[j],
-                "criteria": difference(sums[i], sums[j], counts, confidence_level),
-                "discordant": list(counts),
-            }
-        )
+        entry = {
+            "a": names[i],
+            "b": names[j],
+            "criteria": difference(sums[i], sums[j], counts, confidence_level),
+            "discordant": list(counts),
+        }
+        groups_a, groups_b = sums[i].groups, sums[j].groups
+        if groups_a is not None and groups_b is not None:
+            entry["groups"] = group_differences(groups_a, groups_b, confidence_level)
+        entries.append(entry)
     adjust([entry["criteria"] for entry in entries])
     return entries

@@ -24,7 +24,8 @@ from typing import Any
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
-from fairloss.scoring import score_batch, with_replicates
+from fairloss.replicates import with_replicates
+from fairloss.scoring import score_batch
 from fairloss_client.arrays import as_labels, as_numpy, as_predictions
 from fairloss_client.cli_files import check_output, load, write_output
 from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason

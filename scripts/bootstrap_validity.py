@@ -38,7 +38,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fairloss.bootstrap import Bootstrap  # noqa: E402
-from fairloss.scoring import score_batch, with_replicates  # noqa: E402
+from fairloss.replicates import with_replicates  # noqa: E402
+from fairloss.scoring import score_batch  # noqa: E402
 from fairloss.uncertainty import difference, discordant  # noqa: E402
 
 CLASSES = 3

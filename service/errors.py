@@ -82,15 +82,6 @@ def error_json(body: dict[str, Any]) -> bytes:
         return json.dumps(body).encode()
 
 
-def text_fault(text: str) -> str | None:
-    """What keeps ``text`` from being written into an answer, or None: a lone surrogate (JSON
-    can escape one, but it is not Unicode text, and orjson refuses to write it)."""
-    for at, char in enumerate(text):
-        if "\ud800" <= char <= "\udfff":
-            return f"it holds a lone surrogate, \\u{ord(char):04x}, at index {at}"
-    return None
-
-
 def echoed(text: str) -> str:
     """``text`` as an answer may echo it: cut to `ECHOED` characters, and a lone surrogate
     written as its ``\\ud800`` escape."""

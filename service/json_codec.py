@@ -9,13 +9,17 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from fairloss.bootstrap import Bootstrap
+from fairloss.breakdown import group_report
 from fairloss.checks import KINDS, Kind
-from fairloss.errors import InputError, path
+from fairloss.errors import InputError, path, text_fault
 from fairloss.options import OPTION_NAMES, ScoringOptions
-from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch, with_replicates
+from fairloss.replicates import with_replicates
+from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch
+from fairloss.slices import Column, check_bootstrap_keys, checked_groups
 from fairloss.sums import rank
 from fairloss.uncertainty import differences
-from service.errors import field_errors, invalid, text_fault, unknown_fields
+from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.memory import Reserve, no_reserve, reserve_parsed
 from service.payload import parse_reserved
@@ -26,12 +30,13 @@ from service.resampling import (
     uncertainty,
 )
 from service.schemas import ResponseOptions
-from service.typed_arrays import FLOATS, decode, is_typed
+from service.typed_arrays import FLOATS, INTEGERS, decode, is_typed
 from service.wire import scored
 
 RESPONSE_OPTIONS = tuple(ResponseOptions.model_fields)
 DEFAULT_RESPONSE = ResponseOptions()
 CANDIDATE = ("name", *KINDS)
+GROUP_FIELDS = ("groups", "group_counts")
 
 
 class Reply(NamedTuple):
@@ -109,13 +114,38 @@ def _arrays(
     return booleans, None if weight is None else weights_array(weight, may_hold_booleans=booleans)
 
 
+def _groups(
+    data: dict[str, Any], items: int, bootstrap: Bootstrap | None
+) -> dict[str, Column] | None:
+    """``groups``, each column a list of keys or a typed integer array, checked by the core
+    (with a bootstrap, their number of keys too) before the memory they need is reserved."""
+    value = data.get("groups")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = {
+            name: decode(keys, ["groups", name], INTEGERS, invalid) if is_typed(keys) else keys
+            for name, keys in value.items()
+        }
+    columns = checked_groups(value, items)
+    if bootstrap is not None:
+        check_bootstrap_keys(columns, bootstrap)
+    return columns
+
+
+def _keys(columns: dict[str, Column] | None) -> int:
+    return 0 if columns is None else sum(len(column.keys) for column in columns.values())
+
+
 def score_body(
     body: bytes | bytearray, default_device: str, max_elements: int, reserve: Reserve = no_reserve
 ) -> Reply:
     """``POST /score``: request bytes to response bytes. ``reserve(bytes)`` is asked for the
-    memory a bootstrap needs besides the body's (`fairloss.scoring.replicates_bytes`)."""
+    memory a bootstrap needs besides the body's (`fairloss.replicates.replicates_bytes`)."""
     data = parse_reserved(body, reserve)
-    options, response = parse_options(data, *KINDS, "labels", "sample_weight", *REQUEST_FIELDS)
+    options, response = parse_options(
+        data, *KINDS, "labels", "sample_weight", *REQUEST_FIELDS, *GROUP_FIELDS
+    )
     resampling = parse_resampling(data)
     kind, value = prediction(data)
     (labels_value,) = _required(data, "labels")
@@ -127,7 +157,10 @@ def score_body(
         labels_value, predictions.shape[1], options.ignore_index, may_hold_booleans=booleans
     )
     bootstrap = resampling.bootstrap
-    reserve_parsed(reserve, labels.size, 1, bootstrap, labels.shape[0], options.ece_bins)
+    groups = _groups(data, labels.shape[0], bootstrap)
+    reserve_parsed(
+        reserve, labels.size, 1, bootstrap, labels.shape[0], options.ece_bins, _keys(groups)
+    )
     batch = score_batch(
         predictions,
         labels,
@@ -138,6 +171,8 @@ def score_body(
         bootstrap=resampling.bootstrap,
         row_offset=resampling.row_offset,
         per_class=response.per_class,
+        groups=groups,
+        group_counts=data.get("group_counts"),
     )
     result = _scored(batch, response, resampling)
     return Reply(_dumps(result), batch.n, batch.num_classes, batch.device)
@@ -152,8 +187,19 @@ def _scored(
         per_sample=response.per_sample,
         extra_columns=tuple(response.extra_columns),
         arrays=arrays,
+        replicate_sums=resampling.replicate_sums,
     )
-    return uncertainty(body, batch.sums, resampling, arrays)
+    body = uncertainty(body, batch.sums, resampling, arrays)
+    if batch.sums.groups is not None:
+        bootstrap = resampling.bootstrap
+        body["groups"] = group_report(
+            batch.sums.groups,
+            batch.sums,
+            batch.options.reduction,
+            batch.weighted,
+            None if bootstrap is None else bootstrap.confidence_level,
+        )
+    return body
 
 
 def _candidates(value: Any) -> list[tuple[str, Kind, Any]]:
@@ -211,7 +257,7 @@ def compare_body(
     data = parse_reserved(body, reserve)
     named = _candidates(data.get("candidates"))
     options, response = parse_options(
-        data, "labels", "candidates", "sample_weight", *REQUEST_FIELDS
+        data, "labels", "candidates", "sample_weight", *REQUEST_FIELDS, *GROUP_FIELDS
     )
     resampling = parse_resampling(data)
     (labels_value,) = _required(data, "labels")
@@ -235,8 +281,15 @@ def compare_body(
     labels = labels_array(
         labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans
     )
+    groups = _groups(data, labels.shape[0], resampling.bootstrap)
     reserve_parsed(
-        reserve, labels.size, len(arrays), resampling.bootstrap, labels.shape[0], options.ece_bins
+        reserve,
+        labels.size,
+        len(arrays),
+        resampling.bootstrap,
+        labels.shape[0],
+        options.ece_bins,
+        _keys(groups),
     )
     batches: dict[str, BatchScores] = {}
     for k, ((name, kind, _), array) in enumerate(zip(named, arrays, strict=True)):
@@ -250,6 +303,8 @@ def compare_body(
                 default_device=default_device,
                 violations=True,
                 per_class=response.per_class,
+                groups=groups,
+                group_counts=data.get("group_counts"),
             )
         except InputError as error:
             raise (error.within("candidates", k) if error.loc[:1] == (kind,) else error) from None

@@ -185,15 +185,16 @@ def reserve_parsed(
     bootstrap: Bootstrap | None = None,
     items: int = 0,
     ece_bins: int = 15,
+    keys: int = 0,
 ) -> None:
     """Ask ``reserve`` for what a parsed request holds besides its body's cost: `ROW_BYTES` a
     sample of each candidate, and a bootstrap's working memory over ``items`` items (the first
-    axis), `fairloss.scoring.replicates_bytes`."""
+    axis) and ``keys`` group keys, `fairloss.replicates.replicates_bytes`."""
     extra = ROW_BYTES * samples * candidates
     if bootstrap is not None:
-        from fairloss.scoring import replicates_bytes  # here: the supervisor loads no torch
+        from fairloss.replicates import replicates_bytes  # here: the supervisor loads no torch
 
-        extra += replicates_bytes(items, candidates, ece_bins, bootstrap.replicates)
+        extra += replicates_bytes(items, candidates, ece_bins, bootstrap.replicates, keys)
     reserve(extra)
 
 

@@ -19,10 +19,11 @@ import orjson
 
 import fairloss
 from fairloss.bootstrap import CRITERIA
+from fairloss.errors import text_fault
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
 from fairloss.uncertainty import intervals
-from service.errors import echoed, text_fault
+from service.errors import echoed
 from service.memory import Reserve, no_reserve, reserve_parsed
 from service.oip_tensors import bad_request, json_object, read_inputs
 from service.payload import parse_reserved

@@ -13,7 +13,6 @@ from fairloss.errors import InputError, describe
 from fairloss.sums import ScoreSums
 from fairloss.uncertainty import intervals
 from service.errors import unknown_fields
-from service.wire import replicates_to_dict
 
 FIELDS_IN = ("replicates", "confidence_level", "seed", "replicate_sums")
 REQUEST_FIELDS = ("bootstrap", "row_offset")
@@ -62,7 +61,7 @@ def parse_resampling(data: Mapping[str, Any]) -> Resampling:
 def uncertainty(
     body: dict[str, Any], sums: ScoreSums, resampling: Resampling, arrays: str
 ) -> dict[str, Any]:
-    """A scored body with its ``intervals`` (and ``sums.replicates`` when asked for)."""
+    """A scored body with the bootstrap it used and its ``intervals``."""
     bootstrap = resampling.bootstrap
     if bootstrap is None or sums.replicates is None:
         return body
@@ -72,6 +71,4 @@ def uncertainty(
         "seed": bootstrap.seed,
     }
     body["intervals"] = intervals(sums, bootstrap.confidence_level)
-    if resampling.replicate_sums:
-        body["sums"]["replicates"] = replicates_to_dict(sums.replicates, arrays)
     return body

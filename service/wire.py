@@ -17,6 +17,7 @@ from fairloss.bootstrap import FIELDS, ReplicateSums
 from fairloss.classes import CLASS_FIELDS, ClassSums, class_report
 from fairloss.metrics import Violations
 from fairloss.scoring import BatchScores, metrics, reduced
+from fairloss.slices import Slices
 from fairloss.sums import ScoreSums
 from service.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
 
@@ -32,10 +33,13 @@ def _whole(value: float) -> float | int:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
 
 
-def sums_to_dict(sums: ScoreSums, weighted: bool = False, arrays: str = "json") -> dict[str, Any]:
+def sums_to_dict(
+    sums: ScoreSums, weighted: bool = False, arrays: str = "json", replicates: bool = False
+) -> dict[str, Any]:
     """``sums``: the scalar sums, the calibration bins under ``bins``, the weight total when
-    the samples were ``weighted``, and the per-class sums when kept (their arrays as typed
-    arrays when ``arrays`` is ``base64``)."""
+    the samples were ``weighted``, the per-class sums when kept (their arrays as typed arrays
+    when ``arrays`` is ``base64``), the bootstrap's ``replicates`` when asked, and each group
+    column's ``{"keys": [...], "sums": [one such object per key]}``."""
     scalars: dict[str, Any] = {name: getattr(sums, name) for name in SUMMED}
     scalars["correct"] = _whole(sums.correct)
     if weighted:
@@ -48,6 +52,16 @@ def sums_to_dict(sums: ScoreSums, weighted: bool = False, arrays: str = "json") 
     body = {**scalars, "bins": bins}
     if sums.classes is not None:
         body["classes"] = classes_to_dict(sums.classes, arrays)
+    if replicates and sums.replicates is not None:
+        body["replicates"] = replicates_to_dict(sums.replicates, arrays)
+    if sums.groups is not None:
+        body["groups"] = {
+            name: {
+                "keys": list(slices.keys),
+                "sums": [sums_to_dict(s, weighted, arrays, replicates) for s in slices.sums],
+            }
+            for name, slices in sums.groups.items()
+        }
     return body
 
 
@@ -103,6 +117,12 @@ def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
         bin_correct=tuple(float(v) for v in bins["correct"]),
         replicates=replicates_from_dict(body["replicates"]) if "replicates" in body else None,
         classes=classes_from_dict(body["classes"]) if "classes" in body else None,
+        groups={
+            name: Slices(tuple(column["keys"]), tuple(sums_from_dict(s) for s in column["sums"]))
+            for name, column in body["groups"].items()
+        }
+        if "groups" in body
+        else None,
     )
 
 
@@ -117,6 +137,7 @@ def scored(
     per_sample: bool = True,
     extra_columns: tuple[str, ...] = (),
     arrays: str = "json",
+    replicate_sums: bool = False,
 ) -> dict[str, Any]:
     """The body of one scored batch (``/score``, or one candidate of ``/compare``).
 
@@ -137,7 +158,7 @@ def scored(
             **{k: number(v) for k, v in reduced(batch.sums, options.reduction).items()},
         },
         "metrics": {k: number(v) for k, v in metrics(batch.sums).items()},
-        "sums": sums_to_dict(batch.sums, batch.weighted, arrays),
+        "sums": sums_to_dict(batch.sums, batch.weighted, arrays, replicate_sums),
     }
     if batch.sums.classes is not None:
         body["classes"] = classes_body(batch.sums.classes)
@@ -208,22 +229,27 @@ def header_int(value: str | None) -> int | None:
 
 def replicates_to_dict(replicates: ReplicateSums, arrays: str) -> dict[str, Any]:
     """``{"fields": [...], "values": R x 9, "bins": R x 3 x B}``, as lists or typed arrays,
-    and the randomization's sums in the same form under ``flips`` when kept."""
+    and the randomization tests' sums in the same form under ``flips`` and ``relabels`` when
+    kept."""
     form = encode if arrays == "base64" else (lambda a: a)
     body: dict[str, Any] = {
         "fields": list(FIELDS),
         "values": form(replicates.values),
         "bins": form(replicates.bins),
     }
-    if replicates.flips is not None:
-        body["flips"] = replicates_to_dict(replicates.flips, arrays)
+    for name in ("flips", "relabels"):
+        extra = getattr(replicates, name)
+        if extra is not None:
+            body[name] = replicates_to_dict(extra, arrays)
     return body
 
 
 def replicates_from_dict(body: Mapping[str, Any]) -> ReplicateSums:
     """The inverse of `replicates_to_dict`."""
-    flips = replicates_from_dict(body["flips"]) if "flips" in body else None
-    return ReplicateSums(_floats(body["values"]), _floats(body["bins"]), flips)
+    extra = {
+        name: replicates_from_dict(body[name]) for name in ("flips", "relabels") if name in body
+    }
+    return ReplicateSums(_floats(body["values"]), _floats(body["bins"]), **extra)
 
 
 def _floats(value: Any) -> np.ndarray[Any, Any]:

@@ -32,7 +32,8 @@ from fairloss.bootstrap import (
 )
 from fairloss.draws import THRESHOLDS, hashes
 from fairloss.options import ScoringOptions
-from fairloss.scoring import BatchScores, score_batch, with_replicates
+from fairloss.replicates import with_replicates
+from fairloss.scoring import BatchScores, score_batch
 from fairloss.sums import ScoreSums
 from fairloss.uncertainty import difference, differences, discordant, holm, intervals
 from scripts.bootstrap_validity import by_size, simulate

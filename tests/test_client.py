@@ -17,7 +17,7 @@ import torch
 import fairloss
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
-from fairloss.scoring import with_replicates
+from fairloss.replicates import with_replicates
 from fairloss.uncertainty import differences, discordant, intervals
 from fairloss_client import AsyncClient, Client, Retry, ServiceError
 from fairloss_client.bodies import typed_array

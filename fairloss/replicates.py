@@ -1,0 +1,163 @@
+"""The bootstrap's side of scoring: each item's sums, and the replicate sums of batches.
+
+`item_matrix` sums a batch's counted samples per item (the first axis); `with_replicates`
+weighs those rows by the Poisson weights (and the randomization tests' draws) of
+`fairloss.bootstrap`, for the whole batch and for each key of its group columns;
+`with_groups` gives a batch its per-key sums (`fairloss.slices`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from fairloss.bootstrap import (
+    FIELDS,
+    Bootstrap,
+    ReplicateSums,
+    block_items,
+    flip_signs,
+    poisson_weights,
+    replicate_sums,
+)
+from fairloss.metrics import bin_index
+from fairloss.slices import (
+    Column,
+    Key,
+    Slices,
+    check_bootstrap_keys,
+    keyed,
+    keyed_replicates,
+    relabel_sums,
+)
+from fairloss.sums import from_item_sums
+
+if TYPE_CHECKING:
+    from fairloss.scoring import BatchScores
+
+Floats = np.ndarray[Any, np.dtype[np.float64]]
+
+
+def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:
+    """(N, 9 + 3B) per-item sums of a batch: the `FIELDS` weighted by sample weight (zero for
+    samples that do not count), then each calibration bin's weight, confidence and correct
+    sums. Summed over an item's positions: with K-dimensional outputs, the bootstrap resamples
+    items (the first axis), a cluster bootstrap, as the positions of one image or sequence are
+    not independent."""
+    columns, items, n_bins = batch.columns, batch.shape[0], batch.options.ece_bins
+    weight = columns["counted"].double()
+    if batch.sample_weight is not None:
+        weight = weight * batch.sample_weight
+    values = [weight, *(columns[name].double() * weight for name in FIELDS[1:])]
+    per_item = torch.stack(values, dim=1).reshape(items, -1, len(FIELDS)).sum(dim=1)
+    binned = [weight, columns["confidence"].double() * weight, columns["correct"] * weight]
+    slot = torch.arange(weight.shape[0], device=weight.device) // (weight.shape[0] // items)
+    slot = slot * n_bins + bin_index(columns["confidence"], n_bins)
+    bins = torch.zeros(items * n_bins, 3, dtype=torch.float64, device=weight.device)
+    bins = bins.index_add(0, slot, torch.stack(binned, dim=1))
+    bins = bins.reshape(items, n_bins, 3).transpose(1, 2).reshape(items, -1)
+    return torch.cat([per_item, bins], dim=1).cpu().numpy()
+
+
+def replicates_bytes(
+    items: int, candidates: int, ece_bins: int, replicates: int, keys: int = 0
+) -> int:
+    """Bytes that `with_replicates` may hold at its peak for ``candidates`` batches of ``items``
+    items (the first axis): each item's sums and bins (`item_matrix`), the weights drawn at
+    once and the replicate sums (and the randomization's; with ``keys`` keys over the group
+    columns, three sets per key). An upper bound that
+    ``tests/test_memory_budget.py`` holds to the resident memory measured; what a server
+    reserves for a bootstrap (`service.memory`)."""
+    columns = len(FIELDS) + 3 * ece_bins
+    per_item = 3 * 8 * columns + 512
+    weights = replicates * min(block_items(replicates), items) * 16
+    copies = 6 if candidates > 1 else 3  # with the randomization test's sums too
+    sums = (copies + 3 * keys) * 8 * replicates * candidates * columns
+    return items * candidates * per_item + weights + sums + 4 * 2**20
+
+
+def with_replicates(
+    batches: list[BatchScores], bootstrap: Bootstrap, row_offset: int = 0
+) -> list[BatchScores]:
+    """The batches (candidates scored against the same labels) with their per-replicate sums,
+    from one draw of weights shared by all of them: a paired bootstrap. Two candidates or more
+    also keep the randomization test's sign-weighted sums (`ReplicateSums.flips`). Each key of
+    the batches' group columns gets its own replicates, flips and relabels."""
+    first = batches[0]
+    if first.groups is not None:
+        check_bootstrap_keys(first.groups, bootstrap)
+    matrix = np.concatenate([item_matrix(batch) for batch in batches], axis=1)
+    paired = len(batches) > 1
+    poisson = replicate_sums(bootstrap, row_offset, matrix)
+    flips = replicate_sums(bootstrap, row_offset, matrix, flip_signs) if paired else None
+    width = matrix.shape[1] // len(batches)
+    parts = [slice(k * width, (k + 1) * width) for k in range(len(batches))]
+    done = []
+    for batch, own in zip(batches, parts, strict=True):
+        signed = None if flips is None else split_replicates(flips[:, own])
+        replicates = replace(split_replicates(poisson[:, own]), flips=signed)
+        done.append(replace(batch, sums=replace(batch.sums, replicates=replicates)))
+    if first.groups is None or first.shares is None:
+        return done
+    for name, column in first.groups.items():
+        keys = len(column.keys)
+        drawn = keyed_replicates(bootstrap, row_offset, matrix, column, poisson_weights)
+        signs = (
+            keyed_replicates(bootstrap, row_offset, matrix, column, flip_signs) if paired else None
+        )
+        relabeled = relabel_sums(bootstrap, row_offset, matrix, first.shares[name])
+        for k, own in enumerate(parts):
+            batch = done[k]
+            assert batch.sums.groups is not None
+            slices = batch.sums.groups[name]
+            with_keys = tuple(
+                replace(
+                    slices.sums[j],
+                    replicates=replace(
+                        split_replicates(drawn[j][:, own]),
+                        flips=None if signs is None else split_replicates(signs[j][:, own]),
+                        relabels=split_replicates(relabeled[j][:, own]),
+                    ),
+                )
+                for j in range(keys)
+            )
+            groups = {**batch.sums.groups, name: Slices(slices.keys, with_keys)}
+            done[k] = replace(batch, sums=replace(batch.sums, groups=groups))
+    return done
+
+
+def split_replicates(sums: Floats) -> ReplicateSums:
+    """`ReplicateSums` from (R, 9 + 3B) sums in the layout of `item_matrix`."""
+    bins = np.ascontiguousarray(sums[:, len(FIELDS) :].reshape(sums.shape[0], 3, -1))
+    return ReplicateSums(np.ascontiguousarray(sums[:, : len(FIELDS)]), bins)
+
+
+def with_groups(
+    batch: BatchScores, columns: dict[str, Column], counts: dict[str, dict[Key, int]]
+) -> BatchScores:
+    """``batch`` with its group columns, each key's share of the dataset's items (from
+    ``counts``, for the slice-versus-rest randomization) and each key's sums."""
+    matrix = item_matrix(batch)
+    items = batch.shape[0]
+    counted = batch.columns["counted"].reshape(items, -1).sum(dim=1).cpu().numpy()
+    positive = (matrix[:, 0] > 0).astype(np.float64)
+    n_bins = batch.options.ece_bins
+    groups, shares = {}, {}
+    for name, column in columns.items():
+        keys = len(column.keys)
+        sums = keyed(matrix, column.codes, keys)
+        count = np.bincount(column.codes, weights=counted, minlength=keys)
+        positives = np.bincount(column.codes, weights=positive, minlength=keys)
+        groups[name] = Slices(
+            column.keys,
+            tuple(
+                from_item_sums(int(count[k]), int(positives[k]), sums[k], n_bins)
+                for k in range(keys)
+            ),
+        )
+        total = sum(counts[name].values())
+        shares[name] = np.array([counts[name][key] / total for key in column.keys])
+    return replace(batch, groups=columns, shares=shares, sums=replace(batch.sums, groups=groups))

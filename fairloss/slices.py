@@ -1,0 +1,276 @@
+"""Slices of a dataset: group columns (one key per item), checked once, and each key's sums.
+
+A column's keys are kept as given (strings, or integers), never renumbered: a batch's sums hold
+one `ScoreSums` per key it has seen, ordered by key (strings by code point, integers
+ascending), and `Slices.merge` takes the union of two batches' keys, so a key absent from one
+chunk merges correctly. With a bootstrap, each key's sums carry its own replicates
+(`fairloss.bootstrap.ReplicateSums`): its Poisson sums, the paired randomization's flips (for
+differences between candidates inside the slice) and ``relabels``, the sums of the items drawn
+into the key's pseudo-slice by the slice-versus-rest randomization test (`relabel_sums`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fairloss import draws
+from fairloss.bootstrap import Bootstrap, block_items
+from fairloss.errors import InputError, describe, text_fault
+from fairloss.sums import ScoreSums
+
+Key = str | int
+MAX_COLUMNS = 8
+MAX_NAME = 64
+MAX_KEYS = 10_000  # distinct keys of one column
+BOOTSTRAP_KEYS = 100_000  # with a bootstrap: keys of all columns x replicates, at most
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class Column:
+    """One group column of a batch: its distinct ``keys`` in order, and each item's key as an
+    index into them (``codes``, (items,) int64)."""
+
+    keys: tuple[Key, ...]
+    codes: npt.NDArray[np.int64]
+
+    def counts(self) -> dict[Key, int]:
+        """How many items hold each key."""
+        counts = np.bincount(self.codes, minlength=len(self.keys)).tolist()
+        return dict(zip(self.keys, counts, strict=True))
+
+
+def _bad(message: str, loc: tuple[str | int, ...], kind: str = "bad_groups") -> InputError:
+    return InputError(message, ("groups", *loc), kind)
+
+
+def checked_groups(groups: Any, items: int) -> dict[str, Column]:
+    """Check ``groups`` (``{column: keys}``: 1 to 8 columns named by 1 to 64 characters, each
+    with one key per item, all strings or all integers, no null) and index each column's keys.
+
+    Raises:
+        InputError: at ``groups`` or ``groups.<column>[.<position>]``, for the first fault.
+    """
+    if not isinstance(groups, Mapping) or not 1 <= len(groups) <= MAX_COLUMNS:
+        got = f"{len(groups)} columns" if isinstance(groups, Mapping) else describe(groups)
+        raise _bad(
+            f"Expected `groups` to be an object of 1 to {MAX_COLUMNS} columns "
+            f"{{name: [one key per item]}}, but got {got}",
+            (),
+        )
+    return {name: _column(name, keys, items) for name, keys in groups.items()}
+
+
+def as_columns(groups: Any, items: int) -> dict[str, Column]:
+    """`checked_groups`, unless ``groups`` are checked columns already (of ``items`` items)."""
+    if (
+        isinstance(groups, Mapping)
+        and groups
+        and all(isinstance(c, Column) and c.codes.shape == (items,) for c in groups.values())
+    ):
+        return dict(groups)
+    return checked_groups(groups, items)
+
+
+def _column(name: Any, keys: Any, items: int) -> Column:
+    if not isinstance(name, str):
+        raise _bad(
+            f"Expected each group column's name to be a string, but got {describe(name)}", ()
+        )
+    fault = text_fault(name)
+    if not 1 <= len(name) <= MAX_NAME or fault is not None:
+        why = fault or f"one has {len(name)}"
+        raise _bad(
+            f"Expected each group column's name to be 1 to {MAX_NAME} characters of text, "
+            f"but {why}",
+            (),
+        )
+    if isinstance(keys, np.ndarray) and keys.dtype.kind in "iu" and keys.ndim == 1:
+        values: list[Any] = keys.astype(np.int64).tolist()
+    elif isinstance(keys, list | tuple):
+        values = list(keys)
+    else:
+        raise _bad(
+            f"Expected `groups.{name}` to be an array of keys (strings or integers), "
+            f"but got {describe(keys)}",
+            (name,),
+        )
+    if len(values) != items:
+        raise _bad(
+            f"Expected `groups.{name}` to hold one key per item ({items}), but got {len(values)}",
+            (name,),
+            "wrong_length",
+        )
+    kind: type = str if values and isinstance(values[0], str) else int
+    for position, key in enumerate(values):
+        if not isinstance(key, kind) or isinstance(key, bool):
+            wanted = "a string or an integer"
+            if position:
+                wanted = (
+                    "a string, as the first key" if kind is str else "an integer, as the first key"
+                )
+            raise _bad(
+                f"Expected `groups.{name}[{position}]` to be {wanted}, but got {describe(key)}",
+                (name, position),
+                "bad_key",
+            )
+        if isinstance(key, int) and not -(2**63) <= key < 2**63:
+            raise _bad(
+                f"Expected `groups.{name}[{position}]` to be a 64-bit integer, but got {key}",
+                (name, position),
+                "bad_key",
+            )
+    unique = sorted(set(values))
+    for key in unique if kind is str else ():
+        if (fault := text_fault(key)) is not None:  # the answer echoes every key
+            position = values.index(key)
+            raise _bad(
+                f"Expected `groups.{name}[{position}]` to be text, but {fault}",
+                (name, position),
+                "bad_key",
+            )
+    if len(unique) > MAX_KEYS:
+        raise _bad(
+            f"Expected at most {MAX_KEYS} distinct keys in `groups.{name}`, but got "
+            f"{len(unique)}: a slice per key of that many is no longer a breakdown",
+            (name,),
+            "too_many_keys",
+        )
+    index = {key: k for k, key in enumerate(unique)}
+    return Column(tuple(unique), np.array([index[key] for key in values], dtype=np.int64))
+
+
+def checked_counts(counts: Any, columns: Mapping[str, Column]) -> dict[str, dict[Key, int]]:
+    """The whole dataset's item count of each key (``group_counts``: ``{column: {"keys": [...],
+    "counts": [...]}}``, for a dataset sent in chunks), checked against the batch's columns;
+    None gives the batch's own counts.
+
+    Raises:
+        InputError: at ``group_counts[.<column>]`` when a column is missing, the keys repeat or
+            differ in kind, a count is not a positive integer or is below the batch's own, or
+            the columns' totals differ.
+    """
+    if counts is None:
+        return {name: column.counts() for name, column in columns.items()}
+
+    def bad(message: str, *loc: str) -> InputError:
+        return InputError(message, ("group_counts", *loc), "bad_group_counts")
+
+    if not isinstance(counts, Mapping) or set(counts) != set(columns):
+        raise bad("Expected `group_counts` to have the columns of `groups`, and no other")
+    found: dict[str, dict[Key, int]] = {}
+    for name, column in columns.items():
+        given = counts[name]
+        keys = given.get("keys") if isinstance(given, Mapping) else None
+        numbers = given.get("counts") if isinstance(given, Mapping) else None
+        if not isinstance(keys, list) or not isinstance(numbers, list) or len(keys) != len(numbers):
+            raise bad(f"Expected `group_counts.{name}` to be {{keys: [...], counts: [...]}}", name)
+        if any(type(n) is not int or n < 1 for n in numbers):
+            raise bad(f"Expected `group_counts.{name}.counts` to be positive integers", name)
+        table = dict(zip(keys, numbers, strict=True))
+        if len(table) != len(keys):
+            raise bad(f"Expected the keys of `group_counts.{name}` to be unique", name)
+        for key, own in column.counts().items():
+            if type(table.get(key, 0)) is not int or table.get(key, 0) < own:
+                raise bad(
+                    f"Expected `group_counts.{name}` to count key {key!r} at least {own} times "
+                    f"(this request's own), but got {table.get(key, 0)}",
+                    name,
+                )
+        found[name] = table
+    if len({sum(table.values()) for table in found.values()}) > 1:
+        raise bad("Expected every column of `group_counts` to count the same items in all")
+    return found
+
+
+def check_bootstrap_keys(columns: Mapping[str, Column], bootstrap: Bootstrap) -> None:
+    """Each key's replicates cost a pass over the items and R rows of sums per kind: with a
+    bootstrap, the keys of all columns times the replicates are at most `BOOTSTRAP_KEYS`.
+
+    Raises:
+        InputError: at ``groups`` when they are more.
+    """
+    keys = sum(len(column.keys) for column in columns.values())
+    if keys * bootstrap.replicates > BOOTSTRAP_KEYS:
+        raise _bad(
+            f"Expected at most {BOOTSTRAP_KEYS:,} keys x replicates with a bootstrap, but got "
+            f"{keys} keys x {bootstrap.replicates} replicates: fewer replicates, or coarser "
+            "groups",
+            (),
+            "too_many_keys",
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Slices:
+    """One column's sums: one `ScoreSums` per key, ``keys`` in order. They merge by key."""
+
+    keys: tuple[Key, ...]
+    sums: tuple[ScoreSums, ...]
+
+    def merge(self, other: Slices) -> Slices:
+        mine, theirs = (
+            dict(zip(self.keys, self.sums, strict=True)),
+            dict(zip(other.keys, other.sums, strict=True)),
+        )
+        try:
+            keys = tuple(sorted({*mine, *theirs}))
+        except TypeError:
+            raise ValueError("Expected a column's keys to be all strings or all integers") from None
+        return Slices(
+            keys,
+            tuple(
+                mine[k].merge(theirs[k]) if k in mine and k in theirs else mine.get(k) or theirs[k]
+                for k in keys
+            ),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Slices) and (self.keys, self.sums) == (other.keys, other.sums)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def keyed(matrix: Floats, codes: npt.NDArray[np.int64], keys: int) -> Floats:
+    """(keys, K) sums of the rows of ``matrix`` (N, K) by their key's index ``codes`` (N,)."""
+    sums = np.zeros((keys, matrix.shape[1]))
+    np.add.at(sums, codes, matrix)
+    return sums
+
+
+def keyed_replicates(
+    bootstrap: Bootstrap, row_offset: int, matrix: Floats, column: Column, draw: Any
+) -> Floats:
+    """(keys, R, K) replicate sums of each key's items: ``draw(bootstrap, start, count)``
+    weighs the items (Poisson weights or flip signs), drawn once per block of items."""
+    found = np.zeros((len(column.keys), bootstrap.replicates, matrix.shape[1]))
+    block = block_items(bootstrap.replicates)
+    for start in range(0, matrix.shape[0], block):
+        stop = min(start + block, matrix.shape[0])
+        weights = draw(bootstrap, row_offset + start, stop - start)
+        codes = column.codes[start:stop]
+        for k in np.unique(codes):
+            mine = codes == k
+            found[k] += weights[:, mine] @ matrix[start:stop][mine]
+    return found
+
+
+def relabel_sums(bootstrap: Bootstrap, row_offset: int, matrix: Floats, shares: Floats) -> Floats:
+    """(keys, R, K) sums of the pseudo-slices of the slice-versus-rest randomization test: in
+    randomization r, item i joins key k's pseudo-slice when its uniform ``u[r, i]`` (a function
+    of (seed, r, index) alone, `fairloss.draws.uniforms`) is below the key's share of the
+    dataset's items, ``shares[k]``; so pseudo-slices have the key's size on average, whatever
+    the items' keys."""
+    found = np.zeros((shares.shape[0], bootstrap.replicates, matrix.shape[1]))
+    block = block_items(bootstrap.replicates)
+    for start in range(0, matrix.shape[0], block):
+        stop = min(start + block, matrix.shape[0])
+        u = draws.uniforms(bootstrap.seed, bootstrap.replicates, row_offset + start, stop - start)
+        for k, share in enumerate(shares):
+            found[k] += (u < share).astype(np.float64) @ matrix[start:stop]
+    return found
