@@ -169,8 +169,9 @@ def score_batch(
     z = checked_predictions(predictions, kind, options.precision).to(device=device, dtype=dtype)
     y = checked_labels(labels, tuple(z.shape), options.ignore_index).to(device)
     shape = tuple(y.shape)
-    columns_of = None if groups is None else as_columns(groups, shape[0])
-    counts = None if columns_of is None else checked_counts(group_counts, columns_of)
+    columns_of, counts = None, None
+    if groups is not None:
+        columns_of, counts = checked_counts(group_counts, as_columns(groups, shape[0]))
     w = None
     if sample_weight is not None:
         w = checked_sample_weight(sample_weight, shape).to(device=device, dtype=torch.float64)

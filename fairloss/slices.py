@@ -90,10 +90,10 @@ def _column(name: Any, keys: Any, items: int) -> Column:
             f"but {why}",
             (),
         )
-    if isinstance(keys, np.ndarray) and keys.dtype.kind in "iu" and keys.ndim == 1:
-        values: list[Any] = keys.astype(np.int64).tolist()
-    elif isinstance(keys, list | tuple):
-        values = list(keys)
+    if isinstance(keys, np.ndarray) and keys.ndim == 1:  # numpy's integers, str or objects
+        values: list[Any] = keys.tolist()
+    elif isinstance(keys, list | tuple):  # numpy's integer scalars read as Python's
+        values = [int(key) if isinstance(key, np.integer) else key for key in keys]
     else:
         raise _bad(
             f"Expected `groups.{name}` to be an array of keys (strings or integers), "
@@ -145,47 +145,62 @@ def _column(name: Any, keys: Any, items: int) -> Column:
     return Column(tuple(unique), np.array([index[key] for key in values], dtype=np.int64))
 
 
-def checked_counts(counts: Any, columns: Mapping[str, Column]) -> dict[str, dict[Key, int]]:
+def checked_counts(
+    counts: Any, columns: Mapping[str, Column]
+) -> tuple[dict[str, Column], dict[str, dict[Key, int]]]:
     """The whole dataset's item count of each key (``group_counts``: ``{column: {"keys": [...],
-    "counts": [...]}}``, for a dataset sent in chunks), checked against the batch's columns;
-    None gives the batch's own counts.
+    "counts": [...]}}``, for a dataset sent in chunks), checked against the batch's columns,
+    and the columns holding every key the dataset has (a key absent here has no item here,
+    but its pseudo-slices draw from these items too). None: the batch's own keys and counts.
 
     Raises:
-        InputError: at ``group_counts[.<column>]`` when a column is missing, the keys repeat or
-            differ in kind, a count is not a positive integer or is below the batch's own, or
-            the columns' totals differ.
+        InputError: at ``group_counts[.<column>]`` when a column is missing, a key is not of
+            the column's kind or repeats, a count is not a positive integer or is below the
+            batch's own, or the columns' totals differ.
     """
     if counts is None:
-        return {name: column.counts() for name, column in columns.items()}
+        return dict(columns), {name: column.counts() for name, column in columns.items()}
 
     def bad(message: str, *loc: str) -> InputError:
         return InputError(message, ("group_counts", *loc), "bad_group_counts")
 
     if not isinstance(counts, Mapping) or set(counts) != set(columns):
         raise bad("Expected `group_counts` to have the columns of `groups`, and no other")
-    found: dict[str, dict[Key, int]] = {}
+    tables: dict[str, dict[Key, int]] = {}
     for name, column in columns.items():
         given = counts[name]
         keys = given.get("keys") if isinstance(given, Mapping) else None
         numbers = given.get("counts") if isinstance(given, Mapping) else None
         if not isinstance(keys, list) or not isinstance(numbers, list) or len(keys) != len(numbers):
             raise bad(f"Expected `group_counts.{name}` to be {{keys: [...], counts: [...]}}", name)
+        kind = type(column.keys[0])
+        if any(type(key) is not kind or (isinstance(key, str) and text_fault(key)) for key in keys):
+            wanted = "text, as the column's" if kind is str else "integers, as the column's"
+            raise bad(f"Expected the keys of `group_counts.{name}` to be {wanted}", name)
         if any(type(n) is not int or n < 1 for n in numbers):
             raise bad(f"Expected `group_counts.{name}.counts` to be positive integers", name)
         table = dict(zip(keys, numbers, strict=True))
         if len(table) != len(keys):
             raise bad(f"Expected the keys of `group_counts.{name}` to be unique", name)
         for key, own in column.counts().items():
-            if type(table.get(key, 0)) is not int or table.get(key, 0) < own:
+            if table.get(key, 0) < own:
                 raise bad(
                     f"Expected `group_counts.{name}` to count key {key!r} at least {own} times "
                     f"(this request's own), but got {table.get(key, 0)}",
                     name,
                 )
-        found[name] = table
-    if len({sum(table.values()) for table in found.values()}) > 1:
+        tables[name] = table
+    if len({sum(table.values()) for table in tables.values()}) > 1:
         raise bad("Expected every column of `group_counts` to count the same items in all")
-    return found
+    return {name: _widened(column, tables[name]) for name, column in columns.items()}, tables
+
+
+def _widened(column: Column, table: Mapping[Key, int]) -> Column:
+    """``column`` with every key of ``table`` (its codes into the wider, sorted keys)."""
+    keys = tuple(sorted(table))
+    index = {key: k for k, key in enumerate(keys)}
+    remap = np.array([index[key] for key in column.keys], dtype=np.int64)
+    return Column(keys, remap[column.codes])
 
 
 def check_bootstrap_keys(columns: Mapping[str, Column], bootstrap: Bootstrap) -> None:

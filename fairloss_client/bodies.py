@@ -16,6 +16,7 @@ from fairloss.bootstrap import Bootstrap
 from fairloss.checks import KINDS
 from fairloss.metrics import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
+from fairloss.slices import Column, checked_groups
 from fairloss_client.arrays import Array, ArrayLike, as_labels, as_numpy, as_predictions, as_weights
 from service.typed_arrays import NAMES
 from service.wire import EXTRA_COLUMNS
@@ -109,6 +110,8 @@ class Inputs:
     labels: Array
     weights: Array | None
     typed: bool
+    groups: dict[str, Column] | None = None
+    keys: dict[str, Array] | None = None
 
     def send(self, array: Array) -> Any:
         """An array as the JSON body holds it: a typed array, or nested lists."""
@@ -118,14 +121,56 @@ class Inputs:
         fields = {"labels": self.send(self.labels[rows])}
         if self.weights is not None:
             fields["sample_weight"] = self.send(self.weights[rows])
+        if self.keys is not None:  # strings as lists, integers as lists or typed arrays
+            fields["groups"] = {
+                name: self.send(keys[rows]) if keys.dtype == np.int64 else keys[rows].tolist()
+                for name, keys in self.keys.items()
+            }
         return fields
 
 
 def _inputs(
-    labels: ArrayLike, weights: ArrayLike | None, shape: tuple[int, ...], typed: bool
+    labels: ArrayLike,
+    weights: ArrayLike | None,
+    shape: tuple[int, ...],
+    typed: bool,
+    groups: Mapping[str, Any] | None = None,
 ) -> Inputs:
     y = as_labels(labels, shape)
-    return Inputs(y, None if weights is None else as_weights(weights, y.shape), typed)
+    w = None if weights is None else as_weights(weights, y.shape)
+    if groups is None:
+        return Inputs(y, w, typed)
+    columns = checked_groups(_listed(groups), y.shape[0])
+    keys = {
+        name: np.asarray(c.keys, dtype=np.int64 if isinstance(c.keys[0], int) else object)[c.codes]
+        for name, c in columns.items()
+    }
+    return Inputs(y, w, typed, columns, keys)
+
+
+def _listed(groups: Mapping[str, Any]) -> Any:
+    """Group columns as the core checks them: lists as they are, integer arrays (numpy,
+    pandas) as int64 arrays, other arrays (of strings) and tuples as lists."""
+    if not isinstance(groups, Mapping):
+        return groups
+    listed: dict[Any, Any] = {}
+    for name, keys in groups.items():
+        array = keys if isinstance(keys, list) else np.asarray(keys)
+        integers = isinstance(array, np.ndarray) and array.dtype.kind in "iu"
+        listed[name] = array if isinstance(array, list) or integers else array.tolist()
+    return listed
+
+
+def group_counts(inputs: Inputs) -> dict[str, Any] | None:
+    """The whole dataset's count of each key, sent with every chunk of a bootstrapped call so
+    that each key's slice-versus-rest randomization draws at the dataset's share."""
+    if inputs.groups is None:
+        return None
+    found = {}
+    for name, column in inputs.groups.items():
+        counts = column.counts()
+        found[name] = {"keys": list(counts), "counts": list(counts.values())}
+    return found
 
 
 def _check_kind(kind: str) -> None:
@@ -140,10 +185,13 @@ def score_request(
     *,
     kind: str = "logits",
     sample_weight: ArrayLike | None = None,
+    groups: Mapping[str, Any] | None = None,
 ) -> Request:
     _check_kind(kind)
     z = as_predictions(predictions, kind, fields["precision"])
-    inputs = _inputs(labels, sample_weight, z.shape, fields["response_arrays"] == "base64")
+    typed = fields["response_arrays"] == "base64"
+    inputs = _inputs(labels, sample_weight, z.shape, typed, groups)
+    fields = _with_counts(fields, inputs)
 
     def body(rows: slice | Array) -> dict[str, Any]:
         return {
@@ -163,6 +211,7 @@ def compare_request(
     *,
     kind: str = "logits",
     sample_weight: ArrayLike | None = None,
+    groups: Mapping[str, Any] | None = None,
 ) -> Request:
     _check_kind(kind)
     if not candidates:
@@ -176,13 +225,22 @@ def compare_request(
     if len(shapes) != 1:
         raise ValueError(f"Expected every candidate to have one shape, but got {sorted(shapes)}")
     shape = shapes.pop()
-    inputs = _inputs(labels, sample_weight, shape, fields["response_arrays"] == "base64")
+    inputs = _inputs(labels, sample_weight, shape, fields["response_arrays"] == "base64", groups)
+    fields = _with_counts(fields, inputs)
 
     def body(rows: slice | Array) -> dict[str, Any]:
         named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
         return {**inputs.fields(rows), "candidates": named, **fields, **_offset(rows, fields)}
 
     return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body)
+
+
+def _with_counts(fields: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
+    """``fields`` with ``group_counts`` when bootstrapping groups."""
+    counts = group_counts(inputs)
+    if counts is None or "bootstrap" not in fields:
+        return fields
+    return {**fields, "group_counts": counts}
 
 
 def encode(body: dict[str, Any]) -> bytes:

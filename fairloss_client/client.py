@@ -89,8 +89,10 @@ class Client(_Base):
     arguments, plus ``kind``, ``sample_weight``, ``bootstrap`` (a `fairloss.bootstrap.Bootstrap`
     or its fields: each chunk is sent with its ``row_offset``, its replicate sums merged, so
     ``result.intervals`` and ``compared.differences`` are those of one request for all rows),
-    ``per_sample``, ``extra_columns`` and ``per_class`` (each result's ``classes``: per-class
-    metrics and the confusion cells, merged across chunks).
+    ``per_sample``, ``extra_columns``, ``per_class`` (each result's ``classes``: per-class
+    metrics and the confusion cells, merged across chunks) and ``groups`` (``{column: one key
+    per item}``: each result's ``groups``, and with a bootstrap each difference's, merged by
+    key; with a bootstrap every chunk carries the dataset's key counts, ``group_counts``).
     """
 
     def __init__(self, url: str, *, transport: httpx.BaseTransport | None = None, **kw: Any):
@@ -130,12 +132,15 @@ class Client(_Base):
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         per_class: bool = False,
+        groups: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> ScoreResult:
         fields = request_fields(
             options, per_sample, extra_columns, False, self.typed, bootstrap, per_class
         )
-        request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
+        request = score_request(
+            predictions, labels, fields, kind=kind, sample_weight=sample_weight, groups=groups
+        )
         return merge_scores(self._run(request))
 
     def compare(
@@ -149,6 +154,7 @@ class Client(_Base):
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         per_class: bool = False,
+        groups: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> CompareResult:
         """Score each named candidate's predictions against ``labels``, rank them, count
@@ -157,7 +163,7 @@ class Client(_Base):
             options, per_sample, extra_columns, True, self.typed, bootstrap, per_class
         )
         request = compare_request(
-            candidates, labels, fields, kind=kind, sample_weight=sample_weight
+            candidates, labels, fields, kind=kind, sample_weight=sample_weight, groups=groups
         )
         return merge_comparisons(self._run(request), sample_weight)
 
@@ -241,12 +247,15 @@ class AsyncClient(_Base):
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         per_class: bool = False,
+        groups: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> ScoreResult:
         fields = request_fields(
             options, per_sample, extra_columns, False, self.typed, bootstrap, per_class
         )
-        request = score_request(predictions, labels, fields, kind=kind, sample_weight=sample_weight)
+        request = score_request(
+            predictions, labels, fields, kind=kind, sample_weight=sample_weight, groups=groups
+        )
         return merge_scores(await self._run(request))
 
     async def compare(
@@ -260,13 +269,14 @@ class AsyncClient(_Base):
         per_sample: bool = True,
         extra_columns: Sequence[str] = (),
         per_class: bool = False,
+        groups: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> CompareResult:
         fields = request_fields(
             options, per_sample, extra_columns, True, self.typed, bootstrap, per_class
         )
         request = compare_request(
-            candidates, labels, fields, kind=kind, sample_weight=sample_weight
+            candidates, labels, fields, kind=kind, sample_weight=sample_weight, groups=groups
         )
         return merge_comparisons(await self._run(request), sample_weight)
 

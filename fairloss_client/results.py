@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from fairloss.bootstrap import Bootstrap
+from fairloss.breakdown import group_report
 from fairloss.classes import class_report
 from fairloss.metrics import CRITERIA, Violations, superior_violations
 from fairloss.scoring import BatchScores, metrics, reduced
@@ -33,6 +34,7 @@ class ScoreResult:
     per_sample: dict[str, Array]
     chunks: int
     bootstrap: Bootstrap | None = None
+    weighted: bool = False
 
     @property
     def intervals(self) -> dict[str, dict[str, Any]]:
@@ -48,6 +50,16 @@ class ScoreResult:
         error (lists of length C, NaN where a denominator is 0) and the confusion cells, from
         the merged per-class sums (`fairloss.classes.class_report`); None otherwise."""
         return None if self.sums.classes is None else class_report(self.sums.classes)
+
+    @property
+    def groups(self) -> dict[str, list[dict[str, Any]]] | None:
+        """With ``groups``: each column's entries, one per key in key order, shaped as the
+        service's ``groups`` (`fairloss.breakdown.group_report`) from the sums merged by key;
+        None otherwise."""
+        if self.sums.groups is None:
+            return None
+        level = None if self.bootstrap is None else self.bootstrap.confidence_level
+        return group_report(self.sums.groups, self.sums, self.reduction, self.weighted, level)
 
     @property
     def reduced(self) -> dict[str, float]:
@@ -88,6 +100,7 @@ def score_result(
         per_sample=per_sample_columns(batch, extra_columns),
         chunks=1,
         bootstrap=bootstrap,
+        weighted=batch.weighted,
     )
 
 
@@ -162,6 +175,7 @@ def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
         per_sample=per_sample,
         chunks=len(parts),
         bootstrap=Bootstrap(**first["bootstrap"]) if "bootstrap" in first else None,
+        weighted="weight" in first["sums"],
     )
 
 

@@ -32,9 +32,10 @@ from service.memory import (
 )
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
 from service.oip import HEADER_LENGTH
+from service.request_schemas import CompareRequest, ScoreRequest
 from service.routes import health, metrics, score, v2
 from service.routes.dashboard import install_dashboard
-from service.schemas import CompareRequest, Problem, ScoreRequest
+from service.schemas import Problem
 from service.security import BearerAuthMiddleware, document_api_keys
 from service.settings import Settings
 from service.supervisor import SUPERVISOR_PID, follow_supervisor

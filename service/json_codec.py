@@ -23,13 +23,13 @@ from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.memory import Reserve, no_reserve, reserve_parsed
 from service.payload import parse_reserved
+from service.request_schemas import ResponseOptions
 from service.resampling import (
     REQUEST_FIELDS,
     Resampling,
     parse_resampling,
     uncertainty,
 )
-from service.schemas import ResponseOptions
 from service.typed_arrays import FLOATS, INTEGERS, decode, is_typed
 from service.wire import scored
 

@@ -1,142 +1,13 @@
-"""The documented shapes of bodies, for ``/openapi.json``.
-
-The loss options' model is built from the core's one declaration (`fairloss.options`), so the
-schema cannot drift from what the core checks. Bodies are not validated through these models:
-the codecs read them (`service.json_codec`) and the core checks them (`fairloss.scoring`).
-Only `ResponseOptions`, which shape the JSON answer and exist nowhere else, are validated here.
-"""
+"""The documented shapes of response bodies, for ``/openapi.json`` (requests:
+`service.request_schemas`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
+from pydantic import BaseModel, Field
 
-from fairloss.options import Spec, specs
-
-README_LOGITS: JsonValue = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]
-README_LABELS: JsonValue = [0, 0]
-
-ExtraColumn = Literal["confidence", "log_loss", "brier", "pll", "pbs"]
-
-
-def _field(default: Any, doc: str, spec: Spec) -> tuple[Any, Any]:
-    """A pydantic field documenting one declared option: its type, bounds and default."""
-    types: dict[str, Any] = {
-        "number": float,
-        "integer": int,
-        "choice": Literal[spec.choices] if spec.choices else str,
-        "weights": list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
-        "device": str,
-    }
-    kind = types[spec.kind]
-    bounds = {k: getattr(spec, k) for k in ("gt", "ge", "le", "lt") if getattr(spec, k) is not None}
-    return (kind | None if spec.nullable else kind), Field(default, description=doc, **bounds)
-
-
-LossOptions: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "LossOptions",
-    __config__=ConfigDict(extra="forbid"),
-    **{name: _field(*declared) for name, declared in specs().items()},
-)
-
-
-class ResponseOptions(BaseModel):
-    """What the JSON answer holds besides the aggregates; unknown fields are for the codec."""
-
-    model_config = ConfigDict(strict=True, frozen=True)
-
-    per_sample: bool = Field(True, description="false: aggregates only, no per-sample columns")
-    extra_columns: list[ExtraColumn] = Field(
-        default_factory=list, description="more per-sample columns to return"
-    )
-    response_arrays: Literal["json", "base64"] = Field(
-        "json",
-        description="base64: the per-sample columns as typed arrays {dtype, shape, data}",
-    )
-    per_class: bool = Field(
-        False, description="add `classes` (per-class metrics and the confusion cells)"
-    )
-
-
-TYPED = "or a typed array {dtype, shape, data (base64)}"
-
-
-class BootstrapRequest(BaseModel):
-    """A paired Poisson bootstrap over the items (rows, or first-axis entries)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    replicates: int = Field(1000, ge=1, le=10_000)
-    confidence_level: float = Field(0.95, gt=0, lt=1)
-    seed: int = Field(0, ge=0, lt=2**64, description="every bit changes the draws")
-    replicate_sums: bool = Field(False, description="return the per-replicate sums (mergeable)")
-
-
-class Resampled(BaseModel):
-    bootstrap: BootstrapRequest | None = Field(None, description="intervals and paired tests")
-    row_offset: int = Field(
-        0, ge=0, lt=2**63, description="index in the whole dataset of this request's first item"
-    )
-
-
-class ScoreRequest(LossOptions, ResponseOptions, Resampled):
-    logits: list[list[float]] | dict[str, Any] | None = Field(
-        None,
-        description="N x C (or N x C x d1 x ... x dk) logits, one row per sample, "
-        + TYPED
-        + "; exactly one of logits, probabilities and log_probabilities",
-    )
-    probabilities: list[list[Any]] | dict[str, Any] | None = Field(
-        None, description="probabilities in [0, 1], each sample summing to 1, " + TYPED
-    )
-    log_probabilities: list[list[Any]] | dict[str, Any] | None = Field(
-        None, description="log-probabilities <= 0, each sample's logsumexp 0, " + TYPED
-    )
-    labels: list[Any] | dict[str, Any] = Field(
-        description="class labels in [0, C) or equal to ignore_index, one per sample (the "
-        "predictions' shape without C), " + TYPED
-    )
-    sample_weight: list[Any] | dict[str, Any] | None = Field(
-        None, description="non-negative weights of the labels' shape, " + TYPED
-    )
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"logits": README_LOGITS, "labels": README_LABELS}]},
-    )
-
-
-class Candidate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    logits: list[list[float]] | dict[str, Any] | None = Field(
-        None, description="exactly one of logits, probabilities and log_probabilities"
-    )
-    probabilities: list[list[float]] | dict[str, Any] | None = None
-    log_probabilities: list[list[float]] | dict[str, Any] | None = None
-
-
-class CompareRequest(LossOptions, ResponseOptions, Resampled):
-    labels: list[int] | dict[str, Any]
-    sample_weight: list[float] | dict[str, Any] | None = None
-    candidates: list[Candidate] = Field(min_length=1, description="unique names, one shape")
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "labels": README_LABELS,
-                    "candidates": [{"name": "model-a", "logits": README_LOGITS}],
-                }
-            ]
-        },
-    )
-
-
-Typed = dict[str, Any]  # {"dtype", "shape", "data"}: a typed base64 array
+from service.request_schemas import Typed
 
 
 class PerSample(BaseModel):
@@ -243,6 +114,13 @@ class Classes(BaseModel):
     confusion: Confusion
 
 
+class GroupSums(BaseModel):
+    """One group column's sums: its keys, and one `Sums` per key (merged by key)."""
+
+    keys: list[str] | list[int]
+    sums: list[Sums]
+
+
 class Sums(BaseModel):
     """Sums and counts that merge across chunks by addition; every mean divides by ``weight``
     (present with sample_weight; ``count`` without)."""
@@ -261,6 +139,7 @@ class Sums(BaseModel):
     bins: Bins
     replicates: Replicates | None = None
     classes: ClassSumsBody | None = None
+    groups: dict[str, GroupSums] | None = Field(None, description="with groups")
 
 
 class Interval(BaseModel):
@@ -276,6 +155,22 @@ class BootstrapUsed(BaseModel):
     seed: int
 
 
+class GroupEntry(BaseModel):
+    """One key of a group column: its samples' numbers, as at the top level."""
+
+    key: str | int
+    count: int = Field(description="samples that count")
+    weight: float | None = Field(None, description="their total weight, with sample_weight")
+    reduced: Reduced
+    metrics: Metrics
+    intervals: dict[str, Interval] | None = Field(None, description="with a bootstrap")
+    vs_rest: dict[str, Difference] | None = Field(
+        None,
+        description="with a bootstrap: the key's value minus all other items'; p_value from "
+        "the slice-versus-rest randomization test, p_adjusted Holm's over the column's keys",
+    )
+
+
 class ScoreResponse(BaseModel):
     n: int = Field(description="scored samples (positions, with K-dimensional outputs)")
     shape: list[int] = Field(description="the labels' shape")
@@ -289,6 +184,9 @@ class ScoreResponse(BaseModel):
     bootstrap: BootstrapUsed | None = None
     intervals: dict[str, Interval] | None = Field(None, description="percentile intervals")
     classes: Classes | None = Field(None, description="with per_class")
+    groups: dict[str, list[GroupEntry]] | None = Field(
+        None, description="with groups: one entry per key seen, in key order"
+    )
 
 
 class ViolationCount(BaseModel):
@@ -312,11 +210,19 @@ class Difference(Interval):
     mcnemar_p_value: float | None = Field(None, description="accuracy only")
 
 
+class KeyDifference(BaseModel):
+    key: str | int
+    criteria: dict[str, Difference] = Field(
+        description="a - b inside the key's items; p_adjusted: Holm's over the column's keys"
+    )
+
+
 class PairedDifference(BaseModel):
     a: str
     b: str
     criteria: dict[str, Difference] = Field(description="a - b")
     discordant: tuple[int, int] = Field(description="samples only a, only b gets right")
+    groups: dict[str, list[KeyDifference]] | None = Field(None, description="with groups")
 
 
 class CompareResponse(BaseModel):

@@ -24,7 +24,7 @@ from fairloss.options import OPTION_NAMES
 from fairloss_client import AsyncClient
 from fairloss_client.cli import _parser, main
 from service.app import create_app
-from service.schemas import ResponseOptions
+from service.request_schemas import ResponseOptions
 from service.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +71,7 @@ async def http(transport: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClien
 async def test_the_four_option_sets_are_one(http: httpx.AsyncClient) -> None:
     schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["ScoreRequest"]
     inputs = {"logits", "probabilities", "log_probabilities", "labels", "sample_weight"}
-    inputs |= {"bootstrap", "row_offset"}  # resampling, not a scoring option
+    inputs |= {"bootstrap", "row_offset", "groups", "group_counts"}  # not scoring options
     json_options = set(schema["properties"]) - inputs - set(ResponseOptions.model_fields)
     (commands,) = (a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     cli_flags = {a.dest for a in commands.choices["score"]._actions} - ARRAY_FLAGS

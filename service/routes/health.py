@@ -14,8 +14,8 @@ from fairloss.options import ScoringOptions
 from service.deps import DevicesDep, SettingsDep
 from service.errors import ProblemError
 from service.memory import Ledger
+from service.request_schemas import ResponseOptions
 from service.responses import problems
-from service.schemas import ResponseOptions
 
 router = APIRouter(tags=["health"])
 

@@ -13,8 +13,9 @@ from service.json_codec import Reply, compare_body, score_body
 from service.memory import JSON_COST, Reserve
 from service.observability import record_batch
 from service.payload import reader, require_json
+from service.request_schemas import CompareRequest, ScoreRequest
 from service.responses import JSONBytes, problems
-from service.schemas import CompareRequest, CompareResponse, ScoreRequest, ScoreResponse
+from service.schemas import CompareResponse, ScoreResponse
 from service.settings import Settings
 
 router = APIRouter(tags=["scoring"])
