@@ -16,7 +16,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,12 +24,12 @@ from typing import Any
 from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
-from fairloss.replicates import with_replicates
-from fairloss.scoring import score_batch
-from fairloss_client.arrays import as_labels, as_numpy, as_predictions
-from fairloss_client.cli_files import check_output, load, write_output
+from fairloss_client.arrays import as_numpy
+from fairloss_client.cli_files import check_output, load, load_groups, write_output
+from fairloss_client.cli_local import in_process
 from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason
-from fairloss_client.results import CompareResult, ScoreResult, compare_result, score_result
+from fairloss_client.cli_where import format_where
+from fairloss_client.results import ScoreResult
 
 DESCRIPTION = "Serve the FairLoss scoring service, or score and compare files of logits."
 EXIT_ERROR = 1
@@ -49,6 +49,14 @@ def _weights(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected numbers separated by commas: {text!r}"
         ) from None
+
+
+def _names(text: str) -> list[str]:
+    """``--groups language,source``: comma-separated names, none empty."""
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected names separated by commas: {text!r}")
+    return names
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
@@ -80,39 +88,6 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def in_process(
-    logits: Mapping[str, Any],
-    labels: Any,
-    options: dict[str, Any],
-    compare: bool,
-    bootstrap: Bootstrap | None = None,
-) -> ScoreResult | CompareResult:
-    """Score here with the core; a fault in a file's data names the file."""
-    checked = ScoringOptions(**options)
-    batches = {}
-    for name, value in logits.items():
-        try:
-            z = as_predictions(value, name, checked.precision)
-            batches[name] = score_batch(
-                z,
-                as_labels(labels, z.shape),
-                checked,
-                default_device="auto",
-                violations=compare,
-            )
-        except InputError as exc:
-            where = f"{flag('device')} {checked.device}" if exc.loc[:1] == ("device",) else name
-            raise CliError(f"{where}: {exc}") from None
-    if bootstrap is not None:  # one draw of weights for all candidates: paired
-        batches = dict(
-            zip(batches, with_replicates(list(batches.values()), bootstrap), strict=True)
-        )
-    if compare:
-        return compare_result(batches, bootstrap)
-    (only,) = batches.values()
-    return score_result(only, bootstrap=bootstrap)
-
-
 def bootstrap_of(args: argparse.Namespace) -> Bootstrap | None:
     """``--bootstrap R`` (with ``--confidence-level`` and ``--seed``), checked; None without."""
     if args.bootstrap is None:
@@ -138,9 +113,11 @@ def run_files(args: argparse.Namespace) -> None:
     bootstrap = bootstrap_of(args)
     paths = [args.file] if args.command == "score" else args.files
     logits, labels = load(paths, args.labels)
+    groups = None if args.groups is None else load_groups(paths, args.labels, args.groups)
     compare = args.command == "compare"
+    where = {"groups": groups, "per_class": args.per_class}
     result = (
-        in_process(logits, labels, options, compare, bootstrap)
+        in_process(logits, labels, options, compare, bootstrap, **where)
         if remote is None
         else remote.remote(
             args.url,
@@ -152,12 +129,14 @@ def run_files(args: argparse.Namespace) -> None:
             api_key=args.api_key,
             concurrency=args.concurrency,
             progress=args.progress,
+            **where,
         )
     )
     # The file first: `fairloss score x.npz --output y.csv | head -1` still writes y.csv.
     if args.output is not None:
         write_output(args.output, result, as_numpy(labels))
-    _print(format_score(result) if isinstance(result, ScoreResult) else format_compare(result))
+    text = format_score(result) if isinstance(result, ScoreResult) else format_compare(result)
+    _print(text + format_where(result))
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -254,6 +233,18 @@ def _parser() -> argparse.ArgumentParser:
         "--confidence-level", type=float, default=0.95, help="of the intervals (default 0.95)"
     )
     common.add_argument("--seed", type=int, default=0, help="of the bootstrap (default 0)")
+    common.add_argument(
+        "--groups",
+        type=_names,
+        metavar="COLUMN,...",
+        help="slice by these arrays of the labels' file (one key per row): per-key numbers, "
+        "and with --bootstrap each key against the rest",
+    )
+    common.add_argument(
+        "--per-class",
+        action="store_true",
+        help="per-class precision, recall, F1, losses and calibration, and the most confused",
+    )
 
     scoring = commands.add_parser("score", parents=[common], help="score one file of logits")
     scoring.add_argument("file", type=Path)

@@ -30,8 +30,9 @@ def _unpickling_reason(exc: pickle.UnpicklingError) -> str:
     return lines[0].split(" was not an allowed global")[0] if lines else reason(exc)
 
 
-def _read(path: Path) -> Any:
-    """What ``path`` holds: an array or tensor, a mapping of them, or (from ``.pt``) anything."""
+def _read(path: Path, keys: Sequence[str] = ("logits", "labels")) -> Any:
+    """What ``path`` holds: an array or tensor, a mapping of them (of an ``.npz``, its arrays
+    named ``keys``), or (from ``.pt``) anything."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise CliError(f"{path}: expected a {', '.join(SUFFIXES)} file")
@@ -46,7 +47,7 @@ def _read(path: Path) -> Any:
             loaded = np.load(handle)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
-                    return {k: loaded[k] for k in ("logits", "labels") if k in loaded.files}
+                    return {k: loaded[k] for k in keys if k in loaded.files}
             return loaded
     except OSError as exc:
         raise CliError(f"{path}: cannot read it: {os_reason(exc)}") from None
@@ -111,6 +112,30 @@ def load(paths: Sequence[Path], labels_path: Path | None) -> tuple[dict[str, Any
         if rows is not None and count is not None and rows != count:
             raise CliError(f"{path}: {rows} rows of logits, but {count} labels (in {source})")
     return logits, labels
+
+
+def load_groups(
+    paths: Sequence[Path], labels_path: Path | None, names: Sequence[str]
+) -> dict[str, Any]:
+    """``--groups``: the arrays named ``names`` in the file the labels come from (``--labels``,
+    else the first file), each as numpy (keys are checked by the core)."""
+    source = labels_path or paths[0]
+    loaded = _read(source, names)
+    if not isinstance(loaded, Mapping):
+        raise CliError(f"--groups: {source} holds one array; give a .npz or .pt file of named ones")
+    missing = [name for name in names if name not in loaded]
+    if missing:
+        raise CliError(f"--groups: {source} holds no array {', '.join(map(repr, missing))}")
+    found = {}
+    for name in names:
+        value = loaded[name]
+        array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if array.ndim != 1:
+            raise CliError(
+                f"--groups: {source}: {name!r} has shape {array.shape}; expected one key per row"
+            )
+        found[name] = array
+    return found
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from fairloss.bootstrap import Bootstrap
+from fairloss.errors import InputError
 from fairloss_client.cli_text import CliError, causes, one_line, os_reason, reason
 from fairloss_client.client import Client
 from fairloss_client.plan import ServiceError
@@ -117,18 +118,24 @@ def remote(
     api_key: str | None = None,
     concurrency: int | None = None,
     progress: bool | None = None,
+    groups: Mapping[str, Any] | None = None,
+    per_class: bool = False,
 ) -> ScoreResult | CompareResult:
     """Score (one file) or compare (all) through the service at ``url``; every failure is a
     `CliError` worded for a person."""
     url = check_url(url)
     try:
         with _client(url, api_key, concurrency, progress) as client:
+            where: dict[str, Any] = {"groups": groups, "per_class": per_class}
             if compare:
-                return client.compare(logits, labels, bootstrap=bootstrap, **options)
+                return client.compare(logits, labels, bootstrap=bootstrap, **where, **options)
             (only,) = logits.values()
-            return client.score(only, labels, bootstrap=bootstrap, **options)
+            return client.score(only, labels, bootstrap=bootstrap, **where, **options)
     except ServiceError as exc:
         raise CliError(service_message(exc, url, api_key)) from None
+    except InputError as exc:  # the client checks groups before sending anything
+        flag = "--groups: " if exc.loc[:1] == ("groups",) else ""
+        raise CliError(f"{flag}{exc}") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise CliError(http_message(exc, url)) from None
     except (orjson.JSONDecodeError, KeyError) as exc:

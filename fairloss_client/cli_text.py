@@ -88,18 +88,19 @@ def format_score(result: ScoreResult) -> str:
     found = result.intervals
     if found and result.bootstrap is not None:
         level = f"{result.bootstrap.confidence_level:.0%} interval"
-        spans = [(name, i["estimate"], _span(i)) for name, i in found.items()]
+        spans = [(name, i["estimate"], span(i)) for name, i in found.items()]
         text += "\n" + table(("criterion (mean)", "estimate", level), spans) + "\n"
     return text
 
 
-def _span(found: dict[str, Any]) -> str:
+def span(found: dict[str, Any], digits: int = 6) -> str:
+    """An interval ``[low, high]``, or "-" where it has no bounds."""
     if found["low"] is None:
         return "-"
-    return f"[{found['low']:.6f}, {found['high']:.6f}]"
+    return f"[{found['low']:.{digits}f}, {found['high']:.{digits}f}]"
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
     """A p-value (never 0: the smallest from R randomizations is 1 / (1 + R)), or "-"."""
     return "-" if value is None else f"{value:.4g}"
 
@@ -127,10 +128,10 @@ def format_compare(result: CompareResult) -> str:
                 f"{d['a']} - {d['b']}",
                 name,
                 found["estimate"],
-                _span(found),
-                _p(found["p_value"]),
-                _p(found.get("p_adjusted")),
-                _p(found.get("mcnemar_p_value")),
+                span(found),
+                p_text(found["p_value"]),
+                p_text(found.get("p_adjusted")),
+                p_text(found.get("mcnemar_p_value")),
             )
             for d in result.differences
             for name, found in d["criteria"].items()

@@ -845,3 +845,53 @@ def test_score_with_bootstrap_prints_intervals(capsys, files):
     assert code == 0
     assert "80% interval" in out
     assert sum(line.split()[0] in {"ce", "accuracy", "ece"} for line in out.splitlines()[-9:]) == 3
+
+
+@pytest.fixture
+def sliced(tmp_path: Path) -> dict[str, Path]:
+    """Two models' .npz files of 600 rows; the first also holds group columns."""
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 5, 600)
+    logits = rng.normal(size=(600, 5)).astype(np.float32)
+    logits[np.arange(600), labels] += 1.0
+    other = logits + rng.normal(size=logits.shape).astype(np.float32)
+    language = rng.choice(["de", "en", "fr"], 600)
+    paths = {"a": tmp_path / "a.npz", "b": tmp_path / "b.npz"}
+    site = np.arange(600) % 20
+    np.savez(
+        paths["a"], logits=logits, labels=labels, language=language, source=labels % 2, site=site
+    )
+    np.savez(paths["b"], logits=other, labels=labels)
+    return paths
+
+
+def test_groups_and_per_class_print_the_same_in_process_and_through_the_service(
+    capsys, sliced, server_url
+):
+    argv = ["compare", sliced["a"], sliced["b"], "--groups", "language,source", "--per-class"]
+    argv += ["--bootstrap", "100", "--seed", "5"]
+    local = run(capsys, *argv)
+    remote = run(capsys, *argv, "--url", server_url)
+    assert local[0] == 0
+    assert remote == local
+    out = local[1]
+    for heading in ("a: per class", "b: by language", "a: by source", "a - b by language"):
+        assert heading in out.splitlines()
+    pairs = out.split("a - b by language")[1].splitlines()
+    rows = [line.split() for line in pairs[3:9]]
+    assert [row[:2] for row in rows[::2]] == [["de", "total"], ["en", "total"], ["fr", "total"]]
+    assert all(row[-1] == "*" for row in rows[::2])  # b is worse inside every language
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--groups", "lang"], "--groups: {a} holds no array 'lang'"),
+        (["--groups", "language", "--labels", "{b}"], "--groups: {b} holds no array 'language'"),
+        (["--groups", "site", "--bootstrap", "10000"], "--groups: Expected at most 100,000 keys"),
+    ],
+)
+def test_bad_groups_are_one_line_errors(capsys, sliced, extra, phrase):
+    argv = [a.format(**sliced) for a in ["score", str(sliced["a"]), *extra]]
+    code, out, err = run(capsys, *argv)
+    assert_one_error_line(code, out, err, phrase.format(**sliced))

@@ -1,0 +1,61 @@
+"""The command line's local path: score files in this process with the core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fairloss.bootstrap import Bootstrap
+from fairloss.errors import InputError
+from fairloss.options import ScoringOptions
+from fairloss.replicates import with_replicates
+from fairloss.scoring import score_batch
+from fairloss_client.arrays import as_labels, as_predictions
+from fairloss_client.cli_text import CliError
+from fairloss_client.results import CompareResult, ScoreResult, compare_result, score_result
+
+
+def in_process(
+    logits: Mapping[str, Any],
+    labels: Any,
+    options: dict[str, Any],
+    compare: bool,
+    bootstrap: Bootstrap | None = None,
+    *,
+    groups: Mapping[str, Any] | None = None,
+    per_class: bool = False,
+) -> ScoreResult | CompareResult:
+    """Score here with the core; a fault in a file's data names the file (and a group
+    column's, ``--groups``)."""
+    checked = ScoringOptions(**options)
+    batches = {}
+    for name, value in logits.items():
+        try:
+            z = as_predictions(value, name, checked.precision)
+            batches[name] = score_batch(
+                z,
+                as_labels(labels, z.shape),
+                checked,
+                default_device="auto",
+                violations=compare,
+                per_class=per_class,
+                groups=groups,
+            )
+        except InputError as exc:
+            if exc.loc[:1] == ("device",):
+                where = f"--device {checked.device}"
+            elif exc.loc[:1] == ("groups",):
+                where = "--groups"
+            else:
+                where = name
+            raise CliError(f"{where}: {exc}") from None
+    if bootstrap is not None:  # one draw of weights for all candidates: paired
+        try:
+            done = with_replicates(list(batches.values()), bootstrap)
+        except InputError as exc:
+            raise CliError(f"--groups: {exc}") from None
+        batches = dict(zip(batches, done, strict=True))
+    if compare:
+        return compare_result(batches, bootstrap)
+    (only,) = batches.values()
+    return score_result(only, bootstrap=bootstrap)
