@@ -20,7 +20,8 @@ per-sample columns. ``bootstrap``: what a 1,000-replicate bootstrap adds to ``PO
 (`benchmarks.bootstrap_rows`). ``memory``: the server's peak RSS (VmHWM) for that bootstrap,
 in a fresh one-worker server; then the peak growth of a worker's resident memory for a 64 MiB
 body of each route and encoding (`tests.memory_peaks`), against the cost the memory budget
-reserves for it (`service.memory`).
+reserves for it (`service.memory`). ``where``: what ``per_class`` and two group columns add to
+``POST /score``, and 50,000 classes through the client (`benchmarks.where_rows`).
 
 Measurements are interleaved round by round and reported as medians, since the machine may be
 shared; the service runs as ``python -m service`` with ``--workers`` worker processes (by
@@ -62,6 +63,7 @@ from benchmarks.common import (
 )
 from benchmarks.load import Rate, throughput
 from benchmarks.report import print_bootstrap, print_client, print_load, print_table
+from benchmarks.where_rows import measure_where, print_where
 from fairloss import fair_loss_terms
 from fairloss.scoring import score_batch
 from fairloss_client import Client
@@ -71,7 +73,7 @@ from service.settings import Settings
 from tests import memory_peaks
 from tests.conftest import running_server
 
-GROUPS = ("table", "latency", "throughput", "client", "bootstrap", "memory")
+GROUPS = ("table", "latency", "throughput", "client", "bootstrap", "where", "memory")
 
 
 def core(z: torch.Tensor, y: torch.Tensor) -> None:
@@ -255,6 +257,8 @@ def main() -> None:
         if "bootstrap" in groups:
             found["bootstrap"] = measure_bootstrap(service.url, max(3, rounds - 2))
             found["added"] = replicate_bytes(service.url)
+        if "where" in groups:
+            found["where"] = measure_where(service.url, max(3, rounds - 2))
     if "table" in found:
         print_table(found["table"])
     print_load(found.get("latency"), found.get("load"))
@@ -262,6 +266,8 @@ def main() -> None:
         print_client(found["client"])
     if "bootstrap" in found:
         print_bootstrap(found["bootstrap"], found["added"])
+    if "where" in found:
+        print_where(found["where"])
     if "memory" in groups:
         print_memory()
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from fairloss.metrics import bin_index
+from fairloss.metrics import above_first_bin, bin_index
 
 # The per-class weighted sums, in the column order of `ClassSums.values`: ``support`` over the
 # samples of true class c, ``predicted`` over those predicted as c, ``correct`` the true
@@ -111,24 +111,75 @@ def class_sums(
     )
 
 
+def pack(sums: ClassSums) -> dict[str, Any]:
+    """The sums in a form that grows with what the data holds, not with C: the classes
+    (``rows``) whose ``values`` hold anything, the bins (``cells``: class x B + bin) past each
+    class's first that hold anything, and the first bins' outcome weights where not 0; each
+    class's first-bin weight and sum of ``p_c`` follow from the total ``weight`` and the
+    classes' sums of ``p_c`` (``p_totals``). `unpack` reads it back."""
+    classes, _, n_bins = sums.bins.shape
+    rows = np.flatnonzero(sums.values.any(axis=1))
+    by_cell = sums.bins.transpose(0, 2, 1).reshape(-1, 3)  # (class x B + bin, 3)
+    later = by_cell.any(axis=1) & (np.arange(by_cell.shape[0]) % n_bins > 0)
+    first = (by_cell[:, 2] != 0) & (np.arange(by_cell.shape[0]) % n_bins == 0)
+    cells = np.flatnonzero(later | first)
+    return {
+        "classes": classes,
+        "ece_bins": n_bins,
+        "rows": rows,
+        "values": sums.values[rows],
+        "weight": float(sums.bins[0, 0].sum()) if classes else 0.0,
+        "p_totals": sums.bins[:, 1].sum(axis=1),
+        "cells": cells,
+        "cell_values": by_cell[cells],
+    }
+
+
+def unpack(packed: Any, true: Ints, predicted: Ints, count: Floats) -> ClassSums:
+    """`ClassSums` from `pack`'s form and the confusion cells."""
+    classes, n_bins = int(packed["classes"]), int(packed["ece_bins"])
+    values = np.zeros((classes, len(CLASS_FIELDS)))
+    values[np.asarray(packed["rows"], dtype=np.int64)] = np.asarray(packed["values"]).reshape(
+        -1, len(CLASS_FIELDS)
+    )
+    by_cell = np.zeros((classes * n_bins, 3))
+    by_cell[np.asarray(packed["cells"], dtype=np.int64)] = np.asarray(
+        packed["cell_values"]
+    ).reshape(-1, 3)
+    bins = np.ascontiguousarray(by_cell.reshape(classes, n_bins, 3).transpose(0, 2, 1))
+    bins[:, 0, 0] = float(packed["weight"]) - bins[:, 0, 1:].sum(axis=1)
+    bins[:, 1, 0] = np.asarray(packed["p_totals"], dtype=np.float64) - bins[:, 1, 1:].sum(axis=1)
+    return ClassSums(values, bins, true, predicted, count)
+
+
 def calibration_bins(logits: Tensor, target: Tensor, weight: Tensor, n_bins: int) -> Tensor:
     """(C, 3, B) one-vs-rest bins: for each class c and bin b of ``p_c`` (``(b / B, (b + 1) /
     B]``), the weight of the samples there, their weighted sum of ``p_c`` and the weight of
-    those with ``y == c``."""
+    those with ``y == c``.
+
+    A row's probabilities sum to 1, so at most B of them pass the first bin's upper edge: only
+    those are binned one by one. Each class's first bin gets the rest: the total weight and
+    the class's weighted sum of ``p_c`` (one matrix-vector product), less its other bins'."""
     rows, classes = logits.shape
-    sums = torch.zeros(3, classes * n_bins, dtype=torch.float64, device=logits.device)
+    sums = torch.zeros(3, classes, n_bins, dtype=torch.float64, device=logits.device)
+    totals = torch.zeros(classes, dtype=torch.float64, device=logits.device)
     step = max(1, BLOCK_ELEMENTS // classes)
-    offsets = torch.arange(classes, device=logits.device) * n_bins
     for start in range(0, rows, step):
         block = slice(start, start + step)
-        p = torch.softmax(logits[block], dim=1).double()
-        slot = bin_index(p, n_bins) + offsets
-        w = weight[block, None].expand_as(p)
-        sums[0].index_add_(0, slot.reshape(-1), w.reshape(-1))
-        sums[1].index_add_(0, slot.reshape(-1), (p * w).reshape(-1))
-        mine = slot.gather(1, target[block, None]).squeeze(1)
-        sums[2].index_add_(0, mine, weight[block])
-    return sums.reshape(3, classes, n_bins).transpose(0, 1)
+        p = torch.softmax(logits[block], dim=1)
+        w = weight[block]
+        totals += torch.mv(p.T.double(), w)
+        row, column = torch.nonzero(above_first_bin(p, n_bins), as_tuple=True)
+        high = p[row, column]
+        slot = column * n_bins + bin_index(high, n_bins)
+        sums[0].view(-1).index_add_(0, slot, w[row])
+        sums[1].view(-1).index_add_(0, slot, high.double() * w[row])
+        mine = target[block]
+        own = bin_index(p.gather(1, mine[:, None]).squeeze(1), n_bins)
+        sums[2].view(-1).index_add_(0, mine * n_bins + own, w)
+    sums[0, :, 0] = weight.sum() - sums[0, :, 1:].sum(dim=1)
+    sums[1, :, 0] = totals - sums[1, :, 1:].sum(dim=1)
+    return sums.transpose(0, 1)
 
 
 def _ratio(top: Floats, bottom: Floats) -> list[float]:

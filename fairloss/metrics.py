@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -111,15 +112,37 @@ def calibration_bins(
 
 
 def bin_index(confidence: Tensor, n_bins: int) -> Tensor:
-    """The calibration bin of each confidence: b for ``(b / n_bins, (b + 1) / n_bins]``."""
+    """The calibration bin of each confidence: b for ``(b / n_bins, (b + 1) / n_bins]``, the
+    edges in float64. A float32 confidence is binned in float32 against each edge rounded down
+    to float32, which puts every float32 value in the bin the float64 edges give it (x > e
+    exactly when x > round_down(e)) without widening a copy of the input."""
+    if confidence.dtype == torch.float32:
+        upper = _edges32(n_bins, confidence.device)
+        return torch.bucketize(confidence, upper).clamp_(max=n_bins - 1)
     upper = _upper_edges(n_bins, confidence.device)
     return torch.searchsorted(upper, confidence.double().contiguous()).clamp(max=n_bins - 1)
+
+
+def above_first_bin(confidence: Tensor, n_bins: int) -> Tensor:
+    """Where `bin_index` is above 0 (the confidence passes ``1 / n_bins``), in one comparison."""
+    if confidence.dtype == torch.float32:
+        return confidence > _edges32(n_bins, confidence.device)[0]
+    return confidence.double() > _upper_edges(n_bins, confidence.device)[0]
 
 
 @functools.lru_cache(maxsize=64)
 def _upper_edges(n_bins: int, device: torch.device) -> Tensor:
     """``(b + 1) / n_bins`` for each bin b, in float64 (made once per bin count and device)."""
     return torch.arange(1, n_bins + 1, dtype=torch.float64, device=device) / n_bins
+
+
+@functools.lru_cache(maxsize=64)
+def _edges32(n_bins: int, device: torch.device) -> Tensor:
+    """The float64 edges, each rounded down to a float32."""
+    edges = np.arange(1, n_bins + 1, dtype=np.float64) / n_bins
+    down = edges.astype(np.float32)
+    down = np.where(down > edges, np.nextafter(down, np.float32(-np.inf)), down)
+    return torch.from_numpy(down.astype(np.float32)).to(device)
 
 
 def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int = 15) -> float:

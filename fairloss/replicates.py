@@ -29,7 +29,6 @@ from fairloss.slices import (
     Key,
     Slices,
     check_bootstrap_keys,
-    keyed,
     keyed_replicates,
     relabel_sums,
 )
@@ -42,24 +41,29 @@ Floats = np.ndarray[Any, np.dtype[np.float64]]
 
 
 def item_matrix(batch: BatchScores) -> np.ndarray[Any, Any]:
-    """(N, 9 + 3B) per-item sums of a batch: the `FIELDS` weighted by sample weight (zero for
-    samples that do not count), then each calibration bin's weight, confidence and correct
-    sums. Summed over an item's positions: with K-dimensional outputs, the bootstrap resamples
-    items (the first axis), a cluster bootstrap, as the positions of one image or sequence are
-    not independent."""
-    columns, items, n_bins = batch.columns, batch.shape[0], batch.options.ece_bins
+    """(N, 9 + 3B) per-item sums of a batch (`segment_sums` of each item's positions): with
+    K-dimensional outputs, the bootstrap resamples items (the first axis), a cluster bootstrap,
+    as the positions of one image or sequence are not independent."""
+    positions, items = batch.columns["counted"].shape[0], batch.shape[0]
+    item_of = torch.arange(positions, device=batch.columns["counted"].device)
+    return segment_sums(batch, item_of // (positions // items), items)
+
+
+def segment_sums(batch: BatchScores, segment: torch.Tensor, segments: int) -> Floats:
+    """(segments, 9 + 3B) sums of a batch's samples by ``segment`` (M,) int64 in ``[0,
+    segments)``: the `FIELDS` weighted by sample weight (zero for samples that do not count),
+    then each calibration bin's weight, confidence and correct sums."""
+    columns, n_bins = batch.columns, batch.options.ece_bins
     weight = columns["counted"].double()
     if batch.sample_weight is not None:
         weight = weight * batch.sample_weight
-    values = [weight, *(columns[name].double() * weight for name in FIELDS[1:])]
-    per_item = torch.stack(values, dim=1).reshape(items, -1, len(FIELDS)).sum(dim=1)
+    values = torch.stack([weight, *(columns[name].double() * weight for name in FIELDS[1:])], 1)
+    sums = values.new_zeros(segments, len(FIELDS)).index_add_(0, segment, values)
     binned = [weight, columns["confidence"].double() * weight, columns["correct"] * weight]
-    slot = torch.arange(weight.shape[0], device=weight.device) // (weight.shape[0] // items)
-    slot = slot * n_bins + bin_index(columns["confidence"], n_bins)
-    bins = torch.zeros(items * n_bins, 3, dtype=torch.float64, device=weight.device)
-    bins = bins.index_add(0, slot, torch.stack(binned, dim=1))
-    bins = bins.reshape(items, n_bins, 3).transpose(1, 2).reshape(items, -1)
-    return torch.cat([per_item, bins], dim=1).cpu().numpy()
+    slot = segment * n_bins + bin_index(columns["confidence"], n_bins)
+    bins = values.new_zeros(segments * n_bins, 3).index_add_(0, slot, torch.stack(binned, 1))
+    bins = bins.reshape(segments, n_bins, 3).transpose(1, 2).reshape(segments, -1)
+    return torch.cat([sums, bins], dim=1).cpu().numpy()
 
 
 def replicates_bytes(
@@ -140,21 +144,24 @@ def with_groups(
 ) -> BatchScores:
     """``batch`` with its group columns, each key's share of the dataset's items (from
     ``counts``, for the slice-versus-rest randomization) and each key's sums."""
-    matrix = item_matrix(batch)
     items = batch.shape[0]
-    counted = batch.columns["counted"].reshape(items, -1).sum(dim=1).cpu().numpy()
-    positive = (matrix[:, 0] > 0).astype(np.float64)
+    counted = batch.columns["counted"]
+    per_item = counted.shape[0] // items
+    weight = counted.double() if batch.sample_weight is None else counted * batch.sample_weight
+    count = counted.reshape(items, -1).sum(dim=1).cpu().numpy()
+    positive = (weight.reshape(items, -1).sum(dim=1) > 0).cpu().numpy()
     n_bins = batch.options.ece_bins
     groups, shares = {}, {}
     for name, column in columns.items():
         keys = len(column.keys)
-        sums = keyed(matrix, column.codes, keys)
-        count = np.bincount(column.codes, weights=counted, minlength=keys)
+        codes = torch.from_numpy(column.codes).to(counted.device)
+        sums = segment_sums(batch, codes.repeat_interleave(per_item), keys)
+        counts_of = np.bincount(column.codes, weights=count, minlength=keys)
         positives = np.bincount(column.codes, weights=positive, minlength=keys)
         groups[name] = Slices(
             column.keys,
             tuple(
-                from_item_sums(int(count[k]), int(positives[k]), sums[k], n_bins)
+                from_item_sums(int(counts_of[k]), int(positives[k]), sums[k], n_bins)
                 for k in range(keys)
             ),
         )

@@ -92,8 +92,10 @@ def _column(name: Any, keys: Any, items: int) -> Column:
         )
     if isinstance(keys, np.ndarray) and keys.ndim == 1:  # numpy's integers, str or objects
         values: list[Any] = keys.tolist()
-    elif isinstance(keys, list | tuple):  # numpy's integer scalars read as Python's
-        values = [int(key) if isinstance(key, np.integer) else key for key in keys]
+    elif isinstance(keys, list | tuple):
+        values = list(keys)
+        if any(issubclass(t, np.integer) for t in set(map(type, values))):  # as Python's ints
+            values = [int(key) if isinstance(key, np.integer) else key for key in values]
     else:
         raise _bad(
             f"Expected `groups.{name}` to be an array of keys (strings or integers), "
@@ -107,24 +109,16 @@ def _column(name: Any, keys: Any, items: int) -> Column:
             "wrong_length",
         )
     kind: type = str if values and isinstance(values[0], str) else int
-    for position, key in enumerate(values):
-        if not isinstance(key, kind) or isinstance(key, bool):
-            wanted = "a string or an integer"
-            if position:
-                wanted = (
-                    "a string, as the first key" if kind is str else "an integer, as the first key"
-                )
-            raise _bad(
-                f"Expected `groups.{name}[{position}]` to be {wanted}, but got {describe(key)}",
-                (name, position),
-                "bad_key",
-            )
-        if isinstance(key, int) and not -(2**63) <= key < 2**63:
-            raise _bad(
-                f"Expected `groups.{name}[{position}]` to be a 64-bit integer, but got {key}",
-                (name, position),
-                "bad_key",
-            )
+    if set(map(type, values)) != {kind}:  # the slow path only to find the first fault
+        _bad_key(name, values, kind)
+    if kind is int and values and not -(2**63) <= min(values) <= max(values) < 2**63:
+        position = next(k for k, key in enumerate(values) if not -(2**63) <= key < 2**63)
+        raise _bad(
+            f"Expected `groups.{name}[{position}]` to be a 64-bit integer, but got "
+            f"{values[position]}",
+            (name, position),
+            "bad_key",
+        )
     unique = sorted(set(values))
     for key in unique if kind is str else ():
         if (fault := text_fault(key)) is not None:  # the answer echoes every key
@@ -143,6 +137,20 @@ def _column(name: Any, keys: Any, items: int) -> Column:
         )
     index = {key: k for k, key in enumerate(unique)}
     return Column(tuple(unique), np.array([index[key] for key in values], dtype=np.int64))
+
+
+def _bad_key(name: str, values: list[Any], kind: type) -> None:
+    """Raise the fault of the first key that is not a ``kind`` (a bool is no integer)."""
+    for position, key in enumerate(values):
+        if type(key) is not kind:
+            wanted = "a string or an integer"
+            if position:
+                wanted = f"{'a string' if kind is str else 'an integer'}, as the first key"
+            raise _bad(
+                f"Expected `groups.{name}[{position}]` to be {wanted}, but got {describe(key)}",
+                (name, position),
+                "bad_key",
+            )
 
 
 def checked_counts(
@@ -249,13 +257,6 @@ class Slices:
         return isinstance(other, Slices) and (self.keys, self.sums) == (other.keys, other.sums)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def keyed(matrix: Floats, codes: npt.NDArray[np.int64], keys: int) -> Floats:
-    """(keys, K) sums of the rows of ``matrix`` (N, K) by their key's index ``codes`` (N,)."""
-    sums = np.zeros((keys, matrix.shape[1]))
-    np.add.at(sums, codes, matrix)
-    return sums
 
 
 def keyed_replicates(

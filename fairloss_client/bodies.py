@@ -101,6 +101,9 @@ class Request:
     n: int
     row_elements: int
     body: Callable[[slice | Array], dict[str, Any]]
+    min_rows: int = 1
+    """Rows a chunk should hold at least (within the limits): with ``per_class`` every answer
+    carries arrays of length C, which a chunk of `CLASS_ROWS` rows outweighs many times."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def score_request(
             **_offset(rows, fields),
         }
 
-    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body)
+    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body, _min_rows(fields))
 
 
 def compare_request(
@@ -232,7 +235,16 @@ def compare_request(
         named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
         return {**inputs.fields(rows), "candidates": named, **fields, **_offset(rows, fields)}
 
-    return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body)
+    return Request(
+        "/compare", shape[0], math.prod(shape[1:]) * len(arrays), body, _min_rows(fields)
+    )
+
+
+CLASS_ROWS = 256
+
+
+def _min_rows(fields: dict[str, Any]) -> int:
+    return CLASS_ROWS if fields.get("per_class") else 1
 
 
 def _with_counts(fields: dict[str, Any], inputs: Inputs) -> dict[str, Any]:

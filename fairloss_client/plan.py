@@ -185,7 +185,8 @@ class Job:
         self.request = request
         self.max_bytes = limits.max_body_bytes
         senders = max(1, min(concurrency, limits.max_concurrency))
-        rows = min(self._fits(limits, margin), chunk_rows(request, senders), max_rows or request.n)
+        rows = max(chunk_rows(request, senders), request.min_rows)
+        rows = min(self._fits(limits, margin), rows, max_rows or request.n)
         self.pending = deque((a, min(a + rows, request.n)) for a in range(0, request.n, rows))
         self.senders = min(senders, len(self.pending))
         self.parts: dict[int, dict[str, Any]] = {}

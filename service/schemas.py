@@ -85,13 +85,22 @@ class Confusion(BaseModel):
 
 
 class ClassSumsBody(BaseModel):
-    """Per-class sums that merge across chunks: ``values`` C x len(fields) (weighted sums over
-    the samples of true class c, ``predicted`` over those predicted as c), ``bins`` C x 3
-    (weight, sum of p_c, weight with y == c) x bins, and the confusion cells (added per cell)."""
+    """Per-class sums that merge across chunks, in a form that grows with the data, not with C
+    (`fairloss.classes.pack`): ``values`` (rows x len(fields)) of the classes in ``rows``, the
+    calibration bins past each class's first that hold anything (``cells``: class x ece_bins +
+    bin; ``cell_values``: their weight, sum of p_c and weight with y == c) and the first bins'
+    outcome weights where not 0; each first bin's weight and sum of p_c are ``weight`` and
+    ``p_totals`` less the class's other bins."""
 
     fields: list[str]
+    classes: int
+    ece_bins: int
+    rows: list[int] | Typed
     values: list[list[float]] | Typed
-    bins: list[list[list[float]]] | Typed
+    weight: float
+    p_totals: list[float] | Typed
+    cells: list[int] | Typed
+    cell_values: list[list[float]] | Typed
     confusion: Confusion
 
 

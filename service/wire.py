@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fairloss.bootstrap import FIELDS, ReplicateSums
-from fairloss.classes import CLASS_FIELDS, ClassSums, class_report
+from fairloss.classes import CLASS_FIELDS, ClassSums, class_report, pack, unpack
 from fairloss.metrics import Violations
 from fairloss.scoring import BatchScores, metrics, reduced
 from fairloss.slices import Slices
@@ -66,27 +66,25 @@ def sums_to_dict(
 
 
 def classes_to_dict(sums: ClassSums, arrays: str) -> dict[str, Any]:
-    """The per-class sums: ``{"fields", "values": C x 7, "bins": C x 3 x B, "confusion":
-    {"true", "predicted", "count"}}``, ``values`` and ``bins`` as lists or typed arrays."""
+    """The per-class sums in `fairloss.classes.pack`'s sparse form (its arrays as lists or
+    typed arrays), with the nonzero confusion cells."""
     form = encode if arrays == "base64" else (lambda a: a)
-    return {
-        "fields": list(CLASS_FIELDS),
-        "values": form(sums.values),
-        "bins": form(sums.bins),
-        "confusion": {
-            "true": sums.true,
-            "predicted": sums.predicted,
-            "count": [_whole(v) for v in sums.count.tolist()],
-        },
+    packed = {k: form(v) if isinstance(v, np.ndarray) else v for k, v in pack(sums).items()}
+    confusion = {
+        "true": sums.true,
+        "predicted": sums.predicted,
+        "count": [_whole(v) for v in sums.count.tolist()],
     }
+    return {"fields": list(CLASS_FIELDS), **packed, "confusion": confusion}
 
 
 def classes_from_dict(body: Mapping[str, Any]) -> ClassSums:
     """The inverse of `classes_to_dict`."""
+    arrays = ("rows", "values", "p_totals", "cells", "cell_values")
+    packed = {k: _floats(v) if k in arrays else v for k, v in body.items()}
     cells = body["confusion"]
-    return ClassSums(
-        _floats(body["values"]),
-        _floats(body["bins"]),
+    return unpack(
+        packed,
         np.asarray(cells["true"], dtype=np.int64),
         np.asarray(cells["predicted"], dtype=np.int64),
         np.asarray(cells["count"], dtype=np.float64),
@@ -255,7 +253,7 @@ def replicates_from_dict(body: Mapping[str, Any]) -> ReplicateSums:
 def _floats(value: Any) -> np.ndarray[Any, Any]:
     """A float64 array from nested lists or a typed array."""
     if is_typed(value):
-        return decode(value, ["sums"], FLOATS, _bad).astype(np.float64)
+        return decode(value, ["sums"], (*FLOATS, *INTEGERS), _bad).astype(np.float64)
     return np.asarray(value, dtype=np.float64)
 
 

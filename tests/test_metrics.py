@@ -7,6 +7,7 @@ import math
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from fairloss import (
     score_sums,
     superior_violations,
 )
-from fairloss.metrics import calibration_bins
+from fairloss.metrics import above_first_bin, bin_index, calibration_bins
 
 LN2, LN3 = math.log(2), math.log(3)
 
@@ -352,3 +353,24 @@ def test_superior_violations_readme_example() -> None:
 def test_superior_violations_without_wrong_samples_is_empty() -> None:
     found = superior_violations(torch.tensor([0.3, 0.1]), torch.tensor([True, True]))
     assert (found.count, found.pairs, found.examples) == (0, 0, [])
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 100, 1000])
+def test_float32_confidences_fall_in_the_bins_of_the_float64_edges(n_bins: int) -> None:
+    """`bin_index` bins float32 in float32 against edges rounded down: the same bin as the
+    float64 edges give, for the float32 values next to every edge and for random ones."""
+    edges = np.arange(1, n_bins + 1) / n_bins
+    near = []
+    for edge in edges.astype(np.float32):
+        value = edge
+        for _ in range(3):
+            value = np.nextafter(value, np.float32(-1))
+        for _ in range(7):
+            near.append(value)
+            value = np.nextafter(value, np.float32(2))
+    edge_values = np.array([*near, 0.0, 1e-30], dtype=np.float32)
+    kept = torch.from_numpy(edge_values[(edge_values >= 0) & (edge_values <= 1)])
+    random_values = torch.rand(10_000, generator=torch.Generator().manual_seed(n_bins))
+    values = torch.cat([kept, random_values])
+    assert torch.equal(bin_index(values, n_bins), bin_index(values.double(), n_bins))
+    assert torch.equal(above_first_bin(values, n_bins), bin_index(values.double(), n_bins) > 0)

@@ -53,6 +53,7 @@ CHANGES_TOTALS = {
 }
 ARRAY_FLAGS = {"labels", "url", "api_key", "output", "concurrency", "progress", "file", "help"}
 ARRAY_FLAGS |= {"bootstrap", "confidence_level", "seed"}  # resampling, not a scoring option
+ARRAY_FLAGS |= {"groups", "per_class"}  # where: classes and slices, not scoring options
 
 
 @pytest.fixture
