@@ -299,7 +299,7 @@ def test_hints_read_as_hints_in_chromium(page):
     assert empty.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
 
     fields = page.locator("textarea[placeholder], input[placeholder]")
-    assert fields.count() == 9
+    assert fields.count() == 10  # the groups box too
     for k in range(fields.count()):
         field = fields.nth(k)
         hint = field.get_attribute("placeholder")
@@ -674,3 +674,90 @@ def test_bootstrap_intervals_differences_and_reliability_in_chromium(page):
     assert page.locator("#reliability circle.bin-point").count() == len(
         [n for n in scored["model-a"]["sums"]["bins"]["count"] if n > 0]
     )
+
+
+@needs_chromium
+def test_classes_and_slices_in_chromium(page):
+    """Per-class metrics and a confusion heat map of the most confused classes; each slice with
+    its count, total's interval and its gap from the rest, the Holm-significant ones marked,
+    and each pair's difference inside each key: as /compare answers them."""
+    labels, candidates = bootstrap_batch()
+    n = len(labels)
+    rng = random.Random(9)
+    language = [rng.choice(["de", "en", "fr"]) for _ in range(n)]
+    # model-a is far better on "hard" rows, which make up the slice "web": a real gap there
+    source = [("web" if labels[k] in (0, 1) else "book") for k in range(n)]
+    groups = {"language": language, "source": source}
+    body = {
+        "labels": labels,
+        "candidates": [{"name": name, "logits": logits} for name, logits in candidates.items()],
+        "per_class": True,
+        "groups": groups,
+        "bootstrap": {"replicates": 300, "seed": 4},
+    }
+    expected = httpx.post(page.url + "compare", json=body, timeout=60).raise_for_status().json()
+    page.evaluate(
+        """([logits, labels, groups]) => {
+            document.querySelectorAll('.candidate').forEach((box, k) => k && box.remove());
+            document.querySelector('#add-candidate').click();
+            const names = Object.keys(logits);
+            document.querySelectorAll('.candidate').forEach((box, k) => {
+                box.querySelector('.candidate-name').value = names[k];
+                box.querySelector('.candidate-logits').value = JSON.stringify(logits[names[k]]);
+            });
+            document.querySelector('#labels').value = JSON.stringify(labels);
+            document.querySelector('#groups').value = groups;
+        }""",
+        [
+            candidates,
+            labels,
+            "language,source\n"
+            + "\n".join(f"{a},{b}" for a, b in zip(language, source, strict=True)),
+        ],
+    )
+    if not page.is_visible("#opt-per-class"):
+        page.click(".options summary")
+    page.check("#opt-per-class")
+    page.check("#opt-bootstrap")
+    page.fill("#opt-replicates", "300")
+    page.fill("#opt-seed", "4")
+    page.click("#run-compare")
+    page.wait_for_selector("#slice-table-language")
+    first = expected["candidates"][0]
+    classes = first["classes"]
+    rows = page.locator("#class-table tbody tr")
+    assert rows.count() == len(classes["support"])
+    for c in range(rows.count()):
+        cells = rows.nth(c).locator("td").all_inner_texts()
+        assert cells[0] == str(c)
+        assert int(cells[1]) == classes["support"][c]
+        assert_fixed(cells[4], classes["f1"][c], 3)
+        assert_fixed(cells[6], classes["ece"][c], 4)
+    confused = page.locator("#confusion rect")
+    assert 0 < confused.count() <= 12 * 12
+    for column, entries in first["groups"].items():
+        table = page.locator(f"#slice-table-{column} tbody tr")
+        assert table.count() == len(entries)
+        for k, entry in enumerate(entries):
+            row = table.nth(k)
+            cells = row.locator("td").all_inner_texts()
+            assert cells[0] == str(entry["key"])
+            assert cells[1] == f"{entry['count']:,}"
+            gap = entry["vs_rest"]["total"]
+            assert_fixed(cells[6], gap["estimate"], 4)
+            significant = gap["p_adjusted"] < 0.05
+            assert ("significant" in (row.get_attribute("class") or "")) == significant
+            assert cells[-1] == ("★" if significant else "")
+    [pair] = expected["differences"]
+    pair_rows = page.locator("#pair-table-source tbody tr")
+    assert pair_rows.count() == len(pair["groups"]["source"])
+    marks = [pair_rows.nth(k).locator("td").last.inner_text() for k in range(pair_rows.count())]
+    want = [
+        "★" if e["criteria"]["total"]["p_adjusted"] < 0.05 else "" for e in pair["groups"]["source"]
+    ]
+    assert marks == want
+    assert "★" in marks  # model-b is worse inside some source: the marks bite
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#classes-title").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-where.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard-where.png").stat().st_size > 10_000

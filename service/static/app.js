@@ -90,7 +90,7 @@ function lossOptions() {
     const text = $(id).value.trim();
     if (text !== "") options[name] = Number(text);
   }
-  return { ...options, ...bootstrapOption() };
+  return { ...options, ...bootstrapOption(), ...whereOptions() };
 }
 
 // The bootstrap field, when "bootstrap intervals" is ticked: { replicates, confidence_level, seed },
@@ -252,6 +252,7 @@ function render(index) {
   shown = { result, flipped, page: 0 };
   renderSamples();
   renderRanking();
+  renderWhere(result);
   $("placeholder").hidden = true;
   $("output").hidden = false;
 }
@@ -888,6 +889,9 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("labels-file").addEventListener("change", async (event) => {
     $("labels").value = await event.target.files[0].text();
+  });
+  $("groups-file").addEventListener("change", async (event) => {
+    $("groups").value = await event.target.files[0].text();
   });
   showServerInfo();
 });
