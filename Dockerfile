@@ -47,6 +47,7 @@ FROM deps AS app
 COPY README.md ./
 COPY fairloss ./fairloss
 COPY fairloss_client ./fairloss_client
+COPY fairloss_wire ./fairloss_wire
 COPY service ./service
 RUN python -m ensurepip --default-pip >/dev/null \
     && { pip install --no-deps --no-build-isolation . 2>/dev/null || pip install --no-deps . ; } \

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.typed_arrays import encode  # noqa: E402
+from fairloss_wire.typed_arrays import encode  # noqa: E402
 
 MIB = 1024 * 1024
 BOOT = (100_000, 10, 1_000)  # the bootstrap rows: n, c, replicates

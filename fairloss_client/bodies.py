@@ -18,12 +18,12 @@ from fairloss.metrics import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.slices import Column, checked_groups
 from fairloss_client.arrays import Array, ArrayLike, as_labels, as_numpy, as_predictions, as_weights
-from service.typed_arrays import NAMES
-from service.wire import EXTRA_COLUMNS
+from fairloss_wire.answers import EXTRA_COLUMNS
+from fairloss_wire.typed_arrays import NAMES
 
 
 def typed_array(array: Array) -> dict[str, Any]:
-    """``array`` (float32/64 or int64, any shape) as a typed array of `service.typed_arrays`,
+    """``array`` (float32/64 or int64, any shape) as a typed array of `fairloss_wire.typed_arrays`,
     whose base64 text orjson copies into the body as it is (an `orjson.Fragment`: base64 needs
     no escaping), written by pybase64 straight from the array's buffer. Against a ``str`` in
     the object this saves two copies of the text and orjson's scan of it: a 300,000 x 100

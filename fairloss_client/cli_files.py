@@ -16,7 +16,7 @@ import torch
 from fairloss_client.arrays import Array
 from fairloss_client.cli_text import CliError, os_reason, reason
 from fairloss_client.results import CandidateResult, CompareResult, ScoreResult
-from service.wire import violations_dict
+from fairloss_wire.answers import violations_dict
 
 SUFFIXES = (".npz", ".npy", ".pt")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -30,7 +30,7 @@ from tenacity import (
 
 from fairloss_client.bodies import Request, encode
 from fairloss_client.results import decode_columns
-from service.wire import header_int
+from fairloss_wire.answers import header_int
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 Chunk = tuple[tuple[int, int], bytes] | None

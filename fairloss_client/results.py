@@ -17,7 +17,7 @@ from fairloss.scoring import BatchScores, metrics, reduced
 from fairloss.sums import ScoreSums, rank
 from fairloss.uncertainty import differences, intervals
 from fairloss_client.arrays import Array, ArrayLike, as_numpy
-from service.wire import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
+from fairloss_wire.answers import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
 
 
 @dataclass(frozen=True)

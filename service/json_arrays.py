@@ -16,8 +16,8 @@ import numpy as np
 
 from fairloss.checks import check_shape, label_out_of_range
 from fairloss.errors import InputError, describe, path
+from fairloss_wire.typed_arrays import FLOATS, INTEGERS, KEYS, decode, is_typed, typed_shape
 from service.errors import invalid
-from service.typed_arrays import FLOATS, INTEGERS, KEYS, decode, is_typed, typed_shape
 
 Loc = list[str | int]
 # How to score more rows than one request holds; said with every 413 and element-limit error.

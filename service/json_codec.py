@@ -19,6 +19,8 @@ from fairloss.scoring import DEFAULT_OPTIONS, BatchScores, score_batch
 from fairloss.slices import Column, check_bootstrap_keys, checked_groups
 from fairloss.sums import rank
 from fairloss.uncertainty import differences
+from fairloss_wire.answers import scored
+from fairloss_wire.typed_arrays import FLOATS, INTEGERS, decode, is_typed
 from service.errors import field_errors, invalid, unknown_fields
 from service.json_arrays import labels_array, may_hold_booleans, predictions_array, weights_array
 from service.memory import Reserve, no_reserve, reserve_parsed
@@ -30,8 +32,6 @@ from service.resampling import (
     parse_resampling,
     uncertainty,
 )
-from service.typed_arrays import FLOATS, INTEGERS, decode, is_typed
-from service.wire import scored
 
 RESPONSE_OPTIONS = tuple(ResponseOptions.model_fields)
 DEFAULT_RESPONSE = ResponseOptions()

@@ -23,6 +23,7 @@ from fairloss.errors import text_fault
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
 from fairloss.uncertainty import intervals
+from fairloss_wire.answers import header_int, number
 from service.errors import echoed
 from service.memory import Reserve, no_reserve, reserve_parsed
 from service.oip_tensors import bad_request, json_object, read_inputs
@@ -32,7 +33,6 @@ from service.resampling import (
     Resampling,
     parse_resampling,
 )
-from service.wire import header_int, number
 
 MODEL = "fairloss"
 VERSIONS = ("1",)  # the versions a client may name, in a path or as model_version

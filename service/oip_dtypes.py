@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from fairloss_wire.typed_arrays import bfloat16_bits_to_float32
+
 FLOATS = ("FP16", "BF16", "FP32", "FP64")
 INTEGERS = ("INT32", "INT64")
 # The little-endian layout of one element; BF16 as its raw bits.
@@ -26,12 +28,6 @@ def from_wire(raw: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:
     if datatype == "FP16":
         return raw.astype(np.float32)
     return raw
-
-
-def bfloat16_bits_to_float32(bits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """BF16 elements, given as their 16 bits, as the float32 values they are (exactly: every
-    bfloat16, subnormals, infinities and NaN included, is the float32 of those top 16 bits)."""
-    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
 def rounded(values: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:

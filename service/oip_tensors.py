@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from fairloss.checks import KINDS, Kind, check_shape
+from fairloss_wire.typed_arrays import MAX_DIMS, oversized
 from service.errors import ProblemError, echoed, invalid
 from service.json_arrays import element_limit, holds_a_boolean
 from service.json_codec import prediction
 from service.oip_dtypes import FLOATS, INTEGERS, WIRE, from_wire, rounded
-from service.typed_arrays import MAX_DIMS, oversized
 
 INPUT_NAMES = (*KINDS, "labels", "sample_weight")
 INPUT_DATATYPES: dict[str, tuple[str, ...]] = {

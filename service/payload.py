@@ -19,12 +19,12 @@ import anyio
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
+from fairloss_wire.answers import header_int
 from service.encoding import Coding, Inflater, content_encoding
 from service.errors import ProblemError
 from service.fastjson import parse_fast, structure
 from service.json_arrays import SEND_MORE
 from service.memory import Reserve, parse_extra
-from service.wire import header_int
 
 if TYPE_CHECKING:
     from service.admission import Reservation

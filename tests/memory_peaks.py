@@ -20,9 +20,9 @@ import numpy as np
 import orjson
 
 from fairloss.bootstrap import Bootstrap
+from fairloss_wire.typed_arrays import encode
 from service.fastjson import structure
 from service.memory import parse_extra, reserve_parsed, resident_bytes
-from service.typed_arrays import encode
 from tests.pinning import vm_hwm_bytes
 
 JSON = {"Content-Type": "application/json"}

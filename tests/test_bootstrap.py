@@ -36,8 +36,8 @@ from fairloss.replicates import with_replicates
 from fairloss.scoring import BatchScores, score_batch
 from fairloss.sums import ScoreSums
 from fairloss.uncertainty import difference, differences, discordant, holm, intervals
+from fairloss_wire.answers import sums_from_dict
 from scripts.bootstrap_validity import by_size, simulate
-from service.wire import sums_from_dict
 from tests.conftest import SUMMARY_TABLES, assert_no_leak
 
 Floats = np.ndarray[Any, np.dtype[np.float64]]

@@ -28,9 +28,9 @@ from fairloss_client.results import (
     merge_scores,
     score_result,
 )
+from fairloss_wire.typed_arrays import encode
 from service.errors import ProblemError, input_problem
 from service.json_codec import compare_body, score_body
-from service.typed_arrays import encode
 from tests.conftest import README_EXAMPLE, running_server
 
 FAST_RETRY = Retry(attempts=4, backoff_s=0.001, max_backoff_s=0.01)

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from service.wire import header_int
+from fairloss_wire.answers import header_int
 from tests.conftest import README_EXAMPLE, running_server
 
 # Each of these is refused: characters that str.isdigit or int() take, and plain garbage.

@@ -274,7 +274,7 @@ def test_a_k_dim_sample_that_is_no_distribution_is_named_with_its_class_axis_spa
 
 @pytest.mark.anyio
 async def test_class_weights_may_be_a_typed_array(client: httpx.AsyncClient) -> None:
-    from service.typed_arrays import encode
+    from fairloss_wire.typed_arrays import encode
 
     body = {"logits": LOGITS[:20].tolist(), "labels": LABELS[:20].tolist()}
     weights = np.array([1.0, 2.0, 0.5, 1.0])

@@ -77,8 +77,9 @@ def test_the_core_imports_and_trains_with_the_web_stack_blocked() -> None:
 
 
 def test_the_client_imports_without_the_server() -> None:
+    """Nor the service's own code: the wire format both share is `fairloss_wire`."""
     out = run_blocked(
-        SERVER,
+        (*SERVER, "service"),
         """
         from fairloss_client import AsyncClient, Client
         from fairloss_client.cli import main
@@ -93,10 +94,22 @@ def test_the_command_line_scores_files_without_the_http_stack(tmp_path) -> None:
     path = tmp_path / "x.npz"
     np.savez(path, logits=np.array([[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]), labels=[0, 0])
     out = run_blocked(
-        (*SERVER, *HTTP),
+        (*SERVER, *HTTP, "service"),
         f"""
         from fairloss_client.cli import main
         assert main(["score", {str(path)!r}]) == 0
         """,
     )
     assert "total (mean)    1.196682" in out
+
+
+def test_the_service_imports_without_the_client() -> None:
+    out = run_blocked(
+        ("fairloss_client", "tqdm", "tenacity"),
+        """
+        from service.app import create_app
+        create_app()
+        print("imported")
+        """,
+    )
+    assert out.strip() == "imported"

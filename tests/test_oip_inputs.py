@@ -18,7 +18,8 @@ import tritonclient.http as triton
 
 from fairloss import ScoringOptions, score_batch
 from fairloss.scoring import TERMS, BatchScores
-from service.oip_dtypes import bfloat16_bits_to_float32, round_to_bfloat16, rounded
+from fairloss_wire.typed_arrays import bfloat16_bits_to_float32
+from service.oip_dtypes import round_to_bfloat16, rounded
 
 INFER = "/v2/models/fairloss/infer"
 TORCH = {"FP16": torch.float16, "BF16": torch.bfloat16, "FP32": torch.float32}

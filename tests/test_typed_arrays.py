@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.typed_arrays import decode, encode
+from fairloss_wire.typed_arrays import decode, encode
 
 pytestmark = pytest.mark.anyio
 

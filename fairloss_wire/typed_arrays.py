@@ -6,7 +6,7 @@ section 4). A number written as text takes about 20 bytes of JSON and a Python o
 in this form a float32 takes 5.3 bytes and numpy reads the lot in one step.
 
 This module needs only numpy and pybase64 (SIMD base64, a dependency of both the client and the
-service), so the client encodes and decodes with it too.
+service): the service and the client both read and write typed arrays with it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from service.oip_dtypes import bfloat16_bits_to_float32
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 INTEGERS = ("int32", "int64")
@@ -169,3 +167,9 @@ def encode(array: np.ndarray[Any, Any]) -> dict[str, Any]:
 
     data = pybase64.b64encode(array.astype(wire, copy=False).tobytes())
     return {"dtype": name, "shape": list(array.shape), "data": data.decode("ascii")}
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """BF16 elements, given as their 16 bits, as the float32 values they are (exactly: every
+    bfloat16, subnormals, infinities and NaN included, is the float32 of those top 16 bits)."""
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)

@@ -1,7 +1,7 @@
 """The JSON form of the service's answers, written by the service and read back by the client.
 
 Numbers from headers are read here too, one strict way, for both sides. This module needs only
-the standard library, numpy and the core, so the client can use it without the web stack.
+the standard library, numpy, typed arrays (`fairloss_wire.typed_arrays`) and the core.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fairloss.metrics import Violations
 from fairloss.scoring import BatchScores, metrics, reduced
 from fairloss.slices import Slices
 from fairloss.sums import ScoreSums
-from service.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
+from fairloss_wire.typed_arrays import FLOATS, INTEGERS, decode, encode, is_typed
 
 SUMMED = ("count", "items", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
 COLUMNS = ("ce", "penalty", "total", "predicted", "correct")
