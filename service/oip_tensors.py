@@ -22,7 +22,7 @@ from fairloss.checks import KINDS, Kind, check_shape
 from fairloss_wire.typed_arrays import MAX_DIMS, oversized
 from service.errors import ProblemError, echoed, invalid
 from service.json_arrays import element_limit, holds_a_boolean
-from service.json_codec import prediction
+from service.json_fields import prediction
 from service.oip_dtypes import FLOATS, INTEGERS, WIRE, from_wire, rounded
 
 INPUT_NAMES = (*KINDS, "labels", "sample_weight")
