@@ -84,7 +84,7 @@ class ReplicateSums:
     layout may come with them: ``flips`` (for paired differences), each item weighted by its
     randomization sign instead of its Poisson weight, and ``relabels`` (a slice's, for its
     difference from the rest), the sums of the items drawn into its pseudo-slice
-    (`fairloss.slices.relabel_sums`). They merge by addition."""
+    (`fairloss.replicates.relabel_sums`). They merge by addition."""
 
     values: Floats
     bins: Floats

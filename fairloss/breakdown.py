@@ -32,7 +32,9 @@ def group_report(
     report: dict[str, list[dict[str, Any]]] = {}
     for name, slices in groups.items():
         entries = []
-        for key, sums in zip(slices.keys, slices.sums, strict=True):
+        for key, sums, seen in zip(slices.keys, slices.sums, slices.seen, strict=True):
+            if not seen:  # a key of the dataset that none of these items holds
+                continue
             entry: dict[str, Any] = {"key": key, "count": sums.count}
             if weighted:
                 entry["weight"] = sums.weight

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from fairloss import draws
 from fairloss.bootstrap import (
     FIELDS,
     Bootstrap,
@@ -24,14 +25,7 @@ from fairloss.bootstrap import (
     replicate_sums,
 )
 from fairloss.metrics import bin_index
-from fairloss.slices import (
-    Column,
-    Key,
-    Slices,
-    check_bootstrap_keys,
-    keyed_replicates,
-    relabel_sums,
-)
+from fairloss.slices import Column, Key, Slices, check_bootstrap_keys
 from fairloss.sums import from_item_sums
 
 if TYPE_CHECKING:
@@ -67,20 +61,27 @@ def segment_sums(batch: BatchScores, segment: torch.Tensor, segments: int) -> Fl
 
 
 def replicates_bytes(
-    items: int, candidates: int, ece_bins: int, replicates: int, keys: int = 0
+    items: int,
+    candidates: int,
+    ece_bins: int,
+    replicates: int,
+    keys: int = 0,
+    answered: bool = False,
 ) -> int:
     """Bytes that `with_replicates` may hold at its peak for ``candidates`` batches of ``items``
     items (the first axis): each item's sums and bins (`item_matrix`), the weights drawn at
     once and the replicate sums (and the randomization's; with ``keys`` keys over the group
-    columns, three sets per key). An upper bound that
-    ``tests/test_memory_budget.py`` holds to the resident memory measured; what a server
-    reserves for a bootstrap (`service.memory`)."""
+    columns, three sets per key), and when the sums are ``answered`` their JSON (up to 24 bytes
+    a number). An upper bound that ``tests/test_memory_budget.py`` holds to the resident memory
+    measured; what a server reserves for a bootstrap (`service.memory`)."""
     columns = len(FIELDS) + 3 * ece_bins
     per_item = 3 * 8 * columns + 512
     weights = replicates * min(block_items(replicates), items) * 16
     copies = 6 if candidates > 1 else 3  # with the randomization test's sums too
-    sums = (copies + 3 * keys) * 8 * replicates * candidates * columns
-    return items * candidates * per_item + weights + sums + 4 * 2**20
+    sets = copies + 3 * keys
+    sums = sets * 8 * replicates * candidates * columns
+    answer = sets * 24 * replicates * candidates * columns if answered else 0
+    return items * candidates * per_item + weights + sums + answer + 4 * 2**20
 
 
 def with_replicates(
@@ -92,7 +93,7 @@ def with_replicates(
     the batches' group columns gets its own replicates, flips and relabels."""
     first = batches[0]
     if first.groups is not None:
-        check_bootstrap_keys(first.groups, bootstrap)
+        check_bootstrap_keys(first.groups, bootstrap, first.options.ece_bins, first.shape[0])
     matrix = np.concatenate([item_matrix(batch) for batch in batches], axis=1)
     paired = len(batches) > 1
     poisson = replicate_sums(bootstrap, row_offset, matrix)
@@ -128,7 +129,7 @@ def with_replicates(
                 )
                 for j in range(keys)
             )
-            groups = {**batch.sums.groups, name: Slices(slices.keys, with_keys)}
+            groups = {**batch.sums.groups, name: Slices(slices.keys, with_keys, slices.seen)}
             done[k] = replace(batch, sums=replace(batch.sums, groups=groups))
     return done
 
@@ -164,7 +165,41 @@ def with_groups(
                 from_item_sums(int(counts_of[k]), int(positives[k]), sums[k], n_bins)
                 for k in range(keys)
             ),
+            tuple(np.bincount(column.codes, minlength=keys).tolist()),
         )
         total = sum(counts[name].values())
         shares[name] = np.array([counts[name][key] / total for key in column.keys])
     return replace(batch, groups=columns, shares=shares, sums=replace(batch.sums, groups=groups))
+
+
+def keyed_replicates(
+    bootstrap: Bootstrap, row_offset: int, matrix: Floats, column: Column, draw: Any
+) -> Floats:
+    """(keys, R, K) replicate sums of each key's items: ``draw(bootstrap, start, count)``
+    weighs the items (Poisson weights or flip signs), drawn once per block of items."""
+    found = np.zeros((len(column.keys), bootstrap.replicates, matrix.shape[1]))
+    block = block_items(bootstrap.replicates)
+    for start in range(0, matrix.shape[0], block):
+        stop = min(start + block, matrix.shape[0])
+        weights = draw(bootstrap, row_offset + start, stop - start)
+        codes = column.codes[start:stop]
+        for k in np.unique(codes):
+            mine = codes == k
+            found[k] += weights[:, mine] @ matrix[start:stop][mine]
+    return found
+
+
+def relabel_sums(bootstrap: Bootstrap, row_offset: int, matrix: Floats, shares: Floats) -> Floats:
+    """(keys, R, K) sums of the pseudo-slices of the slice-versus-rest randomization test: in
+    randomization r, item i joins key k's pseudo-slice when its uniform ``u[r, i]`` (a function
+    of (seed, r, index) alone, `fairloss.draws.uniforms`) is below the key's share of the
+    dataset's items, ``shares[k]``; so pseudo-slices have the key's size on average, whatever
+    the items' keys."""
+    found = np.zeros((shares.shape[0], bootstrap.replicates, matrix.shape[1]))
+    block = block_items(bootstrap.replicates)
+    for start in range(0, matrix.shape[0], block):
+        stop = min(start + block, matrix.shape[0])
+        u = draws.uniforms(bootstrap.seed, bootstrap.replicates, row_offset + start, stop - start)
+        for k, share in enumerate(shares):
+            found[k] += (u < share).astype(np.float64) @ matrix[start:stop]
+    return found

@@ -6,7 +6,8 @@ ascending), and `Slices.merge` takes the union of two batches' keys, so a key ab
 chunk merges correctly. With a bootstrap, each key's sums carry its own replicates
 (`fairloss.bootstrap.ReplicateSums`): its Poisson sums, the paired randomization's flips (for
 differences between candidates inside the slice) and ``relabels``, the sums of the items drawn
-into the key's pseudo-slice by the slice-versus-rest randomization test (`relabel_sums`).
+into the key's pseudo-slice by the slice-versus-rest randomization test
+(`fairloss.replicates.relabel_sums`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fairloss import draws
-from fairloss.bootstrap import Bootstrap, block_items
+from fairloss.bootstrap import Bootstrap
 from fairloss.errors import InputError, describe, text_fault
 from fairloss.sums import ScoreSums
 
@@ -27,7 +27,13 @@ Key = str | int
 MAX_COLUMNS = 8
 MAX_NAME = 64
 MAX_KEYS = 10_000  # distinct keys of one column
-BOOTSTRAP_KEYS = 100_000  # with a bootstrap: keys of all columns x replicates, at most
+# With a bootstrap, each key keeps R rows of 9 + 3B sums in each of four sets (replicates, flips,
+# relabels and, asked for, the answer's copy), and its relabelled sums cost a pass over the items
+# for each replicate: the keys of all columns x replicates x (9 + 3B) are at most
+# `BOOTSTRAP_SUMS`, and items x keys x replicates at most `BOOTSTRAP_WORK` (about 10-20 s of
+# matrix products on 2 cores; the Python client sizes its chunks by it).
+BOOTSTRAP_SUMS = 2**22
+BOOTSTRAP_WORK = 2**31
 Floats = npt.NDArray[np.float64]
 
 
@@ -84,13 +90,20 @@ def _column(name: Any, keys: Any, items: int) -> Column:
         )
     fault = text_fault(name)
     if not 1 <= len(name) <= MAX_NAME or fault is not None:
-        why = fault or f"one has {len(name)}"
+        shown = repr(name[:20] + "...") if len(name) > 20 else repr(name)
+        why = fault or f"{shown} has {len(name)}"
         raise _bad(
             f"Expected each group column's name to be 1 to {MAX_NAME} characters of text, "
             f"but {why}",
             (),
         )
-    if isinstance(keys, np.ndarray) and keys.ndim == 1:  # numpy's integers, str or objects
+    if isinstance(keys, np.ndarray):  # numpy's integers, str or objects
+        if keys.ndim != 1:
+            raise _bad(
+                f"Expected `groups.{name}` to be one key per item, a one-dimensional array, but "
+                f"got shape {list(keys.shape)}",
+                (name,),
+            )
         values: list[Any] = keys.tolist()
     elif isinstance(keys, list | tuple):
         values = list(keys)
@@ -146,8 +159,11 @@ def _bad_key(name: str, values: list[Any], kind: type) -> None:
             wanted = "a string or an integer"
             if position:
                 wanted = f"{'a string' if kind is str else 'an integer'}, as the first key"
+            got = f"got {describe(key)}"
+            if type(key) is float and key.is_integer() and abs(key) >= 2**63:  # read as float
+                got = "got a number past the 64-bit integers"
             raise _bad(
-                f"Expected `groups.{name}[{position}]` to be {wanted}, but got {describe(key)}",
+                f"Expected `groups.{name}[{position}]` to be {wanted}, but {got}",
                 (name, position),
                 "bad_key",
             )
@@ -179,14 +195,31 @@ def checked_counts(
         given = counts[name]
         keys = given.get("keys") if isinstance(given, Mapping) else None
         numbers = given.get("counts") if isinstance(given, Mapping) else None
-        if not isinstance(keys, list) or not isinstance(numbers, list) or len(keys) != len(numbers):
-            raise bad(f"Expected `group_counts.{name}` to be {{keys: [...], counts: [...]}}", name)
+        if (
+            not isinstance(keys, list)
+            or not isinstance(numbers, list)
+            or len(keys) != len(numbers)
+            or set(given) != {"keys", "counts"}
+        ):
+            raise bad(
+                f"Expected `group_counts.{name}` to be {{keys: [...], counts: [...]}} of one "
+                "length, and nothing else",
+                name,
+            )
+        if len(keys) > MAX_KEYS:
+            raise bad(f"Expected at most {MAX_KEYS} keys in `group_counts.{name}`", name)
         kind = type(column.keys[0])
-        if any(type(key) is not kind or (isinstance(key, str) and text_fault(key)) for key in keys):
-            wanted = "text, as the column's" if kind is str else "integers, as the column's"
-            raise bad(f"Expected the keys of `group_counts.{name}` to be {wanted}", name)
-        if any(type(n) is not int or n < 1 for n in numbers):
-            raise bad(f"Expected `group_counts.{name}.counts` to be positive integers", name)
+        for position, key in enumerate(keys):
+            if type(key) is not kind or (isinstance(key, str) and text_fault(key)):
+                wanted = "text" if kind is str else "an integer"
+                why = text_fault(key) if isinstance(key, str) else f"got {describe(key)}"
+                raise bad(
+                    f"Expected `group_counts.{name}.keys[{position}]` to be {wanted}, as the "
+                    f"column's keys are, but {why}",
+                    name,
+                )
+        if any(type(n) is not int or not 1 <= n < 2**63 for n in numbers):
+            raise bad(f"Expected `group_counts.{name}.counts` to be integers in [1, 2**63)", name)
         table = dict(zip(keys, numbers, strict=True))
         if len(table) != len(keys):
             raise bad(f"Expected the keys of `group_counts.{name}` to be unique", name)
@@ -211,82 +244,73 @@ def _widened(column: Column, table: Mapping[Key, int]) -> Column:
     return Column(keys, remap[column.codes])
 
 
-def check_bootstrap_keys(columns: Mapping[str, Column], bootstrap: Bootstrap) -> None:
-    """Each key's replicates cost a pass over the items and R rows of sums per kind: with a
-    bootstrap, the keys of all columns times the replicates are at most `BOOTSTRAP_KEYS`.
+def check_bootstrap_keys(
+    columns: Mapping[str, Column], bootstrap: Bootstrap, n_bins: int, items: int
+) -> None:
+    """With a bootstrap, the keys' replicate sums (keys x replicates x (9 + 3 ``n_bins``)) are
+    at most `BOOTSTRAP_SUMS`, and their work (``items`` x keys x replicates) at most
+    `BOOTSTRAP_WORK`.
 
     Raises:
-        InputError: at ``groups`` when they are more.
+        InputError: at ``groups`` when either is more.
     """
     keys = sum(len(column.keys) for column in columns.values())
-    if keys * bootstrap.replicates > BOOTSTRAP_KEYS:
+    r = bootstrap.replicates
+    sums = keys * r * (9 + 3 * n_bins)
+    if sums > BOOTSTRAP_SUMS:
         raise _bad(
-            f"Expected at most {BOOTSTRAP_KEYS:,} keys x replicates with a bootstrap, but got "
-            f"{keys} keys x {bootstrap.replicates} replicates: fewer replicates, or coarser "
-            "groups",
+            f"Expected at most {BOOTSTRAP_SUMS:,} replicate sums over the keys with a bootstrap "
+            f"(keys x replicates x (9 + 3 x ece_bins)), but got {keys} x {r} x "
+            f"{9 + 3 * n_bins} = {sums:,}: fewer replicates, fewer bins, or coarser groups",
             (),
             "too_many_keys",
         )
+    if items * keys * r > BOOTSTRAP_WORK:
+        raise _bad(
+            f"Expected at most {BOOTSTRAP_WORK:,} items x keys x replicates in one request with a "
+            f"bootstrap, but got {items:,} x {keys} x {r}: send at most "
+            f"{max(1, BOOTSTRAP_WORK // (keys * r)):,} items a request (the Python client sizes "
+            "its chunks so), or fewer replicates",
+            (),
+            "too_much_work",
+        )
+
+
+def work_rows(keys: int, replicates: int) -> int:
+    """The most items one request may hold with a bootstrap over ``keys`` keys."""
+    return max(1, BOOTSTRAP_WORK // max(1, keys * replicates))
 
 
 @dataclass(frozen=True, eq=False)
 class Slices:
-    """One column's sums: one `ScoreSums` per key, ``keys`` in order. They merge by key."""
+    """One column's sums: one `ScoreSums` per key, ``keys`` in order, and ``seen``, how many
+    items hold each key (0 for a key of the dataset that none of these items holds: its sums
+    are there for the pseudo-slices drawn from these items). They merge by key."""
 
     keys: tuple[Key, ...]
     sums: tuple[ScoreSums, ...]
+    seen: tuple[int, ...]
 
     def merge(self, other: Slices) -> Slices:
-        mine, theirs = (
-            dict(zip(self.keys, self.sums, strict=True)),
-            dict(zip(other.keys, other.sums, strict=True)),
-        )
+        mine = dict(zip(self.keys, zip(self.sums, self.seen, strict=True), strict=True))
+        theirs = dict(zip(other.keys, zip(other.sums, other.seen, strict=True), strict=True))
         try:
             keys = tuple(sorted({*mine, *theirs}))
         except TypeError:
             raise ValueError("Expected a column's keys to be all strings or all integers") from None
-        return Slices(
-            keys,
-            tuple(
-                mine[k].merge(theirs[k]) if k in mine and k in theirs else mine.get(k) or theirs[k]
-                for k in keys
-            ),
-        )
+        merged = [
+            (mine[k][0].merge(theirs[k][0]), mine[k][1] + theirs[k][1])
+            if k in mine and k in theirs
+            else mine.get(k) or theirs[k]
+            for k in keys
+        ]
+        return Slices(keys, tuple(m[0] for m in merged), tuple(m[1] for m in merged))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Slices) and (self.keys, self.sums) == (other.keys, other.sums)
+        return isinstance(other, Slices) and (self.keys, self.sums, self.seen) == (
+            other.keys,
+            other.sums,
+            other.seen,
+        )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def keyed_replicates(
-    bootstrap: Bootstrap, row_offset: int, matrix: Floats, column: Column, draw: Any
-) -> Floats:
-    """(keys, R, K) replicate sums of each key's items: ``draw(bootstrap, start, count)``
-    weighs the items (Poisson weights or flip signs), drawn once per block of items."""
-    found = np.zeros((len(column.keys), bootstrap.replicates, matrix.shape[1]))
-    block = block_items(bootstrap.replicates)
-    for start in range(0, matrix.shape[0], block):
-        stop = min(start + block, matrix.shape[0])
-        weights = draw(bootstrap, row_offset + start, stop - start)
-        codes = column.codes[start:stop]
-        for k in np.unique(codes):
-            mine = codes == k
-            found[k] += weights[:, mine] @ matrix[start:stop][mine]
-    return found
-
-
-def relabel_sums(bootstrap: Bootstrap, row_offset: int, matrix: Floats, shares: Floats) -> Floats:
-    """(keys, R, K) sums of the pseudo-slices of the slice-versus-rest randomization test: in
-    randomization r, item i joins key k's pseudo-slice when its uniform ``u[r, i]`` (a function
-    of (seed, r, index) alone, `fairloss.draws.uniforms`) is below the key's share of the
-    dataset's items, ``shares[k]``; so pseudo-slices have the key's size on average, whatever
-    the items' keys."""
-    found = np.zeros((shares.shape[0], bootstrap.replicates, matrix.shape[1]))
-    block = block_items(bootstrap.replicates)
-    for start in range(0, matrix.shape[0], block):
-        stop = min(start + block, matrix.shape[0])
-        u = draws.uniforms(bootstrap.seed, bootstrap.replicates, row_offset + start, stop - start)
-        for k, share in enumerate(shares):
-            found[k] += (u < share).astype(np.float64) @ matrix[start:stop]
-    return found

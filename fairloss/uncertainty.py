@@ -88,8 +88,8 @@ def difference(
         found = interval(stats_a[name] - stats_b[name], estimate, confidence_level, a.items)
         test = randomization_p_value(randomized[name], estimate) if randomized else None
         criteria[name] = {**found, "p_value": test}
-    if counts is not None:
-        criteria["accuracy"]["mcnemar_p_value"] = mcnemar_p_value(*counts)
+    if counts is not None:  # from fewer than two items, no test: McNemar's neither
+        criteria["accuracy"]["mcnemar_p_value"] = mcnemar_p_value(*counts) if randomized else None
     return criteria
 
 
@@ -121,7 +121,7 @@ def vs_rest(key: ScoreSums, whole: ScoreSums, confidence_level: float) -> dict[s
     the bootstrap's replicates of that difference (the rest's replicate sums are the whole's
     minus the slice's), and the p-value of the slice-versus-rest randomization test, whose
     randomization r compares the items drawn into the key's pseudo-slice with all the others
-    (`fairloss.slices.relabel_sums`). From fewer than two items on either side: null, with a
+    (`fairloss.replicates.relabel_sums`). From fewer than two items on either side: null, with a
     ``note``."""
     mine, every = key.replicates, whole.replicates
     relabels = None if mine is None else mine.relabels
@@ -157,13 +157,11 @@ def group_differences(
     found: dict[str, list[dict[str, Any]]] = {}
     for name, slices in a.items():
         other = dict(zip(b[name].keys, b[name].sums, strict=True))
-        criteria = [
-            difference(sums, other[key], None, confidence_level)
-            for key, sums in zip(slices.keys, slices.sums, strict=True)
-        ]
+        seen = [(k, s) for k, s, n in zip(slices.keys, slices.sums, slices.seen, strict=True) if n]
+        criteria = [difference(sums, other[key], None, confidence_level) for key, sums in seen]
         adjust(criteria)
         found[name] = [
-            {"key": key, "criteria": c} for key, c in zip(slices.keys, criteria, strict=True)
+            {"key": key, "criteria": c} for (key, _), c in zip(seen, criteria, strict=True)
         ]
     return found
 

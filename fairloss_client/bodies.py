@@ -16,7 +16,7 @@ from fairloss.bootstrap import Bootstrap
 from fairloss.checks import KINDS
 from fairloss.metrics import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
-from fairloss.slices import Column, checked_groups
+from fairloss.slices import Column, checked_groups, work_rows
 from fairloss_client.arrays import Array, ArrayLike, as_labels, as_numpy, as_predictions, as_weights
 from fairloss_wire.answers import EXTRA_COLUMNS
 from fairloss_wire.typed_arrays import NAMES
@@ -104,6 +104,9 @@ class Request:
     min_rows: int = 1
     """Rows a chunk should hold at least (within the limits): with ``per_class`` every answer
     carries arrays of length C, which a chunk of `CLASS_ROWS` rows outweighs many times."""
+    max_rows: int = 2**62
+    """Rows a chunk may hold at most: with a bootstrap over group keys, the work a request may
+    hold (`fairloss.slices.work_rows`)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ def score_request(
             **_offset(rows, fields),
         }
 
-    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body, _min_rows(fields))
+    rows = _rows(fields, inputs)
+    return Request("/score", z.shape[0], math.prod(z.shape[1:]), body, *rows)
 
 
 def compare_request(
@@ -235,16 +239,21 @@ def compare_request(
         named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
         return {**inputs.fields(rows), "candidates": named, **fields, **_offset(rows, fields)}
 
-    return Request(
-        "/compare", shape[0], math.prod(shape[1:]) * len(arrays), body, _min_rows(fields)
-    )
+    rows = _rows(fields, inputs)
+    return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body, *rows)
 
 
 CLASS_ROWS = 256
 
 
-def _min_rows(fields: dict[str, Any]) -> int:
-    return CLASS_ROWS if fields.get("per_class") else 1
+def _rows(fields: dict[str, Any], inputs: Inputs) -> tuple[int, int]:
+    """The fewest and the most rows a chunk should hold."""
+    least = CLASS_ROWS if fields.get("per_class") else 1
+    bootstrap = fields.get("bootstrap")
+    if bootstrap is None or inputs.groups is None:
+        return least, 2**62
+    keys = sum(len(column.keys) for column in inputs.groups.values())
+    return least, work_rows(keys, bootstrap["replicates"])
 
 
 def _with_counts(fields: dict[str, Any], inputs: Inputs) -> dict[str, Any]:

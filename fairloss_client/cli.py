@@ -56,6 +56,9 @@ def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",")]
     if not all(names):
         raise argparse.ArgumentTypeError(f"expected names separated by commas: {text!r}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, twice))} named twice")
     return names
 
 

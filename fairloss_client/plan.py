@@ -138,9 +138,19 @@ def _last_outcome(state: RetryCallState) -> Any:
     return state.outcome.result()
 
 
+TIMED_OUT = "/problems/request-timed-out"
+
+
 def retryable(response: httpx.Response) -> bool:
-    """Whether an answer is worth another try (tenacity's ``retry_if_result``)."""
-    return response.status_code in RETRY_STATUSES
+    """Whether an answer is worth another try (tenacity's ``retry_if_result``): not a request
+    that ran past the server's time limit, which would only run as long again."""
+    if response.status_code not in RETRY_STATUSES:
+        return False
+    try:
+        problem = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return True
+    return not (isinstance(problem, dict) and problem.get("type") == TIMED_OUT)
 
 
 def retry_after(response: httpx.Response | None) -> float:
@@ -186,7 +196,7 @@ class Job:
         self.max_bytes = limits.max_body_bytes
         senders = max(1, min(concurrency, limits.max_concurrency))
         rows = max(chunk_rows(request, senders), request.min_rows)
-        rows = min(self._fits(limits, margin), rows, max_rows or request.n)
+        rows = min(self._fits(limits, margin), rows, request.max_rows, max_rows or request.n)
         self.pending = deque((a, min(a + rows, request.n)) for a in range(0, request.n, rows))
         self.senders = min(senders, len(self.pending))
         self.parts: dict[int, dict[str, Any]] = {}

@@ -58,6 +58,7 @@ def sums_to_dict(
         body["groups"] = {
             name: {
                 "keys": list(slices.keys),
+                "seen": list(slices.seen),
                 "sums": [sums_to_dict(s, weighted, arrays, replicates) for s in slices.sums],
             }
             for name, slices in sums.groups.items()
@@ -95,8 +96,11 @@ def classes_body(sums: ClassSums) -> dict[str, Any]:
     """The ``classes`` of a scored body: `fairloss.classes.class_report`, NaN as null."""
     report = class_report(sums)
     for name, values in report.items():
-        if name != "confusion":
+        if name in ("support", "predicted"):
+            report[name] = [_whole(v) for v in values]
+        elif name != "confusion":
             report[name] = [number(v) for v in values]
+    report["confusion"]["count"] = [_whole(v) for v in report["confusion"]["count"]]
     return report
 
 
@@ -116,7 +120,11 @@ def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
         replicates=replicates_from_dict(body["replicates"]) if "replicates" in body else None,
         classes=classes_from_dict(body["classes"]) if "classes" in body else None,
         groups={
-            name: Slices(tuple(column["keys"]), tuple(sums_from_dict(s) for s in column["sums"]))
+            name: Slices(
+                tuple(column["keys"]),
+                tuple(sums_from_dict(s) for s in column["sums"]),
+                tuple(int(k) for k in column["seen"]),
+            )
             for name, column in body["groups"].items()
         }
         if "groups" in body

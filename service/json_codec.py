@@ -71,9 +71,16 @@ def score_body(
         labels_value, predictions.shape[1], options.ignore_index, may_hold_booleans=booleans
     )
     bootstrap = resampling.bootstrap
-    groups = groups_of(data, labels.shape[0], bootstrap)
+    groups = groups_of(data, labels.shape[0], bootstrap, options.ece_bins)
     reserve_parsed(
-        reserve, labels.size, 1, bootstrap, labels.shape[0], options.ece_bins, keys_of(groups)
+        reserve,
+        labels.size,
+        1,
+        bootstrap,
+        labels.shape[0],
+        options.ece_bins,
+        keys_of(groups),
+        resampling.replicate_sums,
     )
     batch = score_batch(
         predictions,
@@ -151,7 +158,7 @@ def compare_body(
     labels = labels_array(
         labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans
     )
-    groups = groups_of(data, labels.shape[0], resampling.bootstrap)
+    groups = groups_of(data, labels.shape[0], resampling.bootstrap, options.ece_bins)
     reserve_parsed(
         reserve,
         labels.size,
@@ -160,6 +167,7 @@ def compare_body(
         labels.shape[0],
         options.ece_bins,
         keys_of(groups),
+        resampling.replicate_sums,
     )
     batches: dict[str, BatchScores] = {}
     for k, ((name, kind, _), array) in enumerate(zip(named, arrays, strict=True)):

@@ -90,12 +90,18 @@ def arrays_of(
 
 
 def groups_of(
-    data: dict[str, Any], items: int, bootstrap: Bootstrap | None
+    data: dict[str, Any], items: int, bootstrap: Bootstrap | None, n_bins: int
 ) -> dict[str, Column] | None:
     """``groups``, each column a list of keys or a typed integer array, checked by the core
     (with a bootstrap, their number of keys too) before the memory they need is reserved."""
     value = data.get("groups")
     if value is None:
+        if data.get("group_counts") is not None:
+            raise invalid(
+                "Expected `group_counts` only with `groups`: it counts their keys",
+                ["group_counts"],
+                "bad_group_counts",
+            )
         return None
     if isinstance(value, dict):
         value = {
@@ -104,7 +110,7 @@ def groups_of(
         }
     columns = checked_groups(value, items)
     if bootstrap is not None:
-        check_bootstrap_keys(columns, bootstrap)
+        check_bootstrap_keys(columns, bootstrap, n_bins, items)
     return columns
 
 

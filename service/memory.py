@@ -186,15 +186,18 @@ def reserve_parsed(
     items: int = 0,
     ece_bins: int = 15,
     keys: int = 0,
+    answered: bool = False,
 ) -> None:
     """Ask ``reserve`` for what a parsed request holds besides its body's cost: `ROW_BYTES` a
     sample of each candidate, and a bootstrap's working memory over ``items`` items (the first
-    axis) and ``keys`` group keys, `fairloss.replicates.replicates_bytes`."""
+    axis) and ``keys`` group keys, with the replicate sums' JSON when they are ``answered``
+    (`fairloss.replicates.replicates_bytes`)."""
     extra = ROW_BYTES * samples * candidates
     if bootstrap is not None:
         from fairloss.replicates import replicates_bytes  # here: the supervisor loads no torch
 
-        extra += replicates_bytes(items, candidates, ece_bins, bootstrap.replicates, keys)
+        r = bootstrap.replicates
+        extra += replicates_bytes(items, candidates, ece_bins, r, keys, answered)
     reserve(extra)
 
 

@@ -108,7 +108,9 @@ class Classes(BaseModel):
     """Per class c (arrays of length C, index = class), as scikit-learn's
     precision_recall_fscore_support(average=None); null where a denominator is 0."""
 
-    support: list[float] = Field(description="samples of true class c (weighted)")
+    support: list[float] = Field(
+        description="samples of true class c (weighted; integers without sample_weight)"
+    )
     predicted: list[float] = Field(description="samples predicted as c (weighted)")
     recall: list[float | None]
     precision: list[float | None]
@@ -127,6 +129,7 @@ class GroupSums(BaseModel):
     """One group column's sums: its keys, and one `Sums` per key (merged by key)."""
 
     keys: list[str] | list[int]
+    seen: list[int] = Field(description="items holding each key (0: a key of group_counts only)")
     sums: list[Sums]
 
 

@@ -888,7 +888,10 @@ def test_groups_and_per_class_print_the_same_in_process_and_through_the_service(
     [
         (["--groups", "lang"], "--groups: {a} holds no array 'lang'"),
         (["--groups", "language", "--labels", "{b}"], "--groups: {b} holds no array 'language'"),
-        (["--groups", "site", "--bootstrap", "10000"], "--groups: Expected at most 100,000 keys"),
+        (
+            ["--groups", "site", "--bootstrap", "10000"],
+            "--groups: Expected at most 4,194,304 replicate sums",
+        ),
     ],
 )
 def test_bad_groups_are_one_line_errors(capsys, sliced, extra, phrase):

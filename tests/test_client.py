@@ -265,6 +265,24 @@ def test_503_is_retried_after_its_retry_after(sleeps):
     assert result.per_sample["ce"].round(4).tolist() == pytest.approx([1.0920, 0.9681])
 
 
+def test_a_request_past_the_servers_time_limit_is_not_sent_again(sleeps):
+    """A timed-out request would only run as long again, and each try starts another
+    computation on the server: its 503 is raised at once, not retried."""
+    seen: list[httpx.Request] = []
+    problem = {"type": "/problems/request-timed-out", "title": "Request timed out", "status": 503}
+    timed_out = lambda _: httpx.Response(  # noqa: E731
+        503, headers={"Retry-After": "1"}, json={**problem, "detail": "took too long"}
+    )
+    transport = scripted([timed_out], seen)
+    with (
+        Client("http://fake", transport=transport, retry=FAST_RETRY) as client,
+        pytest.raises(ServiceError, match="took too long"),
+    ):
+        client.score(README_EXAMPLE["logits"], README_EXAMPLE["labels"])
+    assert len(seen) == 1
+    assert sleeps == []
+
+
 def test_connection_errors_are_retried_with_growing_waits(sleeps):
     seen: list[httpx.Request] = []
     transport = scripted([dropped, dropped], seen)

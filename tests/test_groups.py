@@ -11,12 +11,14 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from fairlearn.metrics import MetricFrame
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
 from fairloss.bootstrap import CRITERIA, FEW_ITEMS, Bootstrap
 from fairloss.breakdown import group_report
+from fairloss.errors import InputError
 from fairloss.options import ScoringOptions
 from fairloss.replicates import with_replicates
 from fairloss.scoring import BatchScores, score_batch
@@ -249,6 +251,10 @@ def test_the_client_in_chunks_of_700_rows_gives_one_requests_slices() -> None:
     close(compared.differences[0]["groups"], want_pairs[0]["groups"], "differences")
 
 
+def _zeros(size: int) -> str:
+    return base64.b64encode(bytes(size)).decode()
+
+
 def body(n: int = 40, **extra: Any) -> dict[str, Any]:
     rng = np.random.default_rng(6)
     return {
@@ -289,6 +295,7 @@ async def test_score_and_compare_answer_each_key(client: httpx.AsyncClient) -> N
     assert compared["candidates"][0]["groups"] == found
 
 
+ZEROS_320 = base64.b64encode(bytes(320)).decode()
 BAD_GROUPS: list[tuple[Any, list[str | int], str]] = [
     ({"lang": ["de"] * 39}, ["groups", "lang"], "one key per item (40), but got 39"),
     ({"lang": ["de"] * 3 + [None] + ["de"] * 36}, ["groups", "lang", 3], "got null"),
@@ -303,6 +310,19 @@ BAD_GROUPS: list[tuple[Any, list[str | int], str]] = [
     ({"x" * 65: [0] * 40}, ["groups"], "1 to 64 characters"),
     ([1] * 40, ["groups"], "an object of 1 to 8 columns"),
     ({"lang": [2**63] * 40}, ["groups", "lang", 0], "64-bit integer"),
+    ({"lang": [1, 2**70] * 20}, ["groups", "lang", 1], "past the 64-bit integers"),
+    ({"lang": [1, -(2**63) - 1] * 20}, ["groups", "lang", 1], "past the 64-bit integers"),
+    (
+        {
+            "lang": {
+                "dtype": "int64",
+                "shape": [40, 1],
+                "data": base64.b64encode(bytes(320)).decode(),
+            }
+        },
+        ["groups", "lang"],
+        "a one-dimensional array, but got shape [40, 1]",
+    ),
 ]
 
 
@@ -325,6 +345,22 @@ async def test_bad_groups_get_422_naming_column_and_position(
 
 
 @pytest.mark.anyio
+async def test_group_counts_without_groups_and_keys_absent_here(client: httpx.AsyncClient) -> None:
+    """group_counts alone is a 422; keys it counts that no item here holds have sums (for the
+    pseudo-slices) but no entry in the answer."""
+    lone = await client.post("/score", json=body(group_counts={"g": {"keys": [0], "counts": [1]}}))
+    assert lone.status_code == 422
+    assert lone.json()["errors"][0]["loc"] == ["group_counts"]
+    counts = {"g": {"keys": ["a", "b", "elsewhere"], "counts": [20, 20, 5]}}
+    request = body(groups={"g": ["a", "b"] * 20}, group_counts=counts)
+    request["bootstrap"] = {"replicates": 20, "replicate_sums": True}
+    answer = (await client.post("/score", json=request)).json()
+    assert [e["key"] for e in answer["groups"]["g"]] == ["a", "b"]
+    assert answer["sums"]["groups"]["g"]["keys"] == ["a", "b", "elsewhere"]
+    assert answer["sums"]["groups"]["g"]["seen"] == [20, 20, 0]
+
+
+@pytest.mark.anyio
 async def test_too_many_keys_are_refused_with_the_limit(client: httpx.AsyncClient) -> None:
     n = 10_001
     request = body(n=n, groups={"user": list(range(n))})
@@ -334,7 +370,17 @@ async def test_too_many_keys_are_refused_with_the_limit(client: httpx.AsyncClien
     few = body(groups={"g": [k % 20 for k in range(40)]}, bootstrap={"replicates": 10_000})
     response = await client.post("/score", json=few)
     assert response.status_code == 422
-    assert "keys x replicates" in response.json()["detail"]
+    assert "keys x replicates x (9 + 3 x ece_bins)" in response.json()["detail"]
+    bins = body(groups={"g": [k % 2 for k in range(40)]}, bootstrap={"replicates": 1_000})
+    response = await client.post("/score", json={**bins, "ece_bins": 1_000})
+    assert response.status_code == 422  # the bins count: 2 x 1,000 x 3,009 sums
+    n = 110_000  # 2 keys x 10,000 replicates x 110,000 items: past the work a request may do
+    rows = {"logits": {"dtype": "float32", "shape": [n, 2], "data": _zeros(n * 8)}}
+    labels = {"dtype": "int32", "shape": [n], "data": _zeros(n * 4)}
+    work = {**rows, "labels": labels, "per_sample": False, "groups": {"g": [0, 1] * (n // 2)}}
+    response = await client.post("/score", json={**work, "bootstrap": {"replicates": 10_000}})
+    assert response.status_code == 422
+    assert "send at most 107,374 items a request" in response.json()["detail"]
     fine = body(n=2_000, groups={"user": list(range(2_000))})
     response = await client.post("/score", json=fine)
     assert response.status_code == 200
@@ -342,10 +388,14 @@ async def test_too_many_keys_are_refused_with_the_limit(client: httpx.AsyncClien
 
 
 BAD_COUNTS: list[tuple[Any, str]] = [
+    ({"g": {"keys": [f"k{k}" for k in range(10_001)], "counts": [1] * 10_001}}, "at most 10000"),
+    ({"g": {"keys": ["a", "b"], "counts": [20, 20], "x": 1}}, "and nothing else"),
+    ({"g": {"keys": ["a", None], "counts": [20, 20]}}, "`group_counts.g.keys[1]`"),
+    ({"g": {"keys": ["a", "b"], "counts": [10**30, 20]}}, "integers in [1, 2**63)"),
     ({"other": {"keys": ["a"], "counts": [40]}}, "the columns of `groups`"),
     ({"g": {"keys": ["a", "b"], "counts": [1, 2]}}, "at least 20 times"),
     ({"g": {"keys": ["a", "a"], "counts": [30, 30]}}, "unique"),
-    ({"g": {"keys": ["a", "b"], "counts": [30, 0]}}, "positive integers"),
+    ({"g": {"keys": ["a", "b"], "counts": [30, 0]}}, "integers in [1, 2**63)"),
     ({"g": {"keys": ["a", 1], "counts": [30, 30]}}, "to be text"),
     ({"g": {"keys": [["a"]], "counts": [30]}}, "to be text"),
     ({"g": ["a"]}, "{keys: [...], counts: [...]}"),
@@ -373,3 +423,24 @@ def test_slice_tests_keep_their_promise_by_simulation() -> None:
     SUMMARY_TABLES["slice tests (scripts/slice_validity.py)"] = result.table()
     assert result.worst() <= 0.083, result.table()
     assert result.power >= 0.8, result.table()
+
+
+def test_the_client_sizes_bootstrapped_chunks_by_the_work_a_request_may_do(monkeypatch) -> None:
+    """Items x keys x replicates is bounded per request; the client's chunks stay under it and
+    still merge into one batch's numbers."""
+    logits, labels, weight, groups = dataset(7, 2_100, 3)
+    bootstrap = Bootstrap(replicates=50, seed=1)
+    keys = len(set(groups["language"])) + len(set(groups["source"]))
+    one = score_batch(logits, labels, sample_weight=weight, groups=groups, bootstrap=bootstrap)
+    assert one.sums.groups is not None
+    monkeypatch.setattr("fairloss.slices.BOOTSTRAP_WORK", 400 * keys * 50)
+    with pytest.raises(InputError, match="send at most 400 items a request"):
+        score_batch(logits, labels, groups=groups, bootstrap=bootstrap)
+    seen: list[httpx.Request] = []
+    with Client("http://fake", transport=scripted([], seen)) as client:
+        scored = client.score(
+            logits, labels, sample_weight=weight, groups=groups, bootstrap=bootstrap
+        )
+    assert scored.chunks == 6
+    assert max(len(orjson.loads(r.content)["groups"]["language"]) for r in seen) <= 400
+    close(scored.groups, group_report(one.sums.groups, one.sums, "mean", True, 0.95), "score")
