@@ -9,11 +9,14 @@ import math
 from functools import partial, reduce
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import orjson
 import pytest
 from fairlearn.metrics import MetricFrame
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
 from fairloss.bootstrap import CRITERIA, FEW_ITEMS, Bootstrap
@@ -26,7 +29,8 @@ from fairloss.sums import ScoreSums
 from fairloss.uncertainty import differences
 from fairloss_client import Client
 from scripts.slice_validity import simulate
-from tests.conftest import SUMMARY_TABLES
+from service.settings import Settings
+from tests.conftest import SUMMARY_TABLES, in_process
 from tests.test_client import scripted
 
 F64 = ScoringOptions(precision="float64")
@@ -444,3 +448,64 @@ def test_the_client_sizes_bootstrapped_chunks_by_the_work_a_request_may_do(monke
     assert scored.chunks == 6
     assert max(len(orjson.loads(r.content)["groups"]["language"]) for r in seen) <= 400
     close(scored.groups, group_report(one.sums.groups, one.sums, "mean", True, 0.95), "score")
+
+
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6)
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+KEY_COLUMNS = st.lists(st.integers(-3, 3), min_size=6, max_size=6) | st.lists(
+    st.sampled_from(["a", "b", "é", ""]), min_size=6, max_size=6
+)
+
+
+@st.composite
+def where_fields(draw: st.DrawFn) -> dict[str, Any]:
+    """groups, group_counts and per_class: well-formed, nearly so, or any JSON at all."""
+    columns = st.dictionaries(
+        st.text(min_size=0, max_size=3), KEY_COLUMNS | JSON_VALUES, max_size=3
+    )
+    fields: dict[str, Any] = {"groups": draw(columns | JSON_VALUES)}
+    if draw(st.booleans()):
+        fields["group_counts"] = draw(JSON_VALUES)
+    if draw(st.booleans()):
+        fields["per_class"] = draw(st.booleans() | JSON_VALUES)
+    if draw(st.booleans()):
+        fields["bootstrap"] = {"replicates": draw(st.integers(1, 30))}
+    return fields
+
+
+async def post_both(fields: dict[str, Any]) -> list[httpx.Response]:
+    logits = [[2.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0]] * 2
+    labels = [0, 1, 1, 0, 2, 0]
+    async with in_process(Settings()) as client:
+        score = await client.post("/score", json={"logits": logits, "labels": labels, **fields})
+        compare = {"labels": labels, "candidates": [{"name": "a", "logits": logits}], **fields}
+        answers = [score, await client.post("/compare", json=compare)]
+        answers.append(await client.get("/healthz"))
+        return answers
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=where_fields())
+def test_any_groups_group_counts_or_per_class_is_answered_never_a_500(
+    fields: dict[str, Any],
+) -> None:
+    """Whatever JSON the new fields hold, /score and /compare answer 200 or a 422 that names a
+    field, and the server keeps serving."""
+    score, compare, health = anyio.run(post_both, fields)
+    for response in (score, compare):
+        assert response.status_code in (200, 422), response.text
+        if response.status_code == 422:
+            assert response.json()["errors"][0]["loc"], response.text
+    assert health.status_code == 200
