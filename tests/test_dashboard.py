@@ -197,6 +197,15 @@ def test_a_refused_request_shows_the_problem_in_chromium(page):
     page.click("#run-score")
     page.wait_for_function("document.querySelector('#error').textContent.startsWith('labels:')")
     assert page.inner_text("#error").startswith("labels: not valid JSON")
+    # Results from other inputs do not stay on screen beside an error.
+    page.fill("#labels", "[0, 0]")
+    page.click("#run-score")
+    page.wait_for_selector("#output", state="visible")
+    page.fill("#labels", "[0, 3]")
+    page.click("#run-score")
+    page.wait_for_selector("#output", state="hidden")
+    assert page.is_visible("#error")
+    assert page.is_visible("#placeholder")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,3 +770,17 @@ def test_classes_and_slices_in_chromium(page):
     page.locator("#classes-title").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dashboard-where.png"), full_page=True)
     assert (ARTIFACTS / "dashboard-where.png").stat().st_size > 10_000
+
+
+@needs_chromium
+def test_group_columns_read_from_csv_keep_codes_as_strings_in_chromium(page):
+    """A CSV column of plain integers is sent as integers; one with a leading zero (a code,
+    such as a postcode) or past 15 digits stays strings, so no two keys merge."""
+    read = """(text) => { document.querySelector('#groups').value = text; return readGroups(); }"""
+    assert page.evaluate(read, "site,zip\n-3,01234\n10,1234\n0,00007") == {
+        "site": [-3, 10, 0],
+        "zip": ["01234", "1234", "00007"],
+    }
+    assert page.evaluate(read, "id\n1234567890123456\n1") == {"id": ["1234567890123456", "1"]}
+    assert page.evaluate(read, '{"g": ["a", "b"]}') == {"g": ["a", "b"]}
+    assert page.evaluate(read, "") is None

@@ -853,6 +853,10 @@ async function run(request) {
   try {
     show(await request());
   } catch (error) {
+    // The results shown came from other inputs: they go, so nothing on screen contradicts the error.
+    view = null;
+    $("output").hidden = true;
+    $("placeholder").hidden = false;
     showError(error);
   } finally {
     buttons.forEach((b) => (b.disabled = false));
@@ -890,6 +894,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("labels-file").addEventListener("change", async (event) => {
     $("labels").value = await event.target.files[0].text();
   });
+  $("opt-key").addEventListener("change", showServerInfo); // a key may open /info
   $("groups-file").addEventListener("change", async (event) => {
     $("groups").value = await event.target.files[0].text();
   });

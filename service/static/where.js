@@ -8,8 +8,9 @@ const MOST_CLASSES = 50; // classes listed in the per-class table; past it, thos
 const HEAT_CLASSES = 12; // classes in the confusion heat map: the most confused ones
 
 // The `groups` field from the Groups box: a JSON object {column: [one key per sample]}, or CSV
-// whose header row names the columns. A column whose values are all whole numbers is sent as
-// integers, any other as strings; an empty box sends none.
+// whose header row names the columns. A column whose values are all integers written plainly (no
+// leading zero, at most 15 digits, so exact in JavaScript) is sent as integers, any other as
+// strings; an empty box sends none.
 function readGroups() {
   const text = $("groups").value.trim();
   if (text === "") return null;
@@ -31,7 +32,8 @@ function readGroups() {
   const columns = {};
   header.forEach((name, k) => {
     const keys = body.map((row) => row[k] ?? "");
-    columns[name] = keys.every((key) => /^-?\d+$/.test(key)) ? keys.map(Number) : keys;
+    // Integers only as integers are written: "01234" (a code, not a number) stays a string.
+    columns[name] = keys.every((key) => /^-?(0|[1-9]\d{0,14})$/.test(key)) ? keys.map(Number) : keys;
   });
   return columns;
 }
