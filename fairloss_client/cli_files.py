@@ -7,6 +7,7 @@ import pickle
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -160,11 +161,35 @@ def _columns(result: ScoreResult, labels: Array) -> dict[str, Array]:
 
 
 def write_output(path: Path, result: ScoreResult | CompareResult, labels: Array) -> None:
-    """Per-sample results as CSV (one row per sample and candidate) or JSON (columns)."""
+    """Per-sample results as CSV (one row per sample and candidate), or JSON: the columns and
+    every answer the printed tables show (aggregates, intervals, differences with their
+    p-values, per-class and per-key numbers), under the service's field names."""
     try:
         _write_output(path, result, labels)
     except OSError as exc:
         raise CliError(f"--output {path}: cannot write it: {os_reason(exc)}") from None
+
+
+def _body(one: ScoreResult, labels: Array) -> dict[str, Any]:
+    """One scored result under the service's field names: what the printed tables show
+    (intervals, per-class and per-key numbers when asked for) and the per-sample columns."""
+    body: dict[str, Any] = {}
+    if isinstance(one, CandidateResult):
+        body["name"] = one.name
+        body["violations"] = {k: violations_dict(v) for k, v in one.violations.items()}
+    body |= {
+        "n": one.n,
+        "reduced": {"reduction": one.reduction, **one.reduced},
+        "metrics": one.metrics,
+    }
+    if one.bootstrap is not None:
+        body["bootstrap"] = asdict(one.bootstrap)
+        body["intervals"] = one.intervals
+    for name in ("classes", "groups"):
+        found = getattr(one, name)
+        if found is not None:
+            body[name] = found
+    return {**body, "per_sample": _columns(one, labels)}
 
 
 def _write_output(path: Path, result: ScoreResult | CompareResult, labels: Array) -> None:
@@ -180,28 +205,14 @@ def _write_output(path: Path, result: ScoreResult | CompareResult, labels: Array
                 text = [c.astype(str) for c in columns.values()]
                 writer.writerows([name, *row] if name else row for row in zip(*text, strict=True))
         return
-    bodies = [
-        {
-            **(
-                {
-                    "name": one.name,
-                    "violations": {k: violations_dict(v) for k, v in one.violations.items()},
-                }
-                if isinstance(one, CandidateResult)
-                else {}
-            ),
-            "n": one.n,
-            "reduced": {"reduction": one.reduction, **one.reduced},
-            "metrics": one.metrics,
-            "per_sample": _columns(one, labels),
-        }
-        for one in results
-    ]
+    bodies = [_body(one, labels) for one in results]
     body: dict[str, Any] = (
         {"candidates": bodies, "ranking": result.ranking}
         if isinstance(result, CompareResult)
         else bodies[0]
     )
+    if isinstance(result, CompareResult) and result.differences:
+        body["differences"] = result.differences
     import orjson  # only here: the core install scores files without the client's extras
 
     path.write_bytes(

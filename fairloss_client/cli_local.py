@@ -12,7 +12,13 @@ from fairloss.replicates import with_replicates
 from fairloss.scoring import score_batch
 from fairloss_client.arrays import as_labels, as_predictions
 from fairloss_client.cli_text import CliError
-from fairloss_client.results import CompareResult, ScoreResult, compare_result, score_result
+from fairloss_client.results import (
+    RULE_COLUMNS,
+    CompareResult,
+    ScoreResult,
+    compare_result,
+    score_result,
+)
 
 
 def in_process(
@@ -58,4 +64,4 @@ def in_process(
     if compare:
         return compare_result(batches, bootstrap)
     (only,) = batches.values()
-    return score_result(only, bootstrap=bootstrap)
+    return score_result(only, RULE_COLUMNS, bootstrap)

@@ -19,7 +19,7 @@ from fairloss.errors import InputError
 from fairloss_client.cli_text import CliError, causes, one_line, os_reason, reason
 from fairloss_client.client import Client
 from fairloss_client.plan import ServiceError
-from fairloss_client.results import CompareResult, ScoreResult
+from fairloss_client.results import RULE_COLUMNS, CompareResult, ScoreResult
 
 
 def _connect_reason(exc: httpx.ConnectError, url: str) -> str:
@@ -130,7 +130,14 @@ def remote(
             if compare:
                 return client.compare(logits, labels, bootstrap=bootstrap, **where, **options)
             (only,) = logits.values()
-            return client.score(only, labels, bootstrap=bootstrap, **where, **options)
+            return client.score(  # with the columns compare writes too
+                only,
+                labels,
+                bootstrap=bootstrap,
+                extra_columns=RULE_COLUMNS,
+                **where,
+                **options,
+            )
     except ServiceError as exc:
         raise CliError(service_message(exc, url, api_key)) from None
     except InputError as exc:  # the client checks groups before sending anything

@@ -93,6 +93,14 @@ def format_score(result: ScoreResult) -> str:
     return text
 
 
+def favours(criterion: str, estimate: float | None, a: str, b: str) -> str:
+    """Which of a and b a difference a - b favours: lower is better for every loss, higher
+    for accuracy; "neither" at 0 or without an estimate."""
+    if estimate is None or estimate != estimate or estimate == 0:
+        return "neither"
+    return a if (estimate > 0) == (criterion == "accuracy") else b
+
+
 def span(found: dict[str, Any], digits: int = 6) -> str:
     """An interval ``[low, high]``, or "-" where it has no bounds."""
     if found["low"] is None:
@@ -132,10 +140,20 @@ def format_compare(result: CompareResult) -> str:
                 p_text(found["p_value"]),
                 p_text(found.get("p_adjusted")),
                 p_text(found.get("mcnemar_p_value")),
+                favours(name, found["estimate"], d["a"], d["b"]),
             )
             for d in result.differences
             for name, found in d["criteria"].items()
         ]
-        heading = ("pair", "criterion", "difference", "interval", "p-value", "Holm p", "McNemar p")
+        heading = (
+            "pair",
+            "criterion",
+            "difference",
+            "interval",
+            "p-value",
+            "Holm p",
+            "McNemar p",
+            "favours",
+        )
         text += "\n" + table(heading, pairs) + "\n"
     return text

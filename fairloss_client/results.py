@@ -19,6 +19,11 @@ from fairloss.uncertainty import differences, intervals
 from fairloss_client.arrays import Array, ArrayLike, as_numpy
 from fairloss_wire.answers import EXTRA_COLUMNS, column, per_sample_columns, sums_from_dict
 
+RULE_COLUMNS = tuple(c for c in CRITERIA if c in EXTRA_COLUMNS)
+"""The scoring rules' per-sample columns (``brier``, ``pll``, ``pbs``) that `compare` asks for
+to count violations; the command line asks for them in ``score`` too, so that both write the
+same columns."""
+
 
 @dataclass(frozen=True)
 class ScoreResult:
@@ -109,11 +114,10 @@ def compare_result(
 ) -> CompareResult:
     """The result of candidates scored in this process, with their violations and every
     criterion's column (as `Client.compare` asks for them)."""
-    extra = tuple(c for c in CRITERIA if c in EXTRA_COLUMNS)
     results = [
         CandidateResult(
             **{
-                f.name: getattr(score_result(batch, extra, bootstrap), f.name)
+                f.name: getattr(score_result(batch, RULE_COLUMNS, bootstrap), f.name)
                 for f in fields(ScoreResult)
             },
             name=name,

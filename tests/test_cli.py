@@ -139,6 +139,10 @@ def test_compare_npy_logits_with_labels_file(capsys, files):
     assert out.splitlines()[2].startswith("logits     0.500000  1.030008")
 
 
+FIRST_RULES = ["0.66222227", "1.0919567", "0.66222227"]  # brier, pll, pbs of the README rows
+SECOND_RULES = ["0.5889176", "2.0666707", "1.2555842"]
+
+
 @pytest.mark.parametrize("url", [False, True])
 def test_score_writes_csv(capsys, files, tmp_path, server_url, url):
     output = tmp_path / "out.csv"
@@ -146,10 +150,11 @@ def test_score_writes_csv(capsys, files, tmp_path, server_url, url):
     code, _, _ = run(capsys, "score", files["npz"], "--output", output, *extra)
     assert code == 0
     rows = list(csv.reader(output.read_text().splitlines()))
+    rules = ["brier", "pll", "pbs"]  # the columns compare writes too
     assert rows == [
-        ["index", "label", "ce", "penalty", "total", "predicted", "correct"],
-        ["0", "0", "1.0919567", "1.5138892e-05", "1.0919719", "0", "True"],
-        ["1", "0", "0.9680584", "0.33333334", "1.3013917", "1", "False"],
+        ["index", "label", "ce", "penalty", "total", "predicted", "correct", *rules],
+        ["0", "0", "1.0919567", "1.5138892e-05", "1.0919719", "0", "True", *FIRST_RULES],
+        ["1", "0", "0.9680584", "0.33333334", "1.3013917", "1", "False", *SECOND_RULES],
     ]
 
 
@@ -833,8 +838,9 @@ def test_compare_with_bootstrap_prints_each_pair_with_interval_and_p_values(caps
         "ece",
     }
     # b is far better: no randomization is as far, p = 1 / (1 + 200); one pair: Holm's p is p
-    assert rows["total"][-3:] == ["0.004975", "0.004975", "-"]
-    assert rows["accuracy"][-1] != "-"  # McNemar's p-value
+    assert rows["total"][-4:] == ["0.004975", "0.004975", "-", "b"]
+    assert rows["accuracy"][-1] == "b"
+    assert rows["accuracy"][-2] != "-"  # McNemar's p-value
     assert "95% interval" not in out  # score's table, not compare's
 
 
@@ -898,3 +904,31 @@ def test_bad_groups_are_one_line_errors(capsys, sliced, extra, phrase):
     argv = [a.format(**sliced) for a in ["score", str(sliced["a"]), *extra]]
     code, out, err = run(capsys, *argv)
     assert_one_error_line(code, out, err, phrase.format(**sliced))
+
+
+def test_the_json_output_holds_every_answer_the_tables_show(capsys, sliced, tmp_path):
+    """--output JSON: intervals, differences with their p-values, per-class and per-key
+    numbers, under the service's field names; score and compare write the same CSV columns."""
+    output = tmp_path / "out.json"
+    argv = ["compare", sliced["a"], sliced["b"], "--groups", "language", "--per-class"]
+    code, out, _ = run(capsys, *argv, "--bootstrap", "50", "--output", output)
+    assert code == 0
+    body = json.loads(output.read_text())
+    [pair] = body["differences"]
+    assert (pair["a"], pair["b"]) == ("a", "b")
+    assert set(pair["criteria"]["total"]) >= {"estimate", "low", "high", "p_value", "p_adjusted"}
+    assert pair["criteria"]["accuracy"]["mcnemar_p_value"] is not None
+    assert [e["key"] for e in pair["groups"]["language"]] == ["de", "en", "fr"]
+    first = body["candidates"][0]
+    assert first["bootstrap"] == {"replicates": 50, "confidence_level": 0.95, "seed": 0}
+    assert set(first["intervals"]) >= {"ce", "total", "accuracy", "ece"}
+    assert len(first["classes"]["support"]) == 5
+    assert set(first["groups"]["language"][0]) >= {"key", "count", "intervals", "vs_rest"}
+    estimate = f"{pair['criteria']['total']['estimate']:.6f}"
+    assert any(line.startswith("a - b") and estimate in line for line in out.splitlines())
+    headers = []
+    for command, files in (("score", [sliced["a"]]), ("compare", [sliced["a"], sliced["b"]])):
+        path = tmp_path / f"{command}.csv"
+        assert run(capsys, command, *files, "--output", path)[0] == 0
+        headers.append(next(csv.reader(path.read_text().splitlines())))
+    assert headers[1] == ["candidate", *headers[0]]
