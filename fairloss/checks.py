@@ -130,6 +130,25 @@ def _from_log_probabilities(lp: Tensor) -> Tensor:
     return lp
 
 
+PROBABILITIES_AS_LOGITS = (
+    "`logits` look like probabilities: every value is in [0, 1] and every sample sums to 1. "
+    "Logits are scored through a softmax, which flattens probabilities (a log loss far above "
+    'theirs); send them as `probabilities` (or --kind probabilities, kind="probabilities")'
+)
+
+
+WARN_SAMPLES = 10  # fewer samples summing to 1 are as likely a hand-written example
+
+
+def probabilities_as_logits(logits: Tensor) -> bool:
+    """Whether logits (N, C, ...) look like probabilities: at least `WARN_SAMPLES` samples,
+    every value in [0, 1] and every sample summing to 1 within `SUM_TOLERANCE`."""
+    samples = logits.numel() // max(1, logits.shape[1])
+    if samples < WARN_SAMPLES or bool(logits.min() < 0) or bool(logits.max() > 1):
+        return False
+    return bool(((logits.double().sum(dim=1) - 1).abs() <= SUM_TOLERANCE).all())
+
+
 def _check_normalised(totals: Tensor, name: str, verb: str) -> None:
     """``totals`` (N, d1, ..., dk): each sample's sum over the class axis (axis 1)."""
     off = (totals - 1).abs() > SUM_TOLERANCE

@@ -23,6 +23,7 @@ from fairloss.bootstrap import (
     Bootstrap,
 )
 from fairloss.checks import (
+    PROBABILITIES_AS_LOGITS,
     ArrayLike,
     Kind,
     check_finite_losses,
@@ -30,6 +31,7 @@ from fairloss.checks import (
     checked_predictions,
     checked_sample_weight,
     class_weights_tensor,
+    probabilities_as_logits,
 )
 from fairloss.classes import class_sums, classwise_ece
 from fairloss.devices import resolve_device
@@ -57,7 +59,8 @@ class BatchScores:
     compute dtype), ``predicted`` (int64), ``correct`` and ``counted`` (bool; an ignored sample
     is neither correct nor counted), and the scoring rules ``confidence``, ``log_loss``,
     ``brier``, ``pll``, ``pbs``. ``sums`` merge across batches; ``violations`` is keyed by
-    criterion (``ce``, ``total``, ``brier``, ``pll``, ``pbs``) when asked for.
+    criterion (``ce``, ``total``, ``brier``, ``pll``, ``pbs``) when asked for; ``warnings``
+    say what about the input looks like a mistake (`fairloss.checks.PROBABILITIES_AS_LOGITS`).
     """
 
     n: int
@@ -72,6 +75,7 @@ class BatchScores:
     sample_weight: Tensor | None = None
     groups: dict[str, Column] | None = None
     shares: dict[str, np.ndarray[Any, Any]] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def reduced(self) -> dict[str, float]:
@@ -167,6 +171,7 @@ def score_batch(
     device = resolve_device(options.device or default_device)
     dtype = DTYPES[options.precision]
     z = checked_predictions(predictions, kind, options.precision).to(device=device, dtype=dtype)
+    warned = (PROBABILITIES_AS_LOGITS,) if kind == "logits" and probabilities_as_logits(z) else ()
     y = checked_labels(labels, tuple(z.shape), options.ignore_index).to(device)
     shape = tuple(y.shape)
     columns_of, counts = None, None
@@ -187,7 +192,9 @@ def score_batch(
     scored = score_rows(z, target, counted, options, weight=weight, sample_weight=w, rules=rules)
     terms = scored.terms
     check_finite_losses(terms, options.precision, shape)
-    batch = partial(BatchScores, z.shape[0], z.shape[1], str(z.device), options, shape=shape)
+    batch = partial(
+        BatchScores, z.shape[0], z.shape[1], str(z.device), options, shape=shape, warnings=warned
+    )
     count = int(terms.counted.sum())
     items = count
     if w is not None or (len(shape) > 1 and count < z.shape[0]):

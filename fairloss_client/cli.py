@@ -27,9 +27,9 @@ from fairloss.options import OPTION_NAMES, ScoringOptions, specs
 from fairloss_client.arrays import as_numpy
 from fairloss_client.cli_files import check_output, load, load_groups, write_output
 from fairloss_client.cli_local import in_process
-from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason
+from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason, warn
 from fairloss_client.cli_where import format_where
-from fairloss_client.results import ScoreResult
+from fairloss_client.results import CompareResult, ScoreResult
 
 DESCRIPTION = "Serve the FairLoss scoring service, or score and compare files of logits."
 EXIT_ERROR = 1
@@ -135,6 +135,10 @@ def run_files(args: argparse.Namespace) -> None:
             **where,
         )
     )
+    scored = result.candidates if isinstance(result, CompareResult) else [result]
+    for one in scored:
+        for message in one.warnings:
+            warn(f"{getattr(one, 'name', paths[0].stem)}: {message}")
     # The file first: `fairloss score x.npz --output y.csv | head -1` still writes y.csv.
     if args.output is not None:
         write_output(args.output, result, as_numpy(labels))

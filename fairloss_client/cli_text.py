@@ -52,6 +52,12 @@ def error(message: str) -> None:
         print(f"fairloss: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
+def warn(message: str) -> None:
+    """``fairloss: warning: MESSAGE`` as one line on stderr."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"fairloss: warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Rows under a header; columns of numbers aligned right, of text left."""
     cells = [[_cell(v) for v in row] for row in rows]

@@ -40,6 +40,7 @@ class ScoreResult:
     chunks: int
     bootstrap: Bootstrap | None = None
     weighted: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
     def intervals(self) -> dict[str, dict[str, Any]]:
@@ -106,6 +107,7 @@ def score_result(
         chunks=1,
         bootstrap=bootstrap,
         weighted=batch.weighted,
+        warnings=batch.warnings,
     )
 
 
@@ -180,6 +182,7 @@ def merge_scores(parts: Sequence[Mapping[str, Any]]) -> ScoreResult:
         chunks=len(parts),
         bootstrap=Bootstrap(**first["bootstrap"]) if "bootstrap" in first else None,
         weighted="weight" in first["sums"],
+        warnings=tuple(dict.fromkeys(w for part in parts for w in part.get("warnings", ()))),
     )
 
 

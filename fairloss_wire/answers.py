@@ -166,6 +166,8 @@ def scored(
         "metrics": {k: number(v) for k, v in metrics(batch.sums).items()},
         "sums": sums_to_dict(batch.sums, batch.weighted, arrays, replicate_sums),
     }
+    if batch.warnings:
+        body["warnings"] = list(batch.warnings)
     if batch.sums.classes is not None:
         body["classes"] = classes_body(batch.sums.classes)
     if per_sample:

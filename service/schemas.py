@@ -196,6 +196,11 @@ class ScoreResponse(BaseModel):
     bootstrap: BootstrapUsed | None = None
     intervals: dict[str, Interval] | None = Field(None, description="percentile intervals")
     classes: Classes | None = Field(None, description="with per_class")
+    warnings: list[str] | None = Field(
+        None,
+        description="what about the input looks like a mistake (logits that look like "
+        "probabilities)",
+    )
     groups: dict[str, list[GroupEntry]] | None = Field(
         None, description="with groups: one entry per key seen, in key order"
     )

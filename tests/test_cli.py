@@ -932,3 +932,15 @@ def test_the_json_output_holds_every_answer_the_tables_show(capsys, sliced, tmp_
         assert run(capsys, command, *files, "--output", path)[0] == 0
         headers.append(next(csv.reader(path.read_text().splitlines())))
     assert headers[1] == ["candidate", *headers[0]]
+
+
+def test_logits_that_look_like_probabilities_are_scored_with_a_warning(capsys, tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "probs.npz"
+    np.savez(path, logits=rng.dirichlet(np.ones(3), size=20), labels=rng.integers(0, 3, 20))
+    code = main(["score", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "total (mean)" in out
+    assert err.startswith("fairloss: warning: probs: `logits` look like probabilities")
+    assert err.count("\n") == 1

@@ -784,3 +784,29 @@ def test_group_columns_read_from_csv_keep_codes_as_strings_in_chromium(page):
     assert page.evaluate(read, "id\n1234567890123456\n1") == {"id": ["1234567890123456", "1"]}
     assert page.evaluate(read, '{"g": ["a", "b"]}') == {"g": ["a", "b"]}
     assert page.evaluate(read, "") is None
+
+
+@needs_chromium
+def test_the_page_shows_the_services_warnings_in_chromium(page):
+    rng = random.Random(4)
+    rows = []
+    for _ in range(12):
+        cuts = sorted([rng.random(), rng.random()])
+        rows.append([round(cuts[0], 6), round(cuts[1] - cuts[0], 6), round(1 - cuts[1], 6)])
+    for row in rows:
+        row[2] = round(1 - row[0] - row[1], 6)
+    page.evaluate(
+        """([rows, labels]) => {
+            document.querySelectorAll('.candidate').forEach((box, k) => k && box.remove());
+            document.querySelector('.candidate-logits').value = JSON.stringify(rows);
+            document.querySelector('#labels').value = JSON.stringify(labels);
+            document.querySelector('#groups').value = '';
+        }""",
+        [rows, [0, 1, 2] * 4],
+    )
+    page.click("#run-score")
+    page.wait_for_selector("#warnings", state="visible")
+    assert "`logits` look like probabilities" in page.inner_text("#warnings")
+    page.click("#load-example")
+    page.click("#run-score")
+    page.wait_for_selector("#warnings", state="hidden")

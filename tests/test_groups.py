@@ -509,3 +509,18 @@ def test_any_groups_group_counts_or_per_class_is_answered_never_a_500(
         if response.status_code == 422:
             assert response.json()["errors"][0]["loc"], response.text
     assert health.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_the_answer_warns_of_logits_that_look_like_probabilities(
+    client: httpx.AsyncClient,
+) -> None:
+    p = np.random.default_rng(2).dirichlet(np.ones(3), size=12).tolist()
+    labels = [0, 1, 2] * 4
+    scored = (await client.post("/score", json={"logits": p, "labels": labels})).json()
+    assert scored["warnings"][0].startswith("`logits` look like probabilities")
+    request = {"labels": labels, "candidates": [{"name": "a", "logits": p}]}
+    compared = (await client.post("/compare", json=request)).json()
+    assert compared["candidates"][0]["warnings"] == scored["warnings"]
+    plain = (await client.post("/score", json={"probabilities": p, "labels": labels})).json()
+    assert "warnings" not in plain

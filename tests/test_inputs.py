@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import brier_score_loss, log_loss
 
 from fairloss import FairLoss, InputError, ScoringOptions, score_batch
+from fairloss.checks import PROBABILITIES_AS_LOGITS
 from fairloss.metrics import superior_violations
 
 RNG = np.random.default_rng(5)
@@ -282,3 +283,19 @@ async def test_class_weights_may_be_a_typed_array(client: httpx.AsyncClient) -> 
     plain = await client.post("/score", json={**body, "class_weights": weights.tolist()})
     assert typed.status_code == 200, typed.text
     assert typed.json() == plain.json()
+
+
+def test_logits_that_look_like_probabilities_get_a_warning() -> None:
+    """Probabilities saved as logits are scored through a softmax without complaint, so the
+    answer says what they look like: 10 samples or more, all in [0, 1], each summing to 1."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=30)
+    labels = rng.integers(0, 4, 30)
+    warned = score_batch(p, labels)
+    assert warned.warnings == (PROBABILITIES_AS_LOGITS,)
+    assert score_batch(p, labels, kind="probabilities").warnings == ()
+    assert score_batch(np.log(p), labels).warnings == ()
+    assert score_batch(p[:9], labels[:9]).warnings == ()  # too few to tell from an example
+    shifted = p.copy()
+    shifted[0, 0] += 0.01  # one sample off by more than the tolerance
+    assert score_batch(shifted, labels).warnings == ()

@@ -243,6 +243,10 @@ function flippedPairs(result) {
 
 function render(index) {
   const result = view.candidates[index];
+  // What the service says looks like a mistake in the input (logits that look like probabilities).
+  const warnings = view.candidates.flatMap((c) => (c.warnings ?? []).map((w) => `${c.name}: ${w}`));
+  $("warnings").textContent = warnings.join(" ");
+  $("warnings").hidden = warnings.length === 0;
   const pairs = flippedPairs(result);
   const flipped = new Set(pairs.flatMap(({ i, j }) => [i, j]));
   renderSummary(result);
@@ -856,6 +860,7 @@ async function run(request) {
     // The results shown came from other inputs: they go, so nothing on screen contradicts the error.
     view = null;
     $("output").hidden = true;
+    $("warnings").hidden = true;
     $("placeholder").hidden = false;
     showError(error);
   } finally {
