@@ -19,6 +19,7 @@ Accuracy also has McNemar's exact binomial test on the discordant counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy.typing as npt
 
 from fairloss import draws
 from fairloss.errors import InputError, describe
+from fairloss.metrics import calibration_errors
 
 # The sums each replicate keeps; `weight` is the (Poisson x sample) weight of counted samples.
 FIELDS = ("weight", "correct", "ce", "penalty", "total", "log_loss", "brier", "pll", "pbs")
@@ -75,6 +77,12 @@ def flip_signs(bootstrap: Bootstrap, start: int, count: int) -> Floats:
     """(R, count) swaps of the paired randomization test: -1 (swap) or +1, each with
     probability 1/2, a function of (seed, replicate, index) alone (`fairloss.draws`)."""
     return draws.flip_signs(bootstrap.seed, bootstrap.replicates, start, count)
+
+
+def uniforms(bootstrap: Bootstrap, start: int, count: int) -> Floats:
+    """(R, count) uniforms in (0, 1) of the slice-versus-rest randomization test, a function
+    of (seed, replicate, index) alone (`fairloss.draws`)."""
+    return draws.uniforms(bootstrap.seed, bootstrap.replicates, start, count)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,8 +135,7 @@ def statistics(values: Floats, bins: Floats) -> dict[str, Floats]:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = {name: values[..., k] / weight for k, name in enumerate(FIELDS) if k > 1}
         means["accuracy"] = values[..., 1] / weight
-        gaps = np.abs(bins[..., 2, :] - bins[..., 1, :]).sum(axis=-1)
-        means["ece"] = gaps / bins[..., 0, :].sum(axis=-1)
+    means["ece"] = calibration_errors(bins)
     return {name: means[name] for name in CRITERIA}
 
 
@@ -137,17 +144,27 @@ def block_items(replicates: int) -> int:
     return max(1, WEIGHT_ELEMENTS // replicates)
 
 
+def drawn_blocks(
+    bootstrap: Bootstrap, row_offset: int, items: int, draw: Any = poisson_weights
+) -> Iterator[tuple[slice, Floats]]:
+    """The items ``0 .. items - 1`` (the dataset's ``row_offset + i``) in blocks of
+    `block_items`: each block's rows and its (R, rows) draws, ``draw(bootstrap, start, count)``
+    (`poisson_weights`, `flip_signs` or `uniforms`)."""
+    block = block_items(bootstrap.replicates)
+    for start in range(0, items, block):
+        stop = min(start + block, items)
+        yield slice(start, stop), draw(bootstrap, row_offset + start, stop - start)
+
+
 def replicate_sums(
     bootstrap: Bootstrap, row_offset: int, items: Floats, draw: Any = poisson_weights
 ) -> Floats:
     """(R, K) replicate sums of the per-item sums ``items`` (N, K), item i being the dataset's
     item ``row_offset + i``: ``draw(bootstrap, start, count) @ items`` (Poisson weights, or
-    `flip_signs`), in blocks of `block_items` items."""
+    `flip_signs`), a block at a time (`drawn_blocks`)."""
     sums = np.zeros((bootstrap.replicates, items.shape[1]))
-    block = block_items(bootstrap.replicates)
-    for start in range(0, items.shape[0], block):
-        stop = min(start + block, items.shape[0])
-        sums += draw(bootstrap, row_offset + start, stop - start) @ items[start:stop]
+    for rows, weights in drawn_blocks(bootstrap, row_offset, items.shape[0], draw):
+        sums += weights @ items[rows]
     return sums
 
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from fairloss.metrics import above_first_bin, bin_index
+from fairloss.metrics import above_first_bin, bin_index, calibration_errors
 
 # The per-class weighted sums, in the column order of `ClassSums.values`: ``support`` over the
 # samples of true class c, ``predicted`` over those predicted as c, ``correct`` the true
@@ -215,10 +215,8 @@ def class_report(sums: ClassSums) -> dict[str, Any]:
 
 def class_ece(bins: Floats) -> list[float]:
     """Each class's calibration error from its (3, B) bins: ``sum_b |outcome_b - p_b| /
-    sum_b weight_b`` (NaN when nothing counts)."""
-    total = bins[:, 0, :].sum(axis=1)
-    gaps = np.abs(bins[:, 2, :] - bins[:, 1, :]).sum(axis=1)
-    return _ratio(gaps, total)
+    sum_b weight_b`` (NaN when nothing counts; `fairloss.metrics.calibration_errors`)."""
+    return [float(v) for v in calibration_errors(bins)]
 
 
 def classwise_ece(sums: ClassSums) -> float:

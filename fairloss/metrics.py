@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -149,6 +149,16 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, n_bins: int 
     """Top-label ECE: sum over bins of ``|accuracy - confidence|`` weighted by the bin's share."""
     count, conf_sum, correct_sum = calibration_bins(confidence, correct, n_bins)
     return calibration_error(count.tolist(), conf_sum.tolist(), correct_sum.tolist())
+
+
+def calibration_errors(bins: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """ECE of many sets of bins at once: ``bins`` (..., 3, B) holds each set's per-bin weight,
+    forecast sums and outcome sums; ``sum_b |outcome_b - forecast_b| / sum_b weight_b`` over
+    the leading axes, NaN where nothing counts (as `calibration_error` of each set)."""
+    total = bins[..., 0, :].sum(axis=-1)
+    gaps = np.abs(bins[..., 2, :] - bins[..., 1, :]).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, gaps / np.where(total > 0, total, 1), np.nan)
 
 
 def calibration_error(

@@ -14,19 +14,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from fairloss import draws
 from fairloss.bootstrap import (
     FIELDS,
     Bootstrap,
     ReplicateSums,
     block_items,
+    drawn_blocks,
     flip_signs,
     poisson_weights,
     replicate_sums,
+    uniforms,
 )
 from fairloss.metrics import bin_index
 from fairloss.slices import Column, Key, Slices, check_bootstrap_keys
-from fairloss.sums import from_item_sums
+from fairloss.sums import counted_weight, from_item_sums
 
 if TYPE_CHECKING:
     from fairloss.scoring import BatchScores
@@ -48,9 +49,7 @@ def segment_sums(batch: BatchScores, segment: torch.Tensor, segments: int) -> Fl
     segments)``: the `FIELDS` weighted by sample weight (zero for samples that do not count),
     then each calibration bin's weight, confidence and correct sums."""
     columns, n_bins = batch.columns, batch.options.ece_bins
-    weight = columns["counted"].double()
-    if batch.sample_weight is not None:
-        weight = weight * batch.sample_weight
+    weight = counted_weight(columns["counted"], batch.sample_weight)
     values = torch.stack([weight, *(columns[name].double() * weight for name in FIELDS[1:])], 1)
     sums = values.new_zeros(segments, len(FIELDS)).index_add_(0, segment, values)
     binned = [weight, columns["confidence"].double() * weight, columns["correct"] * weight]
@@ -148,7 +147,7 @@ def with_groups(
     items = batch.shape[0]
     counted = batch.columns["counted"]
     per_item = counted.shape[0] // items
-    weight = counted.double() if batch.sample_weight is None else counted * batch.sample_weight
+    weight = counted_weight(counted, batch.sample_weight)
     count = counted.reshape(items, -1).sum(dim=1).cpu().numpy()
     positive = (weight.reshape(items, -1).sum(dim=1) > 0).cpu().numpy()
     n_bins = batch.options.ece_bins
@@ -165,7 +164,7 @@ def with_groups(
                 from_item_sums(int(counts_of[k]), int(positives[k]), sums[k], n_bins)
                 for k in range(keys)
             ),
-            tuple(np.bincount(column.codes, minlength=keys).tolist()),
+            tuple(column.counts().values()),
         )
         total = sum(counts[name].values())
         shares[name] = np.array([counts[name][key] / total for key in column.keys])
@@ -178,28 +177,22 @@ def keyed_replicates(
     """(keys, R, K) replicate sums of each key's items: ``draw(bootstrap, start, count)``
     weighs the items (Poisson weights or flip signs), drawn once per block of items."""
     found = np.zeros((len(column.keys), bootstrap.replicates, matrix.shape[1]))
-    block = block_items(bootstrap.replicates)
-    for start in range(0, matrix.shape[0], block):
-        stop = min(start + block, matrix.shape[0])
-        weights = draw(bootstrap, row_offset + start, stop - start)
-        codes = column.codes[start:stop]
+    for rows, weights in drawn_blocks(bootstrap, row_offset, matrix.shape[0], draw):
+        codes = column.codes[rows]
         for k in np.unique(codes):
             mine = codes == k
-            found[k] += weights[:, mine] @ matrix[start:stop][mine]
+            found[k] += weights[:, mine] @ matrix[rows][mine]
     return found
 
 
 def relabel_sums(bootstrap: Bootstrap, row_offset: int, matrix: Floats, shares: Floats) -> Floats:
     """(keys, R, K) sums of the pseudo-slices of the slice-versus-rest randomization test: in
     randomization r, item i joins key k's pseudo-slice when its uniform ``u[r, i]`` (a function
-    of (seed, r, index) alone, `fairloss.draws.uniforms`) is below the key's share of the
+    of (seed, r, index) alone, `fairloss.bootstrap.uniforms`) is below the key's share of the
     dataset's items, ``shares[k]``; so pseudo-slices have the key's size on average, whatever
     the items' keys."""
     found = np.zeros((shares.shape[0], bootstrap.replicates, matrix.shape[1]))
-    block = block_items(bootstrap.replicates)
-    for start in range(0, matrix.shape[0], block):
-        stop = min(start + block, matrix.shape[0])
-        u = draws.uniforms(bootstrap.seed, bootstrap.replicates, row_offset + start, stop - start)
+    for rows, u in drawn_blocks(bootstrap, row_offset, matrix.shape[0], uniforms):
         for k, share in enumerate(shares):
-            found[k] += (u < share).astype(np.float64) @ matrix[start:stop]
+            found[k] += (u < share).astype(np.float64) @ matrix[rows]
     return found

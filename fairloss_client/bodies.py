@@ -155,16 +155,13 @@ def _inputs(
 
 
 def _listed(groups: Mapping[str, Any]) -> Any:
-    """Group columns as the core checks them: lists as they are, integer arrays (numpy,
-    pandas) as int64 arrays, other arrays (of strings) and tuples as lists."""
+    """Group columns as the core checks them: lists as they are, anything else (numpy and
+    pandas columns, tuples, tensors) as a numpy array, whose keys the core reads."""
     if not isinstance(groups, Mapping):
         return groups
-    listed: dict[Any, Any] = {}
-    for name, keys in groups.items():
-        array = keys if isinstance(keys, list) else np.asarray(keys)
-        integers = isinstance(array, np.ndarray) and array.dtype.kind in "iu"
-        listed[name] = array if isinstance(array, list) or integers else array.tolist()
-    return listed
+    return {
+        name: keys if isinstance(keys, list) else np.asarray(keys) for name, keys in groups.items()
+    }
 
 
 def group_counts(inputs: Inputs) -> dict[str, Any] | None:
