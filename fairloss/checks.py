@@ -1,8 +1,9 @@
 """The one check of a batch's arrays, each fault an `InputError` that says where it is.
 
-Predictions come as ``logits``, ``probabilities`` or ``log_probabilities`` of shape (N, C) or
-(N, C, d1, ..., dk); labels and sample weights have the labels' shape, (N) or (N, d1, ..., dk),
-as for ``nn.CrossEntropyLoss``. Locations name the array and the index in it
+Predictions (``logits``, ``probabilities`` or ``log_probabilities``; turned into logits by
+`fairloss.predictions`) have shape (N, C) or (N, C, d1, ..., dk), or (N) for a binary
+classifier's positive-class scores; labels and sample weights have the labels' shape, (N) or
+(N, d1, ..., dk), as for ``nn.CrossEntropyLoss``. Locations name the array and the index in it
 (``probabilities[3]``, ``logits[1][0][2]``), so the codecs can report them as they are.
 """
 
@@ -20,22 +21,22 @@ from fairloss.functional import FairLossTerms
 
 Kind = Literal["logits", "probabilities", "log_probabilities"]
 KINDS: tuple[Kind, ...] = ("logits", "probabilities", "log_probabilities")
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-SUM_TOLERANCE = 1e-3  # how far a sample's probabilities may sum from 1
 ArrayLike = Tensor | np.ndarray[Any, Any]
 
 
 def check_shape(shape: tuple[int, ...], name: str = "logits") -> None:
-    """Raise `InputError` at ``name`` unless ``shape`` is (N, C, ...) with N >= 1, C >= 2."""
-    if len(shape) < 2:
+    """Raise `InputError` at ``name`` unless ``shape`` is (N, C, ...) with N >= 1, C >= 2, or
+    (N) with N >= 1 (a binary classifier's scores of the positive class)."""
+    if len(shape) < 1:
         raise InputError(
-            f"Expected {{where}} of shape (N, C) or (N, C, d1, ..., dk), but got {tuple(shape)}",
+            "Expected {where} of shape (N, C), (N, C, d1, ..., dk), or (N) for a binary "
+            "classifier's scores of class 1, but got a single number",
             (name,),
             "bad_shape",
         )
     if shape[0] < 1:
         raise InputError("Expected {where} to hold at least one row", (name,), "empty_batch")
-    if shape[1] < 2:
+    if len(shape) > 1 and shape[1] < 2:
         raise InputError(
             f"Expected at least 2 classes, but {{where}} has {shape[1]}",
             (name, 0),
@@ -43,128 +44,34 @@ def check_shape(shape: tuple[int, ...], name: str = "logits") -> None:
         )
 
 
+def num_classes(shape: Sequence[int]) -> int:
+    """The classes C of predictions of ``shape``: (N, C, ...), or 2 for binary scores (N)."""
+    return 2 if len(shape) == 1 else int(shape[1])
+
+
 NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+FINITE_BLOCK = 1 << 20  # elements checked at once: the mask of a large batch is never whole
 
 
 def all_finite(values: Tensor) -> bool:
     """Whether every value is finite: in numpy for a CPU tensor of a dtype numpy has (a third
     of ``torch.isfinite``'s time on a small batch, whose several operations each cost more than
-    the whole numpy pass), else in torch."""
+    the whole numpy pass), a block at a time, else in torch."""
     if values.device.type == "cpu" and values.dtype in NUMPY_FLOATS:
-        return bool(np.isfinite(values.detach().numpy()).all())
+        array = values.detach().numpy()
+        if array.size <= FINITE_BLOCK or not array.flags.c_contiguous:
+            return bool(np.isfinite(array).all())
+        flat = array.reshape(-1)
+        return all(
+            np.isfinite(flat[k : k + FINITE_BLOCK]).all() for k in range(0, flat.size, FINITE_BLOCK)
+        )
     return bool(torch.isfinite(values).all())
 
 
-def _first(mask: Tensor) -> tuple[int, ...]:
+def first_index(mask: Tensor) -> tuple[int, ...]:
     return tuple(int(k) for k in mask.nonzero()[0])
-
-
-def checked_predictions(predictions: ArrayLike, kind: Kind, precision: str) -> Tensor:
-    """The predictions as logits: probabilities (scored as ``log(clip(p, eps, 1))``, eps the
-    compute precision's machine epsilon, as scikit-learn's ``log_loss`` clips them) in the
-    compute precision, float64 logits in float32 when that is the precision, other
-    predictions in their own dtype."""
-    z = torch.as_tensor(predictions)
-    if not torch.is_floating_point(z):
-        raise InputError(
-            f"Expected {{where}} to hold floating point numbers, not {z.dtype}",
-            (kind,),
-            "float_type",
-        )
-    check_shape(tuple(z.shape), kind)
-    narrow = kind == "logits" and precision == "float32" and z.dtype == torch.float64
-    # One pass checks both faults: a value that is not finite, and (narrowing) one too large
-    # once rounded to float32 (3.4028235e38, as float32 prints its largest, fits).
-    narrowed = z.to(torch.float32) if narrow else z
-    if not all_finite(narrowed):
-        finite = torch.isfinite(z)
-        if not bool(finite.all()):
-            at = _first(~finite)
-            raise InputError(
-                f"Expected finite numbers, but {{where}} is {float(z[at])}",
-                (kind, *at),
-                "not_finite",
-            )
-        at = _first(~torch.isfinite(narrowed))
-        raise InputError(
-            f'{{where}} = {float(z[at])} is too large for float32; send "precision": "float64"',
-            (kind, *at),
-            "too_large_for_precision",
-        )
-    if kind == "probabilities":
-        return _from_probabilities(z, precision)
-    if kind == "log_probabilities":
-        return _from_log_probabilities(z)
-    return narrowed
-
-
-def _sample(at: tuple[int, ...]) -> tuple[int, ...]:
-    """The sample of an element's index: the index without the class axis."""
-    return (at[0], *at[2:])
-
-
-def _from_probabilities(p: Tensor, precision: str) -> Tensor:
-    outside = (p < 0) | (p > 1)
-    if bool(outside.any()):
-        at = _first(outside)
-        raise InputError(
-            f"Expected probabilities in [0, 1], but {{where}} is {float(p[at])}",
-            ("probabilities", *at),
-            "probability_out_of_range",
-        )
-    _check_normalised(p.double().sum(dim=1), "probabilities", "sums to")
-    dtype = torch.float64 if precision == "float64" else torch.float32
-    return p.to(dtype).clamp(torch.finfo(dtype).eps, 1).log()
-
-
-def _from_log_probabilities(lp: Tensor) -> Tensor:
-    positive = lp > 0
-    if bool(positive.any()):
-        at = _first(positive)
-        raise InputError(
-            f"Expected log-probabilities <= 0, but {{where}} is {float(lp[at])}",
-            ("log_probabilities", *at),
-            "log_probability_out_of_range",
-        )
-    _check_normalised(lp.double().logsumexp(dim=1).exp(), "log_probabilities", "exponentiates to")
-    return lp
-
-
-PROBABILITIES_AS_LOGITS = (
-    "`logits` look like probabilities: every value is in [0, 1] and every sample sums to 1. "
-    "Logits are scored through a softmax, which flattens probabilities (a log loss far above "
-    'theirs); send them as `probabilities` (or --kind probabilities, kind="probabilities")'
-)
-
-
-WARN_SAMPLES = 10  # fewer samples summing to 1 are as likely a hand-written example
-
-
-def probabilities_as_logits(logits: Tensor) -> bool:
-    """Whether logits (N, C, ...) look like probabilities: at least `WARN_SAMPLES` samples,
-    every value in [0, 1] and every sample summing to 1 within `SUM_TOLERANCE`."""
-    samples = logits.numel() // max(1, logits.shape[1])
-    # float() of the reductions: two torch calls a check, which a small batch feels
-    if samples < WARN_SAMPLES or float(logits.min()) < 0 or float(logits.max()) > 1:
-        return False
-    return bool(((logits.double().sum(dim=1) - 1).abs() <= SUM_TOLERANCE).all())
-
-
-def _check_normalised(totals: Tensor, name: str, verb: str) -> None:
-    """``totals`` (N, d1, ..., dk): each sample's sum over the class axis (axis 1)."""
-    off = (totals - 1).abs() > SUM_TOLERANCE
-    if bool(off.any()):
-        at = _first(off)
-        # the sample's elements: predictions[n][:][d1]...[dk], the class axis spanned
-        classes = "".join(f"[{k}]" for k in at[1:])
-        span = f"[:]{classes}" if classes else ""
-        raise InputError(
-            f"Expected each sample of {name} to sum to 1 over the classes (within "
-            f"{SUM_TOLERANCE:g}), but the sample at {{where}}{span} {verb} "
-            f"{float(totals[at]):.6g}",
-            (name, at[0]),
-            "not_normalised",
-        )
 
 
 def checked_labels(labels: ArrayLike, shape: tuple[int, ...], ignore_index: int | None) -> Tensor:
@@ -191,7 +98,7 @@ def checked_labels(labels: ArrayLike, shape: tuple[int, ...], ignore_index: int 
     if ignore_index is not None:
         allowed |= y == ignore_index
     if not bool(allowed.all()):
-        at = _first(~allowed)
+        at = first_index(~allowed)
         raise label_out_of_range(at, int(y[at]), shape[1], ignore_index)
     return y
 
@@ -224,7 +131,7 @@ def checked_sample_weight(sample_weight: ArrayLike, shape: tuple[int, ...]) -> T
         )
     bad = ~torch.isfinite(w.double()) | (w < 0)
     if bool(bad.any()):
-        at = _first(bad)
+        at = first_index(bad)
         raise InputError(
             f"Expected finite weights >= 0, but {{where}} is {float(w[at])}",
             ("sample_weight", *at),

@@ -23,15 +23,12 @@ from fairloss.bootstrap import (
     Bootstrap,
 )
 from fairloss.checks import (
-    PROBABILITIES_AS_LOGITS,
     ArrayLike,
     Kind,
     check_finite_losses,
     checked_labels,
-    checked_predictions,
     checked_sample_weight,
     class_weights_tensor,
-    probabilities_as_logits,
 )
 from fairloss.classes import class_sums, classwise_ece
 from fairloss.devices import resolve_device
@@ -39,6 +36,11 @@ from fairloss.functional import counted_labels, flatten
 from fairloss.metrics import CRITERIA, Violations
 from fairloss.metrics import superior_violations as count_violations
 from fairloss.options import ScoringOptions
+from fairloss.predictions import (
+    PROBABILITIES_AS_LOGITS,
+    checked_predictions,
+    probabilities_as_logits,
+)
 from fairloss.replicates import with_groups, with_replicates
 from fairloss.slices import Column, as_columns, checked_counts
 from fairloss.sums import ScoreSums, counted_items, counted_weight, sums_of
@@ -60,7 +62,7 @@ class BatchScores:
     is neither correct nor counted), and the scoring rules ``confidence``, ``log_loss``,
     ``brier``, ``pll``, ``pbs``. ``sums`` merge across batches; ``violations`` is keyed by
     criterion (``ce``, ``total``, ``brier``, ``pll``, ``pbs``) when asked for; ``warnings``
-    say what about the input looks like a mistake (`fairloss.checks.PROBABILITIES_AS_LOGITS`).
+    say what about the input looks like a mistake (`fairloss.predictions.PROBABILITIES_AS_LOGITS`).
     """
 
     n: int

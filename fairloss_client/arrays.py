@@ -23,23 +23,31 @@ def as_numpy(value: ArrayLike) -> Array:
     return np.asarray(value)
 
 
-def as_predictions(value: ArrayLike, name: str, precision: str) -> Array:
-    """(N, C) or (N, C, d1, ..., dk) finite numbers, N >= 1, as float32 or float64 (the compute
-    precision): logits, probabilities or log-probabilities."""
+def as_predictions(value: ArrayLike, name: str, precision: str, kind: str = "logits") -> Array:
+    """Predictions of shape (N, C) or (N, C, d1, ..., dk), or (N) binary scores, N >= 1: logits
+    as float32 or float64 (the compute precision), finite; probabilities and log-probabilities
+    in their own float dtype (float64 for integers), which sets where the service clips them
+    (`fairloss.predictions`), finite but for log-probabilities of -inf (probability 0)."""
     array = as_numpy(value)
-    if array.ndim < 2 or array.shape[0] == 0 or array.dtype.kind not in "fiu":
+    if array.ndim < 1 or array.shape[0] == 0 or array.dtype.kind not in "fiu":
         raise ValueError(
             f"Expected `{name}` to be a non-empty (N, C) array of numbers (or (N, C, d1, ..., "
-            f"dk)), but got shape {array.shape} of {array.dtype}"
+            f"dk), or (N) binary scores), but got shape {array.shape} of {array.dtype}"
         )
+    if kind == "logits":
+        dtype: Any = np.float32 if precision == "float32" else np.float64
+    else:
+        dtype = array.dtype if array.dtype.kind == "f" else np.float64
     with np.errstate(over="ignore"):
-        array = np.ascontiguousarray(array, np.float32 if precision == "float32" else np.float64)
+        array = np.ascontiguousarray(array, dtype)
     finite = np.isfinite(array)
+    if kind == "log_probabilities":
+        finite |= array == -np.inf
     if not finite.all():
         at = tuple(int(k) for k in np.argwhere(~finite)[0])
+        within = f" within {precision} range" if kind == "logits" else ""
         raise ValueError(
-            f"Expected finite `{name}` within {precision} range, but {list(at)} is "
-            f"{as_numpy(value)[at]}"
+            f"Expected finite `{name}`{within}, but {list(at)} is {as_numpy(value)[at]}"
         )
     return array
 

@@ -123,6 +123,13 @@ class Inputs:
         """An array as the JSON body holds it: a typed array, or nested lists."""
         return typed_array(array) if self.typed else array
 
+    def predictions(self, array: Array) -> Any:
+        """Predictions as the body holds them; as JSON numbers, a log-probability of -inf (which
+        JSON cannot hold) as the float's lowest, which the service clips to the same value."""
+        if self.typed or not np.isneginf(array).any():
+            return self.send(array)
+        return self.send(np.maximum(array, np.finfo(array.dtype).min))
+
     def fields(self, rows: slice | Array) -> dict[str, Any]:
         fields = {"labels": self.send(self.labels[rows])}
         if self.weights is not None:
@@ -191,14 +198,14 @@ def score_request(
     groups: Mapping[str, Any] | None = None,
 ) -> Request:
     _check_kind(kind)
-    z = as_predictions(predictions, kind, fields["precision"])
+    z = as_predictions(predictions, kind, fields["precision"], kind)
     typed = fields["response_arrays"] == "base64"
     inputs = _inputs(labels, sample_weight, z.shape, typed, groups)
     fields = _with_counts(fields, inputs)
 
     def body(rows: slice | Array) -> dict[str, Any]:
         return {
-            kind: inputs.send(z[rows]),
+            kind: inputs.predictions(z[rows]),
             **inputs.fields(rows),
             **fields,
             **_offset(rows, fields),
@@ -222,7 +229,7 @@ def compare_request(
         raise ValueError("Expected at least one candidate")
     precision = fields["precision"]
     arrays = {
-        name: as_predictions(v, f"candidates[{name!r}]", precision)
+        name: as_predictions(v, f"candidates[{name!r}]", precision, kind)
         for name, v in candidates.items()
     }
     shapes = {a.shape for a in arrays.values()}
@@ -233,7 +240,7 @@ def compare_request(
     fields = _with_counts(fields, inputs)
 
     def body(rows: slice | Array) -> dict[str, Any]:
-        named = [{"name": name, kind: inputs.send(a[rows])} for name, a in arrays.items()]
+        named = [{"name": name, kind: inputs.predictions(a[rows])} for name, a in arrays.items()]
         return {**inputs.fields(rows), "candidates": named, **fields, **_offset(rows, fields)}
 
     rows = _rows(fields, inputs)

@@ -1,10 +1,10 @@
-"""The ``fairloss`` command: serve the scoring service, or score and compare files of logits.
+"""The ``fairloss`` command: serve the scoring service, or score and compare files of predictions.
 
-``fairloss score FILE`` and ``fairloss compare FILE...`` read ``.npz`` (arrays ``logits`` and
-``labels``), ``.npy`` (logits; labels from ``--labels``) and ``.pt`` files (a dict of ``logits``
-and ``labels`` tensors, loaded with ``weights_only=True``). Without ``--url`` they score in this
-process with `fairloss.score_batch`; with it, through `fairloss_client.Client`. The scoring
-options' flags are derived from `fairloss.ScoringOptions`.
+``fairloss score FILE`` and ``fairloss compare FILE...`` read ``.npz``, ``.npy``, ``.pt``,
+``.parquet`` and ``.csv`` files of logits, probabilities or log-probabilities, labels, and
+optionally sample weights and group keys (`fairloss_client.cli_inputs`). Without ``--url`` they
+score in this process with `fairloss.score_batch`; with it, through `fairloss_client.Client`.
+The scoring options' flags are derived from `fairloss.ScoringOptions`.
 
 Every error the command meets is one line on stderr, ``fairloss: error: ...``, and exit status
 1. An interrupt exits with 130; a closed stdout pipe (``| head``) exits quietly.
@@ -22,16 +22,17 @@ from types import ModuleType
 from typing import Any
 
 from fairloss.bootstrap import Bootstrap
+from fairloss.checks import KINDS
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
-from fairloss_client.arrays import as_numpy
-from fairloss_client.cli_files import check_output, load, load_groups, write_output
+from fairloss_client.cli_files import check_output, write_output
+from fairloss_client.cli_inputs import Keys, load
 from fairloss_client.cli_local import in_process
 from fairloss_client.cli_text import CliError, error, format_compare, format_score, reason, warn
 from fairloss_client.cli_where import format_where
 from fairloss_client.results import CompareResult, ScoreResult
 
-DESCRIPTION = "Serve the FairLoss scoring service, or score and compare files of logits."
+DESCRIPTION = "Serve the FairLoss scoring service, or score and compare files of predictions."
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 SERVE_FLAGS = ("host", "port", "device", "workers")
@@ -115,17 +116,29 @@ def run_files(args: argparse.Namespace) -> None:
     options = options_of(args)
     bootstrap = bootstrap_of(args)
     paths = [args.file] if args.command == "score" else args.files
-    logits, labels = load(paths, args.labels)
-    groups = None if args.groups is None else load_groups(paths, args.labels, args.groups)
+    keys = Keys(
+        args.kind,
+        args.predictions_key,
+        args.labels_key,
+        args.weight_key,
+        args.groups or (),
+        options.get("precision", "float32"),
+    )
+    inputs = load(paths, args.labels, keys, args.progress)
     compare = args.command == "compare"
-    where = {"groups": groups, "per_class": args.per_class}
+    where = {
+        "groups": inputs.groups,
+        "per_class": args.per_class,
+        "kind": inputs.kind,
+        "sample_weight": inputs.sample_weight,
+    }
     result = (
-        in_process(logits, labels, options, compare, bootstrap, **where)
+        in_process(inputs.predictions, inputs.labels, options, compare, bootstrap, **where)
         if remote is None
         else remote.remote(
             args.url,
-            logits,
-            labels,
+            inputs.predictions,
+            inputs.labels,
             options,
             compare=compare,
             bootstrap=bootstrap,
@@ -141,7 +154,7 @@ def run_files(args: argparse.Namespace) -> None:
             warn(f"{getattr(one, 'name', paths[0].stem)}: {message}")
     # The file first: `fairloss score x.npz --output y.csv | head -1` still writes y.csv.
     if args.output is not None:
-        write_output(args.output, result, as_numpy(labels))
+        write_output(args.output, result, inputs.labels)
     text = format_score(result) if isinstance(result, ScoreResult) else format_compare(result)
     _print(text + format_where(result))
 
@@ -204,7 +217,30 @@ def _parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--labels", type=Path, help="labels: a .npy array, or a .npz or .pt file holding 'labels'"
+        "--labels",
+        type=Path,
+        help="labels: a .npy array, or a .npz, .pt, .parquet or .csv file holding 'labels' "
+        "(and 'sample_weight' and the --groups, where it holds them)",
+    )
+    common.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="what the predictions are (default: whichever of logits, probabilities and "
+        "log_probabilities the file holds; a bare .npy: logits)",
+    )
+    common.add_argument(
+        "--predictions-key",
+        metavar="KEY",
+        help="the array (or table column) of predictions (default: the kind's name); a "
+        "table's columns KEY_0 ... KEY_{C-1} are read as one",
+    )
+    common.add_argument(
+        "--labels-key", metavar="KEY", default="labels", help="the labels' array (default labels)"
+    )
+    common.add_argument(
+        "--weight-key",
+        metavar="KEY",
+        help="the sample weights' array (default: sample_weight, where the labels' file holds it)",
     )
     common.add_argument(
         "--url", help="a running service, http://HOST:PORT; without it, score in this process"
@@ -244,8 +280,8 @@ def _parser() -> argparse.ArgumentParser:
         "--groups",
         type=_names,
         metavar="COLUMN,...",
-        help="slice by these arrays of the labels' file (one key per row): per-key numbers, "
-        "and with --bootstrap each key against the rest",
+        help="slice by these arrays (or columns) of the labels' file (one key per row): "
+        "per-key numbers, and with --bootstrap each key against the rest",
     )
     common.add_argument(
         "--per-class",
@@ -253,9 +289,11 @@ def _parser() -> argparse.ArgumentParser:
         help="per-class precision, recall, F1, losses and calibration, and the most confused",
     )
 
-    scoring = commands.add_parser("score", parents=[common], help="score one file of logits")
+    scoring = commands.add_parser("score", parents=[common], help="score one file of predictions")
     scoring.add_argument("file", type=Path)
-    comparing = commands.add_parser("compare", parents=[common], help="compare files of logits")
+    comparing = commands.add_parser(
+        "compare", parents=[common], help="compare files of predictions"
+    )
     comparing.add_argument("files", type=Path, nargs="+")
     return parser
 

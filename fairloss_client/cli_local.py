@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from fairloss.bootstrap import Bootstrap
+from fairloss.checks import Kind
 from fairloss.errors import InputError
 from fairloss.options import ScoringOptions
 from fairloss.replicates import with_replicates
 from fairloss.scoring import score_batch
-from fairloss_client.arrays import as_labels, as_predictions
+from fairloss_client.arrays import as_labels, as_predictions, as_weights
 from fairloss_client.cli_text import CliError
 from fairloss_client.results import (
     RULE_COLUMNS,
@@ -30,6 +31,8 @@ def in_process(
     *,
     groups: Mapping[str, Any] | None = None,
     per_class: bool = False,
+    kind: Kind = "logits",
+    sample_weight: Any = None,
 ) -> ScoreResult | CompareResult:
     """Score here with the core; a fault in a file's data names the file (and a group
     column's, ``--groups``)."""
@@ -37,11 +40,14 @@ def in_process(
     batches = {}
     for name, value in logits.items():
         try:
-            z = as_predictions(value, name, checked.precision)
+            z = as_predictions(value, name, checked.precision, kind)
+            y = as_labels(labels, z.shape)
             batches[name] = score_batch(
                 z,
-                as_labels(labels, z.shape),
+                y,
                 checked,
+                kind=kind,
+                sample_weight=None if sample_weight is None else as_weights(sample_weight, y.shape),
                 default_device="auto",
                 violations=compare,
                 per_class=per_class,

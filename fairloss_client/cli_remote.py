@@ -120,13 +120,20 @@ def remote(
     progress: bool | None = None,
     groups: Mapping[str, Any] | None = None,
     per_class: bool = False,
+    kind: str = "logits",
+    sample_weight: Any = None,
 ) -> ScoreResult | CompareResult:
     """Score (one file) or compare (all) through the service at ``url``; every failure is a
     `CliError` worded for a person."""
     url = check_url(url)
     try:
         with _client(url, api_key, concurrency, progress) as client:
-            where: dict[str, Any] = {"groups": groups, "per_class": per_class}
+            where: dict[str, Any] = {
+                "groups": groups,
+                "per_class": per_class,
+                "kind": kind,
+                "sample_weight": sample_weight,
+            }
             if compare:
                 return client.compare(logits, labels, bootstrap=bootstrap, **where, **options)
             (only,) = logits.values()

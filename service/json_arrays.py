@@ -124,8 +124,8 @@ def _convert(
 def predictions_array(
     value: Any, loc: Loc, *, max_elements: int, may_hold_booleans: bool, used: int = 0
 ) -> np.ndarray[Any, Any]:
-    """(N, C) or (N, C, d1, ..., dk) floats (float64 from JSON lists, a typed array's own
-    dtype otherwise), within ``max_elements``.
+    """(N, C) or (N, C, d1, ..., dk) floats, or (N) binary scores (float64 from JSON lists, a
+    typed array's own dtype otherwise), within ``max_elements``.
 
     ``value`` is the parsed JSON (lists), or an array from the fast path (`service.fastjson`).
     """
@@ -137,13 +137,6 @@ def predictions_array(
     if not isinstance(value, np.ndarray):
         if not isinstance(value, list):
             raise invalid(f"Expected {path(loc)} to be an array of rows", loc, "not_an_array")
-        if value and not isinstance(value[0], list):
-            raise invalid(
-                f"Expected {path([*loc, 0])} to be an array of numbers, but got "
-                f"{describe(value[0])}",
-                [*loc, 0],
-                "not_a_row",
-            )
         shape = _first_shape(value)
         _check_shape(shape, loc)
         element_limit(shape, max_elements, loc, used)
@@ -158,7 +151,7 @@ def predictions_array(
 
 def _check_shape(shape: list[int], loc: Loc) -> None:
     try:
-        check_shape(tuple(shape) if len(shape) >= 2 else (*shape, 0)[:2], str(loc[-1]))
+        check_shape(tuple(shape), str(loc[-1]))
     except InputError as error:
         raise error.within(*loc[:-1]) from None
 

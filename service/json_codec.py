@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 from fairloss.breakdown import group_report
-from fairloss.checks import KINDS
+from fairloss.checks import KINDS, num_classes
 from fairloss.errors import InputError
 from fairloss.replicates import with_replicates
 from fairloss.scoring import BatchScores, score_batch
@@ -68,7 +68,10 @@ def score_body(
         value, [kind], max_elements=max_elements, may_hold_booleans=booleans
     )
     labels = labels_array(
-        labels_value, predictions.shape[1], options.ignore_index, may_hold_booleans=booleans
+        labels_value,
+        num_classes(predictions.shape),
+        options.ignore_index,
+        may_hold_booleans=booleans,
     )
     bootstrap = resampling.bootstrap
     groups = groups_of(data, labels.shape[0], bootstrap, options.ece_bins)
@@ -156,7 +159,7 @@ def compare_body(
         used += array.size
         arrays.append(array)
     labels = labels_array(
-        labels_value, arrays[0].shape[1], options.ignore_index, may_hold_booleans=booleans
+        labels_value, num_classes(arrays[0].shape), options.ignore_index, may_hold_booleans=booleans
     )
     groups = groups_of(data, labels.shape[0], resampling.bootstrap, options.ece_bins)
     reserve_parsed(

@@ -22,20 +22,19 @@ WIRE = {"FP16": "<f2", "BF16": "<u2", "FP32": "<f4", "FP64": "<f8", "INT32": "<i
 
 
 def from_wire(raw: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:
-    """A binary tensor's elements (read as `WIRE` says) as numbers: FP16 and BF16 as float32."""
+    """A binary tensor's elements (read as `WIRE` says) as numbers: BF16 as float32."""
     if datatype == "BF16":
         return bfloat16_bits_to_float32(raw)
-    if datatype == "FP16":
-        return raw.astype(np.float32)
     return raw
 
 
 def rounded(values: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:
     """float64 ``values`` rounded to ``datatype`` (to nearest, ties to even; past the largest
-    finite value, to infinity): float32 for FP16, BF16 and FP32, float64 for FP64."""
+    finite value, to infinity), held as the binary tensor of ``datatype`` is: float16 for FP16,
+    float32 for BF16 and FP32, float64 for FP64 (the dtype sets where probabilities clip)."""
     with np.errstate(over="ignore"):
         if datatype == "FP16":
-            return values.astype(np.float16).astype(np.float32)  # numpy rounds float64 directly
+            return values.astype(np.float16)  # numpy rounds float64 directly
         if datatype == "BF16":
             return round_to_bfloat16(values)
         if datatype == "FP32":

@@ -1,10 +1,11 @@
 """Open Inference Protocol tensors: a request's inputs as numpy arrays, JSON or binary.
 
 The inputs are exactly one of ``logits``, ``probabilities`` and ``log_probabilities`` (FP16,
-BF16, FP32 or FP64; [N, C] or [N, C, d1, ..., dk]), ``labels`` (INT32 or INT64; [N] or
-[N, d1, ..., dk]) and, optionally, ``sample_weight`` (a floating point datatype; the labels'
-shape). JSON ``data`` (flat or nested) is read with numpy in one step; binary tensors (the binary
-tensor data extension) with ``numpy.frombuffer`` in place, little-endian (`service.oip_dtypes`).
+BF16, FP32 or FP64; [N, C] or [N, C, d1, ..., dk], or [N] binary scores), ``labels`` (INT32 or
+INT64; [N] or [N, d1, ..., dk]) and, optionally, ``sample_weight`` (a floating point datatype;
+the labels' shape). JSON ``data`` (flat or nested) is read with numpy in one step; binary
+tensors (the binary tensor data extension) with ``numpy.frombuffer`` in place, little-endian
+(`service.oip_dtypes`).
 Protocol faults (names, datatypes, shapes, sizes) are 400s here; the values themselves, and how
 the shapes fit together, are checked by the core (`fairloss.scoring`), in the words it uses for
 every route.
@@ -31,7 +32,7 @@ INPUT_DATATYPES: dict[str, tuple[str, ...]] = {
     "labels": INTEGERS,
 }
 SHAPES: dict[str, str] = {
-    **dict.fromkeys(KINDS, "[N, C] or [N, C, d1, ..., dk]"),
+    **dict.fromkeys(KINDS, "[N, C] or [N, C, d1, ..., dk], or [N] binary scores"),
     "labels": "[N] or [N, d1, ..., dk]",
     "sample_weight": "the labels' shape, [N] or [N, d1, ..., dk]",
 }
@@ -148,10 +149,9 @@ def _input(
 
 
 def _shape(name: str, value: Any) -> list[int]:
-    rank = 2 if name in KINDS else 1
     if (
         not isinstance(value, list)
-        or len(value) < rank
+        or len(value) < 1
         or any(type(d) is not int or d < 0 for d in value)
     ):
         raise bad_request(f"Input {name!r} has shape {value!r}; expected {SHAPES[name]}")

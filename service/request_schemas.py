@@ -22,6 +22,8 @@ README_LOGITS: JsonValue = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]
 README_LABELS: JsonValue = [0, 0]
 
 ExtraColumn = Literal["confidence", "log_loss", "brier", "pll", "pbs"]
+# N x C (or N x C x d1 x ... x dk) rows, or N binary scores of class 1, or a typed array
+Predictions = list[list[Any]] | list[float] | dict[str, Any]
 
 
 def _field(default: Any, doc: str, spec: Spec) -> tuple[Any, Any]:
@@ -115,17 +117,22 @@ class Grouped(BaseModel):
 
 
 class ScoreRequest(LossOptions, ResponseOptions, Resampled, Grouped):
-    logits: list[list[float]] | dict[str, Any] | None = Field(
+    logits: Predictions | None = Field(
         None,
-        description="N x C (or N x C x d1 x ... x dk) logits, one row per sample, "
+        description="N x C (or N x C x d1 x ... x dk) logits, one row per sample, or N binary "
+        "scores s of class 1 (read as the logits (0, s)), "
         + TYPED
         + "; exactly one of logits, probabilities and log_probabilities",
     )
-    probabilities: list[list[Any]] | dict[str, Any] | None = Field(
-        None, description="probabilities in [0, 1], each sample summing to 1, " + TYPED
+    probabilities: Predictions | None = Field(
+        None,
+        description="probabilities in [0, 1], each sample summing to 1 (or N of class 1), "
+        "clipped at the machine epsilon of their dtype as scikit-learn's log_loss clips, " + TYPED,
     )
-    log_probabilities: list[list[Any]] | dict[str, Any] | None = Field(
-        None, description="log-probabilities <= 0, each sample's logsumexp 0, " + TYPED
+    log_probabilities: Predictions | None = Field(
+        None,
+        description="log-probabilities <= 0 (or N of class 1), each sample's logsumexp 0, "
+        "clipped as the probabilities are, " + TYPED,
     )
     labels: list[Any] | dict[str, Any] = Field(
         description="class labels in [0, C) or equal to ignore_index, one per sample (the "
@@ -145,11 +152,11 @@ class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    logits: list[list[float]] | dict[str, Any] | None = Field(
+    logits: Predictions | None = Field(
         None, description="exactly one of logits, probabilities and log_probabilities"
     )
-    probabilities: list[list[float]] | dict[str, Any] | None = None
-    log_probabilities: list[list[float]] | dict[str, Any] | None = None
+    probabilities: Predictions | None = None
+    log_probabilities: Predictions | None = None
 
 
 class CompareRequest(LossOptions, ResponseOptions, Resampled, Grouped):

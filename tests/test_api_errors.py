@@ -142,12 +142,12 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         "got the number 3.0",
     ),
     (
-        "first_row_is_a_number",
+        "first_row_is_a_number",  # read as binary scores (N), one of which is not a number
         score_body('"logits": [3.0, [1.0, 2.0]], "labels": [0, 1]'),
         422,
-        ["logits", 0],
-        "not_a_row",
-        "logits[0]",
+        ["logits", 1],
+        "not_a_number",
+        "Expected a number at logits[1], but got an array",
     ),
     (
         "row_is_an_object",
@@ -158,12 +158,12 @@ BAD_SCORE_BODIES: list[tuple[str, bytes, int, list[str | int] | None, str | None
         "got an object",
     ),
     (
-        "flat_logits",
-        score_body('"logits": [1.0, 2.0], "labels": [0, 1]'),
+        "binary_scores_with_a_label_past_class_1",
+        score_body('"logits": [1.0, 2.0], "labels": [0, 2]'),
         422,
-        ["logits", 0],
-        "not_a_row",
-        "logits[0]",
+        ["labels", 1],
+        "label_out_of_range",
+        "Expected labels in [0, 2), but labels[1] is 2",
     ),
     (
         "k_dim_logits_with_flat_labels",

@@ -467,13 +467,13 @@ FILE_CASES = [
     Case(
         "npz-without-logits",
         ["score", "x.npz"],
-        "x.npz: holds no `logits`",
+        "x.npz: holds none of 'logits', 'probabilities', 'log_probabilities' (it holds 'labels')",
         setup=writing(**{"x.npz": lambda p: np.savez(p, labels=LABELS)}),
     ),
     Case(
         "npy-without-labels",
         ["score", "x.npy"],
-        "no labels: give a file",
+        "no labels: x.npy holds no 'labels' (it holds one bare array); give --labels FILE",
         setup=writing(**{"x.npy": lambda p: np.save(p, LOGITS)}),
     ),
     Case(
@@ -761,7 +761,7 @@ def test_help_reads_cleanly(capsys, argv):
     assert out.startswith("usage: fairloss")
     assert "``" not in out
     if argv == ["--help"]:
-        assert "Serve the FairLoss scoring service, or score and compare files of logits." in out
+        assert "or score and compare files of predictions." in out
 
 
 def test_usage_errors_exit_2(capsys):

@@ -436,7 +436,7 @@ def test_a_row_larger_than_the_limit_is_refused():
 @pytest.mark.parametrize(
     ("logits", "labels", "message"),
     [
-        ([0.1, 0.2], [0], r"Expected `logits` to be a non-empty \(N, C\) array"),
+        (0.1, [0], r"Expected `logits` to be a non-empty \(N, C\) array"),
         (np.zeros((0, 3)), [], r"Expected `logits` to be a non-empty \(N, C\) array"),
         ([["a", "b"]], [0], r"Expected `logits` to be a non-empty \(N, C\) array"),
         ([[0.1, math.nan]], [0], r"Expected finite `logits` within float32 range, but \[0, 1\]"),

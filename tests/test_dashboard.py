@@ -810,3 +810,42 @@ def test_the_page_shows_the_services_warnings_in_chromium(page):
     page.click("#load-example")
     page.click("#run-score")
     page.wait_for_selector("#warnings", state="hidden")
+
+
+@needs_chromium
+@pytest.mark.parametrize("index", [False, True], ids=["to_csv-index-False", "to_csv-default"])
+def test_scikit_learn_outputs_as_pandas_writes_them_in_chromium(page, index):
+    """Each model's outputs as ``DataFrame.to_csv`` writes them (its header row of column
+    numbers, or of ``KIND_0 ...``; with ``index=True``, pandas' default, an index column too),
+    labels as an unnamed ``Series.to_csv`` writes them (a header "0"), give scikit-learn's
+    ``accuracy_score`` and ``log_loss``: the kind chosen, or read from the header."""
+    import pandas as pd
+
+    from tests.sklearn_models import outputs
+
+    for want in outputs():
+        for kind, values in want.predictions.items():
+            frame = pd.DataFrame(values.reshape(len(values), -1))
+            named = kind == "log_probabilities"  # its header names the kind; the rest are chosen
+            text = (frame.add_prefix(f"{kind}_") if named else frame).to_csv(index=index)
+            page.evaluate(
+                """([text, labels]) => {
+                    document.querySelectorAll('.candidate').forEach((box, k) => k && box.remove());
+                    document.querySelector('.candidate-logits').value = text;
+                    document.querySelector('#labels').value = labels;
+                    document.querySelector('#groups').value = '';
+                    document.querySelector('#summary').replaceChildren();
+                }""",
+                [text, pd.Series(want.labels).to_csv(index=False)],
+            )
+            page.select_option(".candidate-kind", "logits" if named else kind)
+            page.click("#run-score")
+            page.wait_for_selector("#summary [data-metric=ce] .value")
+            where = f"{want.name} {kind}"
+            assert page.input_value(".candidate-kind") == kind, where
+            assert page.inner_text("#summary [data-metric=ce] .value") == f"{want.log_loss:.4f}"
+            accuracy = page.inner_text("#summary [data-metric=accuracy] .value")
+            assert accuracy == f"{want.accuracy * 100:.1f}%", where
+            samples = page.inner_text("#summary [data-metric=ece]")
+            assert f"{len(want.labels)} samples" in samples, where  # the header row set aside
+            assert page.is_hidden("#warnings"), where

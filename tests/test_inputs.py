@@ -14,8 +14,8 @@ import torch
 from sklearn.metrics import brier_score_loss, log_loss
 
 from fairloss import FairLoss, InputError, ScoringOptions, score_batch
-from fairloss.checks import PROBABILITIES_AS_LOGITS
 from fairloss.metrics import superior_violations
+from fairloss.predictions import PROBABILITIES_AS_LOGITS
 
 RNG = np.random.default_rng(5)
 LOGITS = RNG.normal(size=(300, 4)) * 2
@@ -33,16 +33,53 @@ def test_probabilities_and_log_probabilities_score_as_their_logits() -> None:
             torch.testing.assert_close(got.columns[name], want.columns[name], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(("precision", "eps"), [("float32", 2.0**-23), ("float64", 2.0**-52)])
-def test_probability_zero_for_the_true_class_is_clipped_at_machine_epsilon(
-    precision: Any, eps: float
+# Probabilities a random forest and a confident logistic regression give: exact zeros and ones,
+# true classes far below float32's epsilon (1.2e-7) and between float64's and float32's.
+EDGES = np.array(
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1e-10, 1 - 1e-10, 0.0], [1e-300, 0.5, 0.5],
+     [3e-8, 0.2, 0.8 - 3e-8], [0.25, 0.25, 0.5]]
+)  # fmt: skip
+EDGE_LABELS = np.array([1, 1, 0, 0, 0, 2])
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_probabilities_clip_as_scikit_learns_log_loss_at_their_own_dtypes_epsilon(
+    precision: Any, dtype: Any
 ) -> None:
-    probs = np.array([[1.0, 0.0], [0.5, 0.5]])
-    batch = score_batch(
-        probs, np.array([1, 0]), ScoringOptions(precision=precision), kind="probabilities"
-    )
-    # log(clip(p, eps, 1)) renormalised by the softmax: -log(eps / (1 + eps)), by hand
-    assert float(batch.columns["ce"][0]) == pytest.approx(-math.log(eps / (1 + eps)), rel=1e-6)
+    """``log_loss`` clips at the epsilon of the array's dtype, whatever the compute precision;
+    the renormalising softmax moves a sample by at most C * eps, which float16 (eps 1e-3) shows."""
+    p = EDGES.astype(dtype)
+    batch = score_batch(p, EDGE_LABELS, ScoringOptions(precision=precision), kind="probabilities")
+    want = log_loss(EDGE_LABELS, p, labels=[0, 1, 2])
+    rtol = {np.float64: 1e-7, np.float32: 1e-6, np.float16: 1e-2}[dtype]
+    assert batch.reduced["ce"] == pytest.approx(want, rel=rtol)
+    with np.errstate(divide="ignore"):
+        log_p = np.log(p)
+    logged = score_batch(
+        log_p, EDGE_LABELS, ScoringOptions(precision=precision), kind="log_probabilities"
+    )  # -inf where p is 0: predict_log_proba scores as predict_proba does
+    assert logged.reduced["ce"] == pytest.approx(want, rel=rtol)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_one_dimensional_binary_scores_read_as_scikit_learn_reads_them(precision: Any) -> None:
+    """(N) scores: decision_function's s are the logits (0, s) (predict_proba is their
+    sigmoid, for logistic regression), probabilities p of class 1 are (1 - p, p), as
+    ``log_loss`` reads a 1-D ``y_proba``; log-probabilities are log(p)."""
+    s = RNG.normal(size=300) * 4
+    y = (RNG.uniform(size=300) < 1 / (1 + np.exp(-s))).astype(int)
+    p = 1 / (1 + np.exp(-s))
+    options = ScoringOptions(precision=precision)
+    want = log_loss(y, p)
+    rtol = 1e-6 if precision == "float32" else 1e-12
+    for kind, value in (("logits", s), ("probabilities", p), ("log_probabilities", np.log(p))):
+        batch = score_batch(value, y, options, kind=kind)  # type: ignore[arg-type]
+        assert batch.reduced["ce"] == pytest.approx(want, rel=rtol), kind
+        assert batch.num_classes == 2
+        assert batch.metrics["accuracy"] == pytest.approx(np.mean((s > 0) == y), abs=1e-12)
+    with pytest.raises(InputError, match=r"labels in \[0, 2\), but labels\[0\] is 2"):
+        score_batch(s, np.r_[2, y[1:]], options)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +99,12 @@ def test_probability_zero_for_the_true_class_is_clipped_at_machine_epsilon(
             ("log_probabilities", 0),
             "exponentiates to 0.735759",
         ),
+        ("log_probabilities", [[-math.inf, -math.inf]], ("log_probabilities", 0), "to 0\n"),
+        ("log_probabilities", [[math.inf, 0.0]], ("log_probabilities", 0, 0), "finite"),
+        ("log_probabilities", [[math.nan, 0.0]], ("log_probabilities", 0, 0), "is nan"),
+        ("probabilities", [[math.nan, 1.0]], ("probabilities", 0, 0), "is nan"),
+        ("probabilities", [1.5], ("probabilities", 0), "in [0, 1], but probabilities[0] is 1.5"),
+        ("log_probabilities", [0.5], ("log_probabilities", 0), "<= 0"),
     ],
 )
 def test_predictions_that_are_not_distributions_name_the_sample(
@@ -70,7 +113,7 @@ def test_predictions_that_are_not_distributions_name_the_sample(
     with pytest.raises(InputError) as raised:
         score_batch(np.array(value), np.array([0]), kind=kind)
     assert raised.value.loc == loc
-    assert words in str(raised.value)
+    assert words in str(raised.value) + "\n"
 
 
 def test_weighted_means_match_scikit_learn() -> None:

@@ -77,9 +77,12 @@ def outputs_of(response: httpx.Response) -> dict[str, np.ndarray]:
 
 
 def reference(kind: str, tensors: list[Tensor], **options: Any) -> BatchScores:
+    """The core on the same values, held in the dtype the service reads the datatype into
+    (BF16 as float32), which sets where probabilities are clipped."""
     arrays = {name: values for name, _, values in tensors}
+    datatype = next(datatype for name, datatype, _ in tensors if name == kind)
     return score_batch(
-        np.asarray(arrays[kind], dtype=np.float64),
+        np.asarray(arrays[kind], dtype=NUMPY.get(datatype, "<f4")),
         np.asarray(arrays["labels"], dtype=np.int64),
         ScoringOptions(**options),
         kind=kind,  # type: ignore[arg-type]
@@ -312,6 +315,7 @@ def test_tritonclient_sends_each_input(triton_client, kind, dtype, shape, binary
         tensors = tensors[:2]
     outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in (*TERMS, "reduced")]
     result = triton_client.infer("fairloss", sent, outputs=outputs)
+    tensors[0] = (kind, sent[0].datatype(), tensors[0][2])  # clipped as the dtype sent
     want = reference(kind, tensors)
     for name in TERMS:
         got = result.as_numpy(name)
@@ -381,9 +385,10 @@ BAD: list[tuple[str, tuple[bytes, dict[str, str]], str]] = [
         "Input 'labels' has datatype 'FP16'; expected INT32 or INT64",
     ),
     (
-        "log-probabilities of rank 1",
-        bad(("log_probabilities", "BF16", np.zeros(4)), LABELS),
-        "Input 'log_probabilities' has shape [4]; expected [N, C] or [N, C, d1, ..., dk]",
+        "log-probabilities of rank 0",
+        bad(("log_probabilities", "BF16", np.array(0.0)), LABELS),
+        "Input 'log_probabilities' has shape []; expected [N, C] or [N, C, d1, ..., dk], or "
+        "[N] binary scores",
     ),
     (
         "labels of rank 0",

@@ -54,6 +54,7 @@ CHANGES_TOTALS = {
 ARRAY_FLAGS = {"labels", "url", "api_key", "output", "concurrency", "progress", "file", "help"}
 ARRAY_FLAGS |= {"bootstrap", "confidence_level", "seed"}  # resampling, not a scoring option
 ARRAY_FLAGS |= {"groups", "per_class"}  # where: classes and slices, not scoring options
+ARRAY_FLAGS |= {"kind", "predictions_key", "labels_key", "weight_key"}  # what the files hold
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_a_value_that_is_not_finite_is_found_in_every_dtype(dtype: torch.dtype, 
 
 BAD_BATCHES: list[tuple[str, Any, Any, ScoringOptions, tuple[Any, ...], str, str]] = [
     ("ints", [[1, 2]], [0], ScoringOptions(), ("logits",), "float_type", "floating point"),
-    ("rank", [1.0, 2.0], [0], ScoringOptions(), ("logits",), "bad_shape", "of shape (N, C)"),
+    ("rank", 1.0, [0], ScoringOptions(), ("logits",), "bad_shape", "but got a single number"),
     ("empty", np.zeros((0, 3)), [], ScoringOptions(), ("logits",), "empty_batch", "one row"),
     ("one_class", [[1.0]], [0], ScoringOptions(), ("logits", 0), "too_few_classes", "2 classes"),
     (

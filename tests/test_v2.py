@@ -308,8 +308,8 @@ ERRORS: list[tuple[str, Any, str]] = [
     ),
     (
         "wrong rank",
-        with_input(0, shape=[6]),
-        "Input 'logits' has shape [6]; expected [N, C] or [N, C, d1, ..., dk]",
+        with_input(0, shape=[]),
+        "Input 'logits' has shape []; expected [N, C] or [N, C, d1, ..., dk], or [N] binary scores",
     ),
     (
         "one class",

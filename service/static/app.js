@@ -107,11 +107,11 @@ function bootstrapOption() {
   return { bootstrap };
 }
 
-// POST /score with the first candidate's logits.
+// POST /score with the first candidate's predictions (logits, probabilities or log-probabilities).
 async function runScore() {
   const [first] = readCandidates();
-  const labels = readLabels();
-  const result = await callApi("score", { logits: first.logits, labels, ...lossOptions() });
+  const labels = readLabels(first);
+  const result = await callApi("score", { [first.kind]: first.values, labels, ...lossOptions() });
   return { mode: "score", labels, candidates: [{ name: first.name, ...result }], ranking: null, differences: null };
 }
 
@@ -120,8 +120,9 @@ async function runScore() {
 // With the bootstrap on, `differences` holds one paired comparison per pair of candidates.
 async function runCompare() {
   const candidates = readCandidates();
-  const labels = readLabels();
-  const response = await callApi("compare", { labels, candidates, ...lossOptions() });
+  const labels = readLabels(candidates[0]);
+  const sent = candidates.map(({ name, kind, values }) => ({ name, [kind]: values }));
+  const response = await callApi("compare", { labels, candidates: sent, ...lossOptions() });
   const { ranking, differences = null } = response;
   return { mode: "compare", labels, candidates: response.candidates, ranking, differences };
 }
@@ -142,35 +143,82 @@ function parseText(text, what) {
   return parseCsv(trimmed, what);
 }
 
-// Rows of numbers separated by commas, semicolons, tabs or spaces; a header row is skipped.
+const KINDS = ["logits", "probabilities", "log_probabilities"];
+const NEGATIVE_INFINITY = /^-(inf|infinity)$/i; // numpy's and pandas' way of writing log(0)
+
+// Whether a CSV's first row is a header: a cell that is not a number (or is empty), or the
+// names pandas gives unnamed columns, 0, 1, ..., C-1 written as integers, over rows of numbers
+// written with a decimal point (a frame of predictions written by `to_csv(index=False)`).
+function isHeader(rows) {
+  const [first, ...rest] = rows;
+  if (first.some((cell) => cell === "" || Number.isNaN(Number(cell)))) return true;
+  const numbered = first.every((cell, c) => cell === String(c));
+  return numbered && rest.some((cells) => cells.some((cell) => /[.eE]/.test(cell)));
+}
+
+// Rows of numbers separated by commas, semicolons, tabs or spaces; a header row is recognised and
+// set aside (`header`), and a pandas index column (its header cell empty) dropped.
 function parseCsv(text, what) {
-  const rows = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean).map((line) => line.split(/[,;\t ]+/));
-  if (rows[0].some((cell) => Number.isNaN(Number(cell)))) rows.shift();
-  return rows.map((cells, r) =>
+  let rows = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean).map((line) => line.split(/[,;\t ]+/));
+  let header = null;
+  if (isHeader(rows)) header = rows.shift();
+  if (header && header[0] === "" && header.length > 1) {
+    header = header.slice(1);
+    rows = rows.map((cells) => cells.slice(1));
+  }
+  const values = rows.map((cells, r) =>
     cells.map((cell, c) => {
-      const value = Number(cell);
+      const value = NEGATIVE_INFINITY.test(cell) ? -Infinity : Number(cell);
       if (cell === "" || Number.isNaN(value)) {
         throw new Error(`${what}: CSV row ${r + 1}, column ${c + 1} ("${cell}") is not a number`);
       }
       return value;
     }),
   );
+  values.header = header;
+  return values;
+}
+
+// The kind a CSV header names (`probabilities_0`, ... as `add_prefix` writes them), if any.
+function kindOfHeader(header) {
+  if (!header) return null;
+  return [...KINDS].reverse().find((kind) => header.every((cell) => cell.startsWith(kind))) ?? null;
+}
+
+// JSON has no -Infinity: a log-probability of -inf (a probability of 0) goes as the lowest
+// float64, which the service clips to the same value.
+function finite(values) {
+  return values.map((row) => (Array.isArray(row) ? finite(row) : row === -Infinity ? -Number.MAX_VALUE : row));
 }
 
 function readCandidates() {
   return [...document.querySelectorAll(".candidate")].map((box, k) => {
     const name = box.querySelector(".candidate-name").value.trim() || `candidate-${k + 1}`;
-    const value = parseText(box.querySelector(".candidate-logits").value, `logits of ${name}`);
-    const logits = Array.isArray(value) ? value : value.logits;
-    if (!Array.isArray(logits)) throw new Error(`logits of ${name}: expected an array of rows`);
-    return { name, logits };
+    let kind = box.querySelector(".candidate-kind").value;
+    const value = parseText(box.querySelector(".candidate-logits").value, `${kind} of ${name}`);
+    let values = value;
+    if (!Array.isArray(value)) {
+      const held = KINDS.filter((key) => Array.isArray(value?.[key]));
+      if (held.length !== 1) throw new Error(`predictions of ${name}: expected an array of rows, or an object holding one of ${KINDS.join(", ")}`);
+      [kind] = held;
+      values = value[kind];
+    }
+    kind = kindOfHeader(value.header) ?? kind;
+    box.querySelector(".candidate-kind").value = kind;
+    // One column of CSV: a binary classifier's scores of class 1, one per sample.
+    if (values.header !== undefined && values.every((row) => row.length === 1)) values = values.flat();
+    return { name, kind, values: finite(values) };
   });
 }
 
-function readLabels() {
+// The labels; a lone "0" above them is the header pandas writes for an unnamed Series, set aside
+// when the labels then outnumber the predictions by one.
+function readLabels(first) {
   const value = parseText($("labels").value, "labels");
-  const labels = Array.isArray(value) ? value.flat() : value.labels;
+  let labels = Array.isArray(value) ? value.flat() : value.labels;
   if (!Array.isArray(labels)) throw new Error("labels: expected an array of class indices");
+  const unnamed = value.header === null && $("labels").value.trim().split(/\r?\n/)[0].trim() === "0";
+  if (unnamed && first && labels.length === first.values.length + 1) labels = labels.slice(1);
   return labels;
 }
 
@@ -821,7 +869,9 @@ function addCandidate(name = `model-${String.fromCharCode(97 + document.querySel
   box.querySelector(".candidate-file").addEventListener("change", async (event) => {
     const text = await event.target.files[0].text();
     const value = text.trim().startsWith("{") ? JSON.parse(text) : null;
-    box.querySelector(".candidate-logits").value = value?.logits ? JSON.stringify(value.logits) : text;
+    const kind = KINDS.find((key) => value?.[key]);
+    box.querySelector(".candidate-logits").value = kind ? JSON.stringify(value[kind]) : text;
+    if (kind) box.querySelector(".candidate-kind").value = kind;
     if (value?.name) box.querySelector(".candidate-name").value = value.name;
     if (value?.labels) $("labels").value = JSON.stringify(value.labels);
   });
