@@ -113,6 +113,15 @@ class ReplicateSums:
             extra[name] = None if mine is None else mine.merge(theirs)
         return ReplicateSums(self.values + other.values, self.bins + other.bins, **extra)
 
+    def shifted(self, shift: int) -> ReplicateSums:
+        """These sums times ``2**shift`` (`fairloss.sums.ScoreSums.rescaled`)."""
+        return ReplicateSums(
+            np.ldexp(self.values, shift),
+            np.ldexp(self.bins, shift),
+            None if self.flips is None else self.flips.shifted(shift),
+            None if self.relabels is None else self.relabels.shifted(shift),
+        )
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, ReplicateSums)

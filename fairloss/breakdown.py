@@ -37,7 +37,7 @@ def group_report(
                 continue
             entry: dict[str, Any] = {"key": key, "count": sums.count}
             if weighted:
-                entry["weight"] = sums.weight
+                entry["weight"] = sums.unscaled("weight")
             entry["reduced"] = {"reduction": reduction, **reduced(sums, reduction)}
             entry["metrics"] = metrics(sums)
             if confidence_level is not None:

@@ -67,6 +67,11 @@ class ClassSums:
             counts,
         )
 
+    def shifted(self, shift: int) -> ClassSums:
+        """These sums times ``2**shift`` (`fairloss.sums.ScoreSums.rescaled`)."""
+        values, bins, count = (np.ldexp(a, shift) for a in (self.values, self.bins, self.count))
+        return ClassSums(values, bins, self.true, self.predicted, count)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ClassSums) and all(
             np.array_equal(getattr(self, name), getattr(other, name))
@@ -189,15 +194,19 @@ def _ratio(top: Floats, bottom: Floats) -> list[float]:
         ]
 
 
-def class_report(sums: ClassSums) -> dict[str, Any]:
+def class_report(sums: ClassSums, scale: int = 0) -> dict[str, Any]:
     """The ``classes`` body: columnar lists of length C (NaN where a denominator is 0) and the
     confusion cells. ``recall = correct / support``, ``precision = correct / predicted``,
     ``f1 = 2 correct / (support + predicted)``, each loss its sum over ``support``, ``ece``
-    each class's one-vs-rest calibration error."""
+    each class's one-vs-rest calibration error. ``scale``: the sums are in units of
+    ``2**scale`` (`fairloss.sums.ScoreSums.scale`); the weights reported, ``support``,
+    ``predicted`` and the confusion counts, are given in the weights' own (inf past float64)."""
     support, predicted, correct = (sums.values[:, k] for k in range(3))
+    with np.errstate(over="ignore"):
+        own = [np.ldexp(a, scale).tolist() for a in (support, predicted, sums.count)]
     report: dict[str, Any] = {
-        "support": support.tolist(),
-        "predicted": predicted.tolist(),
+        "support": own[0],
+        "predicted": own[1],
         "recall": _ratio(correct, support),
         "precision": _ratio(correct, predicted),
         "f1": _ratio(2 * correct, support + predicted),
@@ -208,7 +217,7 @@ def class_report(sums: ClassSums) -> dict[str, Any]:
     report["confusion"] = {
         "true": sums.true.tolist(),
         "predicted": sums.predicted.tolist(),
-        "count": sums.count.tolist(),
+        "count": own[2],
     }
     return report
 

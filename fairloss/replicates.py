@@ -161,7 +161,10 @@ def with_groups(
         groups[name] = Slices(
             column.keys,
             tuple(
-                from_item_sums(int(counts_of[k]), int(positives[k]), sums[k], n_bins)
+                replace(
+                    from_item_sums(int(counts_of[k]), int(positives[k]), sums[k], n_bins),
+                    scale=batch.sums.scale,
+                )
                 for k in range(keys)
             ),
             tuple(column.counts().values()),

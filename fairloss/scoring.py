@@ -43,7 +43,14 @@ from fairloss.predictions import (
 )
 from fairloss.replicates import with_groups, with_replicates
 from fairloss.slices import Column, as_columns, checked_counts
-from fairloss.sums import ScoreSums, counted_items, counted_weight, sums_of
+from fairloss.sums import (
+    ScoreSums,
+    counted_items,
+    counted_weight,
+    scaled,
+    sums_of,
+    weight_scale,
+)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TERMS = ("ce", "penalty", "total")
@@ -92,7 +99,7 @@ class BatchScores:
 def reduced(sums: ScoreSums, reduction: str) -> dict[str, float]:
     """The FairLoss terms of ``sums`` reduced by ``reduction`` (``mean`` or ``sum``)."""
     if reduction == "sum":
-        return {k: float(getattr(sums, k)) for k in TERMS}
+        return {k: sums.unscaled(k) for k in TERMS}
     return {k: sums.mean(k) for k in TERMS}
 
 
@@ -183,6 +190,9 @@ def score_batch(
     if sample_weight is not None:
         w = checked_sample_weight(sample_weight, shape).to(device=device, dtype=torch.float64)
         w = w.reshape(-1)
+    # Weights far from 1 are summed in units of 2**scale (exact), so no sum leaves float64.
+    scale = 0 if w is None else weight_scale(w)
+    given, w = w, None if w is None else scaled(w, scale)
     z, y = flatten(z, y)
     weight = class_weights_tensor(options.class_weights, z.shape[1], z)
     # Without an ignore_index every sample counts: no masks to apply (counted is None).
@@ -206,7 +216,7 @@ def score_batch(
     if scored.scores is None:
         columns = {**dict(zip(TERMS, terms[:3], strict=True)), "counted": terms.counted}
         weight_sum, *totals = scored.sums.tolist()
-        sums = ScoreSums(count, items, weight_sum, 0, *totals)
+        sums = replace(ScoreSums(count, items, weight_sum, 0, *totals), scale=scale)
         return batch(columns, sums, weighted=w is not None)
     scores = scored.scores
     rule_columns = {name: getattr(scores, name) for name in SCORES[1:]}
@@ -225,10 +235,10 @@ def score_batch(
     found = None
     if violations:
         found = {
-            k: count_violations(columns[k], correct, terms.counted, sample_weight=w)
+            k: count_violations(columns[k], correct, terms.counted, sample_weight=given)
             for k in CRITERIA
         }
-    sums = sums_of(count, scored.sums, options.ece_bins, items)
+    sums = replace(sums_of(count, scored.sums, options.ece_bins, items), scale=scale)
     if per_class:
         weight = counted_weight(terms.counted, w)
         sums = replace(sums, classes=class_sums(z, target, weight, columns, options.ece_bins))

@@ -306,6 +306,10 @@ class Slices:
         ]
         return Slices(keys, tuple(m[0] for m in merged), tuple(m[1] for m in merged))
 
+    def rescaled(self, scale: int) -> Slices:
+        """Each key's sums in units of ``2**scale`` (`fairloss.sums.ScoreSums.rescaled`)."""
+        return Slices(self.keys, tuple(s.rescaled(scale) for s in self.sums), self.seen)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Slices) and (self.keys, self.sums, self.seen) == (
             other.keys,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,11 @@ class ScoreSums:
     ``items`` the number of items (first-axis entries) with a counted sample of positive weight,
     which intervals and tests need two of; every other field is a weighted sum (nats for the
     losses), and every mean divides by ``weight``.
+
+    ``scale``: the weighted sums are in units of ``2**scale``, 0 unless the sample weights lie
+    outside [2**-400, 2**400] (`weight_scale`), where sums of weights times losses (or their
+    products) would leave float64's range: scaling by a power of two is exact, and every mean
+    is a ratio of two sums in one unit. `merge` brings two scales to the larger first.
     """
 
     count: int = 0
@@ -56,11 +61,46 @@ class ScoreSums:
     replicates: ReplicateSums | None = None
     classes: ClassSums | None = None
     groups: Mapping[str, Slices] | None = None
+    scale: int = 0
 
     def merge(self, other: ScoreSums) -> ScoreSums:
+        scale = max(self.scale, other.scale)
+        mine, theirs = self.rescaled(scale), other.rescaled(scale)
         return ScoreSums(
-            **{f.name: _add(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+            **{
+                f.name: _add(getattr(mine, f.name), getattr(theirs, f.name))
+                for f in fields(self)
+                if f.name != "scale"
+            },
+            scale=scale,
         )
+
+    def rescaled(self, scale: int) -> ScoreSums:
+        """These sums in units of ``2**scale`` (``scale`` at least `scale`): each weighted sum
+        times ``2**(self.scale - scale)``, exact but where it falls below float64's range,
+        and then below the larger sums' last bit."""
+        shift = self.scale - scale
+        if not shift:
+            return self
+        changes: dict[str, Any] = {
+            name: math.ldexp(getattr(self, name), shift) for name in WEIGHTED
+        }
+        for name in BINS:
+            changes[name] = tuple(math.ldexp(v, shift) for v in getattr(self, name))
+        if self.replicates is not None:
+            changes["replicates"] = self.replicates.shifted(shift)
+        if self.classes is not None:
+            changes["classes"] = self.classes.shifted(shift)
+        if self.groups is not None:
+            changes["groups"] = {name: s.rescaled(scale) for name, s in self.groups.items()}
+        return replace(self, **changes, scale=scale)
+
+    def unscaled(self, name: str) -> float:
+        """The weighted sum ``name`` in the weights' own units (infinite past float64's)."""
+        try:
+            return math.ldexp(getattr(self, name), self.scale)
+        except OverflowError:
+            return math.inf
 
     def mean(self, name: str) -> float:
         """Weighted mean of a summed per-sample value (NaN when the counted samples weigh 0)."""
@@ -85,6 +125,27 @@ class ScoreSums:
 
 # The scoring rules' sums, and every weighted sum, in the order of `ScoreSums`' fields.
 SUMMED = ("log_loss", "brier", "pll", "pbs")
+WEIGHTED = ("weight", "correct", "ce", "penalty", "total", *SUMMED)
+BINS = ("bin_count", "bin_confidence", "bin_correct")
+PLAIN_EXPONENTS = 400  # weights within [2**-400, 2**400] are summed as they are
+
+
+def weight_scale(weight: Tensor) -> int:
+    """The power of two to divide sample weights by (finite, >= 0): 0 while the largest lies
+    within [2**-PLAIN_EXPONENTS, 2**PLAIN_EXPONENTS], else the exponent that brings it into
+    [0.5, 1), so that neither a sum of weights times losses overflows nor a weight times a
+    loss underflows."""
+    largest = float(weight.max()) if weight.numel() else 0.0
+    exponent = math.frexp(largest)[1]
+    return exponent if largest and abs(exponent) > PLAIN_EXPONENTS else 0
+
+
+def scaled(weight: Tensor, scale: int) -> Tensor:
+    """``weight / 2**scale``, exactly (in two steps, as 2**1073 itself is past float64)."""
+    if not scale:
+        return weight
+    half = -scale // 2
+    return weight * 2.0**half * 2.0 ** (-scale - half)
 
 
 def rank(sums: Mapping[str, ScoreSums]) -> dict[str, list[str]]:

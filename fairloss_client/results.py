@@ -55,7 +55,9 @@ class ScoreResult:
         """With ``per_class``: per-class support, precision, recall, F1, losses and calibration
         error (lists of length C, NaN where a denominator is 0) and the confusion cells, from
         the merged per-class sums (`fairloss.classes.class_report`); None otherwise."""
-        return None if self.sums.classes is None else class_report(self.sums.classes)
+        if self.sums.classes is None:
+            return None
+        return class_report(self.sums.classes, self.sums.scale)
 
     @property
     def groups(self) -> dict[str, list[dict[str, Any]]] | None:

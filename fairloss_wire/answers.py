@@ -50,6 +50,8 @@ def sums_to_dict(
         "correct": [_whole(v) for v in sums.bin_correct],
     }
     body = {**scalars, "bins": bins}
+    if sums.scale:  # the weighted sums are in units of 2**scale (`fairloss.sums.weight_scale`)
+        body["scale"] = sums.scale
     if sums.classes is not None:
         body["classes"] = classes_to_dict(sums.classes, arrays)
     if replicates and sums.replicates is not None:
@@ -92,9 +94,9 @@ def classes_from_dict(body: Mapping[str, Any]) -> ClassSums:
     )
 
 
-def classes_body(sums: ClassSums) -> dict[str, Any]:
+def classes_body(sums: ClassSums, scale: int = 0) -> dict[str, Any]:
     """The ``classes`` of a scored body: `fairloss.classes.class_report`, NaN as null."""
-    report = class_report(sums)
+    report = class_report(sums, scale)
     for name, values in report.items():
         if name in ("support", "predicted"):
             report[name] = [_whole(v) for v in values]
@@ -129,6 +131,7 @@ def sums_from_dict(body: Mapping[str, Any]) -> ScoreSums:
         }
         if "groups" in body
         else None,
+        scale=int(body.get("scale", 0)),
     )
 
 
@@ -169,7 +172,7 @@ def scored(
     if batch.warnings:
         body["warnings"] = list(batch.warnings)
     if batch.sums.classes is not None:
-        body["classes"] = classes_body(batch.sums.classes)
+        body["classes"] = classes_body(batch.sums.classes, batch.sums.scale)
     if per_sample:
         columns = per_sample_columns(batch, extra_columns)
         body["per_sample"] = (
