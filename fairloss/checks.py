@@ -44,6 +44,11 @@ def check_shape(shape: tuple[int, ...], name: str = "logits") -> None:
         )
 
 
+def scored_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape predictions of ``shape`` are scored in: (N, 2) for binary scores (N)."""
+    return (int(shape[0]), 2) if len(shape) == 1 else tuple(int(d) for d in shape)
+
+
 def num_classes(shape: Sequence[int]) -> int:
     """The classes C of predictions of ``shape``: (N, C, ...), or 2 for binary scores (N)."""
     return 2 if len(shape) == 1 else int(shape[1])

@@ -81,8 +81,11 @@ def _raise_not_finite(z: Tensor, narrowed: Tensor, kind: Kind) -> None:
     finite = torch.isfinite(narrowed if kind == "log_probabilities" else z)
     if not bool(finite.all()):
         at = first_index(~finite)
+        value = float(z[at])
+        hint = " (the log of a probability of 0? send them as log_probabilities)"
         raise InputError(
-            f"Expected finite numbers, but {{where}} is {float(z[at])}",
+            f"Expected finite numbers, but {{where}} is {value}"
+            + (hint if kind == "logits" and value == -math.inf else ""),
             (kind, *at),
             "not_finite",
         )

@@ -13,6 +13,10 @@ import numpy.typing as npt
 import torch
 
 Array = npt.NDArray[Any]
+LOG_OF_ZERO = (
+    "; -inf is the log of a probability of 0: send log-probabilities as log_probabilities "
+    '(kind="log_probabilities", --kind log_probabilities)'
+)
 ArrayLike = npt.ArrayLike | torch.Tensor
 
 
@@ -46,8 +50,9 @@ def as_predictions(value: ArrayLike, name: str, precision: str, kind: str = "log
     if not finite.all():
         at = tuple(int(k) for k in np.argwhere(~finite)[0])
         within = f" within {precision} range" if kind == "logits" else ""
+        hint = LOG_OF_ZERO if kind == "logits" and array[at] == -np.inf else ""
         raise ValueError(
-            f"Expected finite `{name}`{within}, but {list(at)} is {as_numpy(value)[at]}"
+            f"Expected finite `{name}`{within}, but {list(at)} is {as_numpy(value)[at]}{hint}"
         )
     return array
 

@@ -13,7 +13,7 @@ import orjson
 import pybase64
 
 from fairloss.bootstrap import Bootstrap
-from fairloss.checks import KINDS
+from fairloss.checks import KINDS, scored_shape
 from fairloss.metrics import CRITERIA
 from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.slices import Column, checked_groups, work_rows
@@ -220,19 +220,23 @@ def compare_request(
     labels: ArrayLike,
     fields: dict[str, Any],
     *,
-    kind: str = "logits",
+    kind: str | Mapping[str, str] = "logits",
     sample_weight: ArrayLike | None = None,
     groups: Mapping[str, Any] | None = None,
 ) -> Request:
-    _check_kind(kind)
+    """``kind``: of every candidate, or each candidate's by name (candidates of different
+    kinds compare alike: binary scores (N) as the (N, 2) they are scored as)."""
     if not candidates:
         raise ValueError("Expected at least one candidate")
+    kinds = {name: kind if isinstance(kind, str) else kind[name] for name in candidates}
+    for each in kinds.values():
+        _check_kind(each)
     precision = fields["precision"]
     arrays = {
-        name: as_predictions(v, f"candidates[{name!r}]", precision, kind)
+        name: as_predictions(v, f"candidates[{name!r}]", precision, kinds[name])
         for name, v in candidates.items()
     }
-    shapes = {a.shape for a in arrays.values()}
+    shapes = {scored_shape(a.shape) for a in arrays.values()}
     if len(shapes) != 1:
         raise ValueError(f"Expected every candidate to have one shape, but got {sorted(shapes)}")
     shape = shapes.pop()
@@ -240,11 +244,14 @@ def compare_request(
     fields = _with_counts(fields, inputs)
 
     def body(rows: slice | Array) -> dict[str, Any]:
-        named = [{"name": name, kind: inputs.predictions(a[rows])} for name, a in arrays.items()]
+        named = [
+            {"name": name, kinds[name]: inputs.predictions(a[rows])} for name, a in arrays.items()
+        ]
         return {**inputs.fields(rows), "candidates": named, **fields, **_offset(rows, fields)}
 
     rows = _rows(fields, inputs)
-    return Request("/compare", shape[0], math.prod(shape[1:]) * len(arrays), body, *rows)
+    numbers = sum(math.prod(a.shape[1:]) for a in arrays.values())
+    return Request("/compare", shape[0], numbers, body, *rows)
 
 
 CLASS_ROWS = 256

@@ -25,6 +25,7 @@ from fairloss.bootstrap import Bootstrap
 from fairloss.checks import KINDS
 from fairloss.errors import InputError
 from fairloss.options import OPTION_NAMES, ScoringOptions, specs
+from fairloss_client.arrays import as_predictions
 from fairloss_client.cli_files import check_output, write_output
 from fairloss_client.cli_inputs import Keys, load
 from fairloss_client.cli_local import in_process
@@ -125,11 +126,18 @@ def run_files(args: argparse.Namespace) -> None:
         options.get("precision", "float32"),
     )
     inputs = load(paths, args.labels, keys, args.progress)
+    precision = options.get("precision", "float32")
+    for name, value in inputs.predictions.items():  # in both paths' words, by file
+        kind = inputs.kinds[name]
+        try:
+            inputs.predictions[name] = as_predictions(value, kind, precision, kind)
+        except ValueError as exc:
+            raise CliError(f"{name}: {exc}") from None
     compare = args.command == "compare"
     where = {
         "groups": inputs.groups,
         "per_class": args.per_class,
-        "kind": inputs.kind,
+        "kinds": inputs.kinds,
         "sample_weight": inputs.sample_weight,
     }
     result = (
@@ -154,7 +162,7 @@ def run_files(args: argparse.Namespace) -> None:
             warn(f"{getattr(one, 'name', paths[0].stem)}: {message}")
     # The file first: `fairloss score x.npz --output y.csv | head -1` still writes y.csv.
     if args.output is not None:
-        write_output(args.output, result, inputs.labels)
+        write_output(args.output, result, inputs.labels, inputs.groups)
     text = format_score(result) if isinstance(result, ScoreResult) else format_compare(result)
     _print(text + format_where(result))
 

@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 
 from fairloss.checks import KINDS, Kind
 from fairloss_client.arrays import Array, as_numpy
-from fairloss_client.cli_tables import KEYS, TABLE_SUFFIXES, read_table, table_keys
+from fairloss_client.cli_tables import KEYS, NUMBERED, TABLE_SUFFIXES, read_table, table_keys
 from fairloss_client.cli_text import CliError, os_reason, reason
 
 SUFFIXES = (".npz", ".npy", ".pt", *TABLE_SUFFIXES)
@@ -46,10 +47,10 @@ class Keys:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the files hold: each file's predictions (by file stem), of one ``kind``, and the
+    """What the files hold: each file's predictions and their kind (by file stem), and the
     labels, weights and group columns they share."""
 
-    kind: Kind
+    kinds: dict[str, Kind]
     predictions: dict[str, Array]
     labels: Array
     sample_weight: Array | None
@@ -84,7 +85,8 @@ class _File:
 
     def _load(self) -> Any:
         path = self.path
-        try:
+        self.npz = False
+        with self._reading():
             if self.suffix == ".pt":
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -95,9 +97,22 @@ class _File:
                 with path.open("rb") as handle:
                     found = np.load(handle)
                     if isinstance(found, np.lib.npyio.NpzFile):
-                        with found:
-                            return {k: found[k] for k in found.files}
+                        self.npz = True
+                        with found:  # the names now; each array when taken (`take`)
+                            return dict.fromkeys(found.files)
                     return found
+        if not isinstance(loaded, torch.Tensor | Mapping):
+            raise CliError(
+                f"{path}: expected a tensor or a dict of tensors, not {type(loaded).__name__}"
+            )
+        return loaded
+
+    @contextlib.contextmanager
+    def _reading(self, key: str | None = None) -> Iterator[None]:
+        """Every way reading the file (or its array ``key``) fails, as one `CliError`."""
+        path = self.path
+        try:
+            yield
         except OSError as exc:
             raise CliError(f"{path}: cannot read it: {os_reason(exc)}") from None
         except pickle.UnpicklingError as exc:
@@ -106,16 +121,16 @@ class _File:
                 "expected a file that torch.save wrote of a tensor or a dict of tensors"
             ) from None
         except Exception as exc:  # a corrupt file fails a decoder in many ways
-            what = "a torch.save file" if self.suffix == ".pt" else "a numpy .npy or .npz file"
             said = reason(exc)
+            if key is not None and "allow_pickle" in said:
+                raise CliError(
+                    f"{path}: {key!r} holds Python objects (dtype object, as a pandas column of "
+                    "text has), which would have to be unpickled; save it with .astype(str)"
+                ) from None
+            what = "a torch.save file" if self.suffix == ".pt" else "a numpy .npy or .npz file"
             if "allow_pickle" in said:  # numpy's word for "not an array file I know"
                 said = "not one, or one of Python objects, which would have to be unpickled"
             raise CliError(f"{path}: cannot read it as {what} ({said})") from None
-        if not isinstance(loaded, torch.Tensor | Mapping):
-            raise CliError(
-                f"{path}: expected a tensor or a dict of tensors, not {type(loaded).__name__}"
-            )
-        return loaded
 
     def holds(self, key: str) -> bool:
         return self.held is not None and key in self.held
@@ -130,11 +145,22 @@ class _File:
             return read_table(self.path, wanted, self.table, self.progress)
         if not isinstance(self.loaded, Mapping):  # a bare array: the one name wanted
             return dict.fromkeys(wanted, as_numpy(self.loaded))
-        return {key: as_numpy(self.loaded[key]) for key in wanted}
+        if not self.npz:
+            return {key: as_numpy(self.loaded[key]) for key in wanted}
+        found = {}
+        with self.path.open("rb") as handle, np.load(handle) as arrays:
+            for key in wanted:  # only these: another array may be one numpy cannot read
+                with self._reading(key):
+                    found[key] = arrays[key]
+        return found
 
 
 def _kind_and_key(file: _File, keys: Keys) -> tuple[Kind, str]:
-    """The kind of a file's predictions and the name they are under."""
+    """The kind of a file's predictions and the name they are under: ``--predictions-key``
+    (read as ``--kind``, else as the kind it names, else as logits), or the one array named
+    ``logits``, ``probabilities`` or ``log_probabilities`` (read as ``--kind`` where given:
+    probabilities saved as ``logits`` are scored right with ``--kind probabilities``), or the
+    columns 0 ... C-1 of a table pandas wrote from an unnamed frame (`cli_tables.NUMBERED`)."""
     if file.held is None:
         return keys.kind or "logits", keys.predictions or "predictions"
     if keys.predictions is not None:
@@ -142,11 +168,10 @@ def _kind_and_key(file: _File, keys: Keys) -> tuple[Kind, str]:
             raise file.missing(keys.predictions, "check --predictions-key")
         named: Kind = next((k for k in KINDS if k == keys.predictions), "logits")
         return keys.kind or named, keys.predictions
-    if keys.kind is not None:
-        if not file.holds(keys.kind):
-            raise file.missing(keys.kind, "name the array with --predictions-key KEY")
+    if keys.kind is not None and file.holds(keys.kind):
         return keys.kind, keys.kind
-    present = [k for k in KINDS if file.holds(k)]
+    present: list[str] = [k for k in KINDS if file.holds(k)]
+    present = present or [k for k in file.held if NUMBERED.match(k)]
     if not present:
         listed = ", ".join(map(repr, file.held)) or "nothing"
         raise CliError(
@@ -157,7 +182,9 @@ def _kind_and_key(file: _File, keys: Keys) -> tuple[Kind, str]:
         raise CliError(
             f"{file.path}: holds {' and '.join(map(repr, present))}; choose one with --kind"
         )
-    return present[0], present[0]
+    (key,) = present
+    named = next((k for k in KINDS if k == key), "logits")
+    return keys.kind or named, key
 
 
 def load(
@@ -171,13 +198,7 @@ def load(
         raise CliError(f"two files are named {twice!r}; candidates need unique names")
     files = [_File(path, progress) for path in paths]
     kinds = [_kind_and_key(file, keys) for file in files]
-    if len({kind for kind, _ in kinds}) > 1:
-        said = ", ".join(f"{p.name} {kind}" for p, (kind, _) in zip(paths, kinds, strict=True))
-        raise CliError(f"candidates of one kind only: {said}; give --kind, or convert one")
-    kind = kinds[0][0]
-    dtype = (
-        (np.float32 if keys.precision == "float32" else np.float64) if kind == "logits" else None
-    )
+    compute = np.float32 if keys.precision == "float32" else np.float64
     source = _File(labels_path, progress) if labels_path is not None else None
     if source is not None and source.held is not None and not source.holds(keys.labels):
         raise source.missing(keys.labels, "check --labels-key")
@@ -194,8 +215,9 @@ def load(
     shared = _shared(source, keys)
     labels = shared.pop(keys.labels)
     predictions: dict[str, Array] = {}
-    for file, (_, key) in zip(files, kinds, strict=True):
+    for file, (kind, key) in zip(files, kinds, strict=True):
         others = file is not source and file.holds(keys.labels)  # checked against the labels
+        dtype = compute if kind == "logits" else None  # read into what they are scored in
         found = file.take({key: dtype, **({keys.labels: None} if others else {})})
         predictions[file.path.stem] = found[key]
         if others and not _same(found[keys.labels], labels):
@@ -210,7 +232,8 @@ def load(
                 f"{file.path}: {rows} rows of {kind}, but {len(labels)} labels (in {source.path})"
             )
     weight = shared.pop(keys.weight or WEIGHT, None)
-    return Inputs(kind, predictions, labels, weight, shared or None)
+    named = {stem: kind for stem, (kind, _) in zip(predictions, kinds, strict=True)}
+    return Inputs(named, predictions, labels, weight, shared or None)
 
 
 def _shared(source: _File, keys: Keys) -> dict[str, Array]:

@@ -31,7 +31,7 @@ def in_process(
     *,
     groups: Mapping[str, Any] | None = None,
     per_class: bool = False,
-    kind: Kind = "logits",
+    kinds: Mapping[str, Kind] | None = None,
     sample_weight: Any = None,
 ) -> ScoreResult | CompareResult:
     """Score here with the core; a fault in a file's data names the file (and a group
@@ -40,7 +40,8 @@ def in_process(
     batches = {}
     for name, value in logits.items():
         try:
-            z = as_predictions(value, name, checked.precision, kind)
+            kind = "logits" if kinds is None else kinds[name]
+            z = as_predictions(value, kind, checked.precision, kind)
             y = as_labels(labels, z.shape)
             batches[name] = score_batch(
                 z,

@@ -120,7 +120,7 @@ def remote(
     progress: bool | None = None,
     groups: Mapping[str, Any] | None = None,
     per_class: bool = False,
-    kind: str = "logits",
+    kinds: Mapping[str, Any] | None = None,
     sample_weight: Any = None,
 ) -> ScoreResult | CompareResult:
     """Score (one file) or compare (all) through the service at ``url``; every failure is a
@@ -131,12 +131,15 @@ def remote(
             where: dict[str, Any] = {
                 "groups": groups,
                 "per_class": per_class,
-                "kind": kind,
                 "sample_weight": sample_weight,
             }
+            kinds = dict.fromkeys(logits, "logits") if kinds is None else kinds
             if compare:
-                return client.compare(logits, labels, bootstrap=bootstrap, **where, **options)
-            (only,) = logits.values()
+                return client.compare(
+                    logits, labels, bootstrap=bootstrap, kind=kinds, **where, **options
+                )
+            ((name, only),) = logits.items()
+            where["kind"] = kinds[name]
             return client.score(  # with the columns compare writes too
                 only,
                 labels,

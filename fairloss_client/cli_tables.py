@@ -28,6 +28,7 @@ BATCH_ROWS = 16_384  # a record batch: 6.5 MB of 100 float32 logits a row
 _NUMBERED = re.compile(r"^(.+)_(\d+)$")
 _PLAIN_INTEGER = re.compile(r"^-?(0|[1-9][0-9]{0,17})$")
 KEYS = "keys"  # in `read_table`'s ``wanted``: a column of group keys
+NUMBERED = re.compile(r"^0\.\.[0-9]+$")  # the key of columns 0 ... C-1 (`table_keys`)
 
 
 def _arrow() -> Any:
@@ -58,8 +59,9 @@ def _names(path: Path) -> list[str]:
 
 
 def table_keys(path: Path) -> dict[str, list[str]]:
-    """The arrays ``path`` holds, each with its columns: a column by its name, and columns
-    ``KEY_0 ... KEY_{C-1}`` (numbered from 0 without a gap) as one array ``KEY`` too."""
+    """The arrays ``path`` holds, each with its columns: a column by its name, columns
+    ``KEY_0 ... KEY_{C-1}`` (numbered from 0 without a gap) as one array ``KEY`` too, and
+    columns ``0 ... C-1`` (as pandas names an unnamed frame's) as one array ``0..C-1``."""
     names = _names(path)
     found: dict[str, list[str]] = {name: [name] for name in names}
     numbered: dict[str, dict[int, str]] = {}
@@ -70,6 +72,11 @@ def table_keys(path: Path) -> dict[str, list[str]]:
     for key, columns in numbered.items():
         if key not in found and sorted(columns) == list(range(len(columns))):
             found[key] = [columns[k] for k in range(len(columns))]
+    bare = 0  # pandas' names for the columns of an unnamed frame: 0, 1, ..., C-1
+    while str(bare) in found:
+        bare += 1
+    if bare:
+        found[f"0..{bare - 1}"] = [str(k) for k in range(bare)]
     return found
 
 
@@ -147,11 +154,22 @@ def _values(
     if dtype == KEYS:
         return _keys(values)
     if values.dtype.kind not in "fiub":
-        shown = repr(values[0])[:40]
+        row, cell = _first_text(values)
         raise CliError(
-            f"{path}: {columns[0]!r} holds text ({shown} in row {start}); expected numbers"
+            f"{path}: {columns[0]!r} holds text ({cell[:40]!r} in row {start + row}); expected "
+            "numbers"
         )
     return values if dtype is None else values.astype(dtype, copy=False)
+
+
+def _first_text(values: Array) -> tuple[int, str]:
+    """The first cell of a column read as text that is not a number, and its row."""
+    for row, cell in enumerate(values):
+        try:
+            float(cell)
+        except (TypeError, ValueError):
+            return row, str(cell)
+    return 0, str(values[0])
 
 
 def _keys(values: Array) -> Array:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fairloss_client.cli_text import p_text, span, table
+from fairloss_client.cli_text import favours, p_text, span, table
 from fairloss_client.results import CompareResult, ScoreResult
 
 MOST_CLASSES = 30  # classes listed in full; past it, the ones with the lowest F1
@@ -97,9 +97,10 @@ def _pair_table(a: str, b: str, column: str, entries: list[dict[str, Any]]) -> s
                     p_text(found["p_value"]),
                     p_text(found["p_adjusted"]),
                     _mark(found["p_adjusted"]),
+                    favours(name, found["estimate"], a, b),
                 )
             )
-    header = ("key", "criterion", "difference", "interval", "p-value", "Holm p", "*")
+    header = ("key", "criterion", "difference", "interval", "p-value", "Holm p", "*", "favours")
     return f"{a} - {b} by {column}\n" + table(header, rows)
 
 

@@ -86,13 +86,15 @@ class Client(_Base):
     context manager.
 
     ``score`` and ``compare`` take the scoring options of `fairloss.ScoringOptions` as keyword
-    arguments, plus ``kind``, ``sample_weight``, ``bootstrap`` (a `fairloss.bootstrap.Bootstrap`
-    or its fields: each chunk is sent with its ``row_offset``, its replicate sums merged, so
-    ``result.intervals`` and ``compared.differences`` are those of one request for all rows),
-    ``per_sample``, ``extra_columns``, ``per_class`` (each result's ``classes``: per-class
-    metrics and the confusion cells, merged across chunks) and ``groups`` (``{column: one key
-    per item}``: each result's ``groups``, and with a bootstrap each difference's, merged by
-    key; with a bootstrap every chunk carries the dataset's key counts, ``group_counts``).
+    arguments, plus ``kind`` (``compare``: one for all candidates, or ``{name: kind}``, so that
+    a ``decision_function`` compares with a ``predict_proba``), ``sample_weight``,
+    ``bootstrap`` (a `fairloss.bootstrap.Bootstrap` or its fields: each chunk is sent with its
+    ``row_offset``, its replicate sums merged, so ``result.intervals`` and
+    ``compared.differences`` are those of one request for all rows), ``per_sample``,
+    ``extra_columns``, ``per_class`` (each result's ``classes``: per-class metrics and the
+    confusion cells, merged across chunks) and ``groups`` (``{column: one key per item}``:
+    each result's ``groups``, and with a bootstrap each difference's, merged by key; with a
+    bootstrap every chunk carries the dataset's key counts, ``group_counts``).
     """
 
     def __init__(self, url: str, *, transport: httpx.BaseTransport | None = None, **kw: Any):
@@ -148,7 +150,7 @@ class Client(_Base):
         candidates: Mapping[str, ArrayLike],
         labels: ArrayLike,
         *,
-        kind: Kind = "logits",
+        kind: Kind | Mapping[str, Kind] = "logits",
         sample_weight: ArrayLike | None = None,
         bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,
@@ -263,7 +265,7 @@ class AsyncClient(_Base):
         candidates: Mapping[str, ArrayLike],
         labels: ArrayLike,
         *,
-        kind: Kind = "logits",
+        kind: Kind | Mapping[str, Kind] = "logits",
         sample_weight: ArrayLike | None = None,
         bootstrap: Bootstrap | Mapping[str, Any] | None = None,
         per_sample: bool = True,

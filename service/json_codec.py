@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 from fairloss.breakdown import group_report
-from fairloss.checks import KINDS, num_classes
+from fairloss.checks import KINDS, num_classes, scored_shape
 from fairloss.errors import InputError
 from fairloss.replicates import with_replicates
 from fairloss.scoring import BatchScores, score_batch
@@ -149,7 +149,7 @@ def compare_body(
         array = predictions_array(
             value, loc, max_elements=max_elements, may_hold_booleans=booleans, used=used
         )
-        if arrays and array.shape != arrays[0].shape:
+        if arrays and scored_shape(array.shape) != scored_shape(arrays[0].shape):
             raise invalid(
                 f"Every candidate must have one shape: candidates[{k}] is {_shape(array.shape)}, "
                 f"candidates[0] is {_shape(arrays[0].shape)}",

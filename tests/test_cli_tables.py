@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sklearn.metrics import log_loss
 from fairloss import ScoringOptions, score_batch
 from fairloss.predictions import PROBABILITIES_AS_LOGITS
 from fairloss_client.cli import main
+from tests.conftest import running_server
 
 RNG = np.random.default_rng(11)
 N, C = 300, 4
@@ -29,6 +31,12 @@ PROBS = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
 WEIGHTS = RNG.uniform(0, 2, N)
 SITES_KEYS = ("007", "010", "120")
 SITES = np.array(SITES_KEYS)[RNG.integers(0, 3, N)]
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    with running_server() as server:
+        yield server.url
 
 
 def run(capsys: Any, *argv: Any) -> tuple[int, str, str]:
@@ -70,6 +78,7 @@ def test_weights_and_groups_come_from_the_labels_table(capsys, tmp_path):
         log_loss(LABELS, PROBS, sample_weight=WEIGHTS), rel=1e-6
     )
     assert got["metrics"]["accuracy"] == pytest.approx(want.metrics["accuracy"], abs=1e-12)
+    assert got["per_sample"]["site"] == SITES.tolist()  # each sample's key, in the output
     entries = got["groups"]["site"]
     assert [entry["key"] for entry in entries] == ["007", "010", "120"]
     masks = [np.equal(SITES, key) for key in SITES_KEYS]
@@ -97,6 +106,57 @@ def test_probabilities_under_logits_are_scored_with_a_warning(capsys, tmp_path):
     assert code == 0
     assert err == f"fairloss: warning: mislabelled: {PROBABILITIES_AS_LOGITS}\n"
     assert "log_loss" in out
+
+
+def test_kind_reads_the_files_one_array_as_it_says(capsys, tmp_path):
+    """The warning's advice works: ``--kind probabilities`` reads probabilities saved under
+    ``logits`` as probabilities."""
+    path = tmp_path / "mislabelled.npz"
+    np.savez(path, logits=PROBS, labels=LABELS)
+    got = answer(capsys, tmp_path, path, "--kind", "probabilities")
+    assert got["metrics"]["log_loss"] == pytest.approx(log_loss(LABELS, PROBS), rel=1e-6)
+
+
+def test_pandas_default_csv_of_an_unnamed_frame(capsys, tmp_path):
+    """``DataFrame(proba).assign(labels=y).to_csv(path)``: an index column, then columns
+    0 ... C-1 and labels."""
+    path = tmp_path / "default.csv"
+    pd.DataFrame(PROBS).assign(labels=LABELS).to_csv(path)
+    got = answer(capsys, tmp_path, path, "--kind", "probabilities")
+    assert got["metrics"]["log_loss"] == pytest.approx(log_loss(LABELS, PROBS), rel=1e-6)
+    assert got["n"] == N
+
+
+def test_an_unreadable_array_is_named_only_when_wanted(capsys, tmp_path):
+    """An array numpy cannot load without unpickling (object dtype, as a pandas text column
+    gives) stops nothing else in the file; asked for as a group column, it is named."""
+    path = tmp_path / "objects.npz"
+    np.savez(path, probabilities=PROBS, labels=LABELS, site=SITES.astype(object))
+    got = answer(capsys, tmp_path, path)
+    assert got["metrics"]["log_loss"] == pytest.approx(log_loss(LABELS, PROBS), rel=1e-6)
+    code, _, err = run(capsys, "score", path, "--groups", "site")
+    assert code == 1
+    assert "'site' holds Python objects" in err
+    assert ".astype(str)" in err
+
+
+@pytest.mark.parametrize("url", [False, True], ids=["in-process", "url"])
+def test_compare_mixes_kinds(capsys, tmp_path, url, request):
+    """A logistic regression's decision_function (N) against a forest's predict_proba
+    (N, 2): each read as its kind, both scored as the (N, 2) probabilities they are."""
+    scores = RNG.normal(size=N) * 2
+    binary = (LABELS % 2).astype(np.int64)
+    proba = np.stack([1 - 1 / (1 + np.exp(-scores)), 1 / (1 + np.exp(-scores))], axis=1)
+    np.savez(tmp_path / "lr.npz", logits=scores, labels=binary)
+    np.savez(tmp_path / "rf.npz", probabilities=proba, labels=binary)
+    flags = ["--url", request.getfixturevalue("server_url")] if url else []
+    output = tmp_path / "both.json"
+    code, _, err = run(capsys, "compare", tmp_path / "lr.npz", tmp_path / "rf.npz",
+                       "--output", output, "--no-progress", *flags)  # fmt: skip
+    assert code == 0, err
+    lr, rf = json.loads(output.read_text())["candidates"]
+    assert lr["metrics"]["log_loss"] == pytest.approx(log_loss(binary, proba), rel=1e-6)
+    assert rf["metrics"]["log_loss"] == pytest.approx(lr["metrics"]["log_loss"], rel=1e-6)
 
 
 def table(tmp_path: Path, name: str, **columns: Any) -> Path:
@@ -145,6 +205,17 @@ BAD_FILES = [
         ),
         [],
         "a.parquet: 'logits' holds an empty (null) value in row 7",
+    ),
+    (
+        "text-cell",
+        lambda d: table(
+            d,
+            "a.csv",
+            logits=[*map(str, LOGITS[:9, 0]), "abc", *map(str, LOGITS[10:, 0])],
+            labels=LABELS % 2,
+        ),
+        [],
+        "a.csv: 'logits' holds text ('abc' in row 9); expected numbers",
     ),
     (
         "text-labels",

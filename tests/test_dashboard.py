@@ -849,3 +849,34 @@ def test_scikit_learn_outputs_as_pandas_writes_them_in_chromium(page, index):
             samples = page.inner_text("#summary [data-metric=ece]")
             assert f"{len(want.labels)} samples" in samples, where  # the header row set aside
             assert page.is_hidden("#warnings"), where
+
+
+@needs_chromium
+def test_one_csv_of_predictions_labels_and_more_as_the_command_line_reads_it_in_chromium(page):
+    """The file `fairloss score` takes: ``probabilities_0 ...``, ``labels`` and a text column;
+    the labels box left empty, the labels come from the file, and the other columns stay out
+    of the predictions."""
+    import pandas as pd
+
+    from tests.sklearn_models import outputs
+
+    want = next(o for o in outputs() if o.name == "digits-forest")
+    frame = pd.DataFrame(want.predictions["probabilities"]).add_prefix("probabilities_")
+    site = ["a" if k % 3 else "b" for k in range(len(want.labels))]
+    text = frame.assign(labels=want.labels, site=site).to_csv(index=False)
+    page.evaluate(
+        """(text) => {
+            document.querySelectorAll('.candidate').forEach((box, k) => k && box.remove());
+            document.querySelector('.candidate-logits').value = text;
+            document.querySelector('#labels').value = '';
+            document.querySelector('#groups').value = '';
+            document.querySelector('#summary').replaceChildren();
+        }""",
+        text,
+    )
+    page.select_option(".candidate-kind", "logits")
+    page.click("#run-score")
+    page.wait_for_selector("#summary [data-metric=ce] .value")
+    assert page.input_value(".candidate-kind") == "probabilities"
+    assert page.inner_text("#summary [data-metric=ce] .value") == f"{want.log_loss:.4f}"
+    assert f"{len(want.labels)} samples" in page.inner_text("#summary [data-metric=ece]")

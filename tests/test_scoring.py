@@ -70,7 +70,8 @@ def test_a_value_that_is_not_finite_is_found_in_every_dtype(dtype: torch.dtype, 
         score_batch(logits, np.array([0, 1]))
     assert (caught.value.loc, str(caught.value)) == (
         ("logits", 1, 1),
-        "Expected finite numbers, but logits[1][1] is -inf",
+        "Expected finite numbers, but logits[1][1] is -inf (the log of a probability of 0? send "
+        "them as log_probabilities)",
     )
     finite = score_batch(logits.detach()[:1].requires_grad_(grad), np.array([1]))
     assert finite.columns["correct"].tolist() == [True]

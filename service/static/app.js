@@ -156,9 +156,9 @@ function isHeader(rows) {
   return numbered && rest.some((cells) => cells.some((cell) => /[.eE]/.test(cell)));
 }
 
-// Rows of numbers separated by commas, semicolons, tabs or spaces; a header row is recognised and
-// set aside (`header`), and a pandas index column (its header cell empty) dropped.
-function parseCsv(text, what) {
+// The cells of CSV rows separated by commas, semicolons, tabs or spaces; a header row is
+// recognised and set aside (`header`), and a pandas index column (its header cell empty) dropped.
+function csvCells(text) {
   let rows = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean).map((line) => line.split(/[,;\t ]+/));
   let header = null;
   if (isHeader(rows)) header = rows.shift();
@@ -166,8 +166,14 @@ function parseCsv(text, what) {
     header = header.slice(1);
     rows = rows.map((cells) => cells.slice(1));
   }
-  const values = rows.map((cells, r) =>
-    cells.map((cell, c) => {
+  return { header, rows };
+}
+
+// The numbers in `columns` (by index; all when null) of each row.
+function csvNumbers(rows, what, columns = null) {
+  return rows.map((cells, r) =>
+    (columns ?? cells.map((_, c) => c)).map((c) => {
+      const cell = cells[c] ?? "";
       const value = NEGATIVE_INFINITY.test(cell) ? -Infinity : Number(cell);
       if (cell === "" || Number.isNaN(value)) {
         throw new Error(`${what}: CSV row ${r + 1}, column ${c + 1} ("${cell}") is not a number`);
@@ -175,8 +181,34 @@ function parseCsv(text, what) {
       return value;
     }),
   );
+}
+
+function parseCsv(text, what) {
+  const { header, rows } = csvCells(text);
+  const values = csvNumbers(rows, what);
   values.header = header;
   return values;
+}
+
+// A CSV of predictions, as the command line reads one: the columns KIND_0, ... (or pandas'
+// 0, 1, ...) are the predictions, and a `labels` column the labels; with a header naming
+// neither, every column but `labels` and `sample_weight`. One column: binary scores of class 1.
+const PREDICTION_COLUMN = /^((logits|probabilities|log_probabilities)_)?[0-9]+$/;
+function csvPredictions(text, what) {
+  const { header, rows } = csvCells(text);
+  let columns = null;
+  let labels = null;
+  if (header) {
+    const at = (test) => header.flatMap((cell, c) => (test(cell) ? [c] : []));
+    columns = at((cell) => PREDICTION_COLUMN.test(cell));
+    if (!columns.length) columns = at((cell) => cell !== "labels" && cell !== "sample_weight");
+    const labelsAt = header.indexOf("labels");
+    if (labelsAt >= 0) labels = csvNumbers(rows, "labels", [labelsAt]).flat();
+  }
+  let values = csvNumbers(rows, what, columns);
+  if (values.every((row) => row.length === 1)) values = values.flat();
+  const named = header && columns.map((c) => header[c]);
+  return { values, labels, kind: kindOfHeader(named) };
 }
 
 // The kind a CSV header names (`probabilities_0`, ... as `add_prefix` writes them), if any.
@@ -191,29 +223,42 @@ function finite(values) {
   return values.map((row) => (Array.isArray(row) ? finite(row) : row === -Infinity ? -Number.MAX_VALUE : row));
 }
 
+// Each candidate's name, kind and predictions, and the labels its input holds (a CSV's `labels`
+// column, a JSON object's `labels`), if any.
 function readCandidates() {
   return [...document.querySelectorAll(".candidate")].map((box, k) => {
     const name = box.querySelector(".candidate-name").value.trim() || `candidate-${k + 1}`;
     let kind = box.querySelector(".candidate-kind").value;
-    const value = parseText(box.querySelector(".candidate-logits").value, `${kind} of ${name}`);
-    let values = value;
-    if (!Array.isArray(value)) {
-      const held = KINDS.filter((key) => Array.isArray(value?.[key]));
-      if (held.length !== 1) throw new Error(`predictions of ${name}: expected an array of rows, or an object holding one of ${KINDS.join(", ")}`);
-      [kind] = held;
-      values = value[kind];
+    const text = box.querySelector(".candidate-logits").value;
+    const what = `${kind} of ${name}`;
+    const trimmed = text.trim();
+    let values;
+    let labels = null;
+    if (trimmed && trimmed[0] !== "[" && trimmed[0] !== "{") {
+      const read = csvPredictions(trimmed, what);
+      ({ values, labels } = read);
+      kind = read.kind ?? kind;
+    } else {
+      const value = parseText(text, what);
+      values = value;
+      if (!Array.isArray(value)) {
+        const held = KINDS.filter((key) => Array.isArray(value?.[key]));
+        if (held.length !== 1) throw new Error(`predictions of ${name}: expected an array of rows, or an object holding one of ${KINDS.join(", ")}`);
+        [kind] = held;
+        values = value[kind];
+        labels = Array.isArray(value.labels) ? value.labels : null;
+      }
     }
-    kind = kindOfHeader(value.header) ?? kind;
     box.querySelector(".candidate-kind").value = kind;
-    // One column of CSV: a binary classifier's scores of class 1, one per sample.
-    if (values.header !== undefined && values.every((row) => row.length === 1)) values = values.flat();
-    return { name, kind, values: finite(values) };
+    return { name, kind, values: finite(values), labels };
   });
 }
 
-// The labels; a lone "0" above them is the header pandas writes for an unnamed Series, set aside
-// when the labels then outnumber the predictions by one.
+// The labels; empty, those the first candidate's input holds. A lone "0" above them is the
+// header pandas writes for an unnamed Series, set aside when the labels then outnumber the
+// predictions by one.
 function readLabels(first) {
+  if (!$("labels").value.trim() && first?.labels) return first.labels;
   const value = parseText($("labels").value, "labels");
   let labels = Array.isArray(value) ? value.flat() : value.labels;
   if (!Array.isArray(labels)) throw new Error("labels: expected an array of class indices");
