@@ -880,3 +880,47 @@ def test_one_csv_of_predictions_labels_and_more_as_the_command_line_reads_it_in_
     assert page.input_value(".candidate-kind") == "probabilities"
     assert page.inner_text("#summary [data-metric=ce] .value") == f"{want.log_loss:.4f}"
     assert f"{len(want.labels)} samples" in page.inner_text("#summary [data-metric=ece]")
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [390, 1366])
+def test_the_page_fits_a_phone_and_a_laptop_in_chromium(page, width):
+    """With every result shown (two candidates compared with the bootstrap, per class and
+    slices), the page is no wider than the screen: a wide table scrolls inside its own box.
+    The API key field is in sight without opening a section. Screenshots in artifacts/."""
+    page.set_viewport_size({"width": width, "height": 844})
+    try:
+        page.click("#load-example")
+        assert page.is_visible("#opt-key")
+        assert page.evaluate("document.querySelector('#opt-key').closest('details')") is None
+        page.click("#add-candidate")
+        page.locator(".candidate-logits").nth(1).fill("[[2, 0.33, 0.33], [0.49, 0.51, 0.0]]")
+        page.fill("#groups", '{"language": ["de", "en"]}')
+        page.evaluate(
+            """() => {
+                document.querySelector('details.options').open = true;
+                for (const id of ['#opt-bootstrap', '#opt-per-class']) {
+                    const box = document.querySelector(id);
+                    if (!box.checked) box.click();
+                }
+            }"""
+        )
+        page.click("#run-compare")
+        page.wait_for_selector("#difference-table tbody tr")
+        page.wait_for_selector("#slices table")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"dashboard-{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    finally:
+        page.evaluate(
+            """() => {
+                for (const id of ['#opt-bootstrap', '#opt-per-class']) {
+                    const box = document.querySelector(id);
+                    if (box.checked) box.click();
+                }
+                document.querySelector('#groups').value = '';
+            }"""
+        )
+        page.set_viewport_size({"width": 1360, "height": 1000})
