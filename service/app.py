@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -146,8 +147,30 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             components[model.__name__] = body
         if app.state.settings.api_keys:
             document_api_keys(schema)
-        app.openapi_schema = schema
+        app.openapi_schema = inclusive_bounds(schema)
     return app.openapi_schema
+
+
+def inclusive_bounds(node: Any) -> Any:
+    """``node`` with each exclusive bound written as the inclusive bound that admits the same
+    numbers: ``exclusiveMinimum: 0`` as ``minimum: 5e-324`` (the least positive float64),
+    ``exclusiveMaximum: 1`` as ``maximum`` 1 - 2**-53, an integer's as the next integer. OpenAPI
+    3.1 writes an exclusive bound as a number and 3.0 as a flag beside ``minimum``; tools of
+    either (kin-openapi 0.110 refuses 3.1's) read an inclusive bound alike."""
+    if isinstance(node, list):
+        return [inclusive_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    found = {key: inclusive_bounds(value) for key, value in node.items()}
+    integer = found.get("type") == "integer"
+    for exclusive, inclusive, step in (
+        ("exclusiveMinimum", "minimum", 1),
+        ("exclusiveMaximum", "maximum", -1),
+    ):
+        bound = found.pop(exclusive, None)
+        if isinstance(bound, int | float) and not isinstance(bound, bool):
+            found[inclusive] = bound + step if integer else math.nextafter(bound, step * math.inf)
+    return found
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
