@@ -200,7 +200,10 @@ def per_sample_columns(
     ``extra_columns``."""
     counted = ("counted",) if batch.options.ignore_index is not None else ()
     names = [*COLUMNS, *counted, *extra_columns]
-    return {name: batch.columns[name].cpu().numpy() for name in names}
+    found = {name: batch.columns[name].cpu().numpy() for name in names}
+    # int32, which every language's arrays hold (a browser's int64 is a BigInt64Array)
+    found["predicted"] = found["predicted"].astype(np.int32)
+    return found
 
 
 def column(name: str, chunks: list[Any], precision: str) -> np.ndarray[Any, Any]:

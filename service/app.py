@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
@@ -143,12 +144,33 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for model in (ScoreRequest, CompareRequest, Problem):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(body.pop("$defs", {}))
-            components[model.__name__] = body
+            requests = {**body.pop("$defs", {}), model.__name__: body}
+            if model is not Problem:
+                requests = {name: optional_by_default(s) for name, s in requests.items()}
+            components.update(requests)
         if app.state.settings.api_keys:
             document_api_keys(schema)
         app.openapi_schema = inclusive_bounds(schema)
     return app.openapi_schema
+
+
+def optional_by_default(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request body's schema with each property's ``default`` said in its description
+    instead: openapi-typescript (7, by default) makes a property with a default required, so
+    the README's two-field body would not compile; the default stays in plain words."""
+    found = dict(schema)
+    properties = {}
+    for name, spec in schema.get("properties", {}).items():
+        spec = dict(spec)
+        if "default" in spec:
+            default = spec.pop("default")
+            if default is not None:
+                said = json.dumps(default)
+                spec["description"] = f"{spec.get('description', '')} (default {said})".strip()
+        properties[name] = spec
+    if properties:
+        found["properties"] = properties
+    return found
 
 
 def inclusive_bounds(node: Any) -> Any:

@@ -16,14 +16,28 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
 from fairloss.options import Spec, specs
 from fairloss.slices import MAX_COLUMNS, MAX_KEYS, MAX_NAME
 
-Typed = dict[str, Any]  # {"dtype", "shape", "data"}: a typed base64 array
+
+class TypedArray(BaseModel):
+    """An array as its bytes: little-endian elements in row-major order, standard base64
+    (`fairloss_wire.typed_arrays`). float16, bfloat16, float32 and float64 hold predictions and
+    weights, int32 and int64 labels and keys; answers use bool too."""
+
+    dtype: Literal["float16", "bfloat16", "float32", "float64", "int32", "int64", "bool"]
+    shape: list[int]
+    data: str = Field(description="the elements' bytes in standard base64")
+
+
+Typed = TypedArray
 
 README_LOGITS: JsonValue = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]
 README_LABELS: JsonValue = [0, 0]
 
 ExtraColumn = Literal["confidence", "log_loss", "brier", "pll", "pbs"]
-# N x C (or N x C x d1 x ... x dk) rows, or N binary scores of class 1, or a typed array
-Predictions = list[list[Any]] | list[float] | dict[str, Any]
+# N x C rows, N binary scores of class 1, N x C x d1 x ... x dk nested arrays, or a typed array
+Predictions = list[list[float]] | list[float] | list[list[list[Any]]] | TypedArray
+# N labels (or weights), or N x d1 x ... x dk nested arrays, or a typed array
+Labels = list[int] | list[list[Any]] | TypedArray
+Weights = list[float] | list[list[Any]] | TypedArray
 
 
 def _field(default: Any, doc: str, spec: Spec) -> tuple[Any, Any]:
@@ -134,11 +148,11 @@ class ScoreRequest(LossOptions, ResponseOptions, Resampled, Grouped):
         description="log-probabilities <= 0 (or N of class 1), each sample's logsumexp 0, "
         "clipped as the probabilities are, " + TYPED,
     )
-    labels: list[Any] | dict[str, Any] = Field(
+    labels: Labels = Field(
         description="class labels in [0, C) or equal to ignore_index, one per sample (the "
         "predictions' shape without C), " + TYPED
     )
-    sample_weight: list[Any] | dict[str, Any] | None = Field(
+    sample_weight: Weights | None = Field(
         None, description="non-negative weights of the labels' shape, " + TYPED
     )
 
@@ -160,8 +174,8 @@ class Candidate(BaseModel):
 
 
 class CompareRequest(LossOptions, ResponseOptions, Resampled, Grouped):
-    labels: list[int] | dict[str, Any]
-    sample_weight: list[float] | dict[str, Any] | None = None
+    labels: Labels
+    sample_weight: Weights | None = None
     candidates: list[Candidate] = Field(min_length=1, description="unique names, one shape")
 
     model_config = ConfigDict(

@@ -90,7 +90,7 @@ async def test_base64_response_arrays_decode_to_the_json_columns(client: httpx.A
             "extra_columns": ["confidence", "pll"]}  # fmt: skip
     plain = (await client.post("/score", json=body)).json()
     typed = (await client.post("/score", json={**body, "response_arrays": "base64"})).json()
-    dtypes = {"ce": "float32", "predicted": "int64", "correct": "bool", "counted": "bool"}
+    dtypes = {"ce": "float32", "predicted": "int32", "correct": "bool", "counted": "bool"}
     for name, column in typed["per_sample"].items():
         assert column["dtype"] == dtypes.get(name, "float32")
         values = decode(column, [name], (column["dtype"],), fault)

@@ -1,0 +1,68 @@
+"""The TypeScript example (examples/typescript): a client generated from the running service's
+own /openapi.json by openapi-typescript, compiled by tsc in strict mode, run by node against a
+real server; its numbers are the Python client's. Skipped only where node is missing (CI
+installs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fairloss import score_batch
+from tests.conftest import running_server
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "typescript"
+NPM = shutil.which("npm")
+pytestmark = pytest.mark.skipif(
+    NPM is None and not os.environ.get("CI"), reason="node and npm are not installed"
+)
+
+
+def npm(folder: Path, *argv: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [NPM or "npm", *argv],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_generated_typescript_client_compiles_strictly_and_scores(tmp_path: Path) -> None:
+    folder = tmp_path / "typescript"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    (folder / "src" / "schema.d.ts").unlink(missing_ok=True)
+    npm(folder, "ci", "--no-audit", "--no-fund")
+    with running_server({"FAIRLOSS_API_KEYS": "sekrit"}) as server:
+        # the schema needs no key: code is generated before anyone holds one
+        npm(folder, "run", "generate", env={"FAIRLOSS_URL": server.url})
+        npm(folder, "run", "build")
+        done = subprocess.run(
+            ["node", "dist/main.js", server.url],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FAIRLOSS_API_KEY": "sekrit"},
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    assert said["total"] == pytest.approx(1.196681797504425, rel=1e-12)
+    assert said["per_sample_total"] == [1.0919719, 1.3013917]
+    binary = score_batch(np.array([0.8, -1.5, 2.0], dtype=np.float32), np.array([1, 0, 0]))
+    assert said["typed_total"] == binary.columns["total"].tolist()
+    assert said["typed_predicted"] == [1, 0, 1]
+    assert said["ranking"] == ["model-a", "model-b"]
+    assert said["differences"] == [["model-a", "model-b"]]
+    assert said["refused"] == ["labels.1"]
