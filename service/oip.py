@@ -165,6 +165,12 @@ def _split(body: bytearray, header_length: str | None) -> int:
             f"Inference-Header-Content-Length is {header_length!r}; expected a number of bytes "
             f"no larger than the body ({len(body)} bytes)"
         )
+    if split == 0:  # Triton's raw binary request: the body is one input's bytes, no header
+        raise bad_request(
+            "Inference-Header-Content-Length is 0: a raw binary request, the body one input's "
+            "bytes; this model takes two inputs or three (logits, probabilities or "
+            "log_probabilities, labels, sample_weight), so send a JSON header that names them"
+        )
     return split
 
 

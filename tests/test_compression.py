@@ -352,6 +352,52 @@ def test_tritonclient_request_compression_gives_the_same_outputs(server, algorit
         assert packed.as_numpy(name).shape == (60,)
 
 
+ALGORITHMS = [None, "gzip", "deflate"]
+PAIRS = list(itertools.product(ALGORITHMS, ALGORITHMS))  # (request, response)
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_tritonclient_every_compression_pair_sync_and_aio(server, binary):
+    """tritonclient's request and response compression, each none, gzip or deflate, through
+    its sync and its asyncio client: every pair gives the plain request's outputs (responses
+    come back uncompressed, which both clients read by their Content-Encoding)."""
+    import asyncio
+
+    import tritonclient.http.aio as triton_aio
+
+    host = server.url.removeprefix("http://")
+    client = triton.InferenceServerClient(host)
+    try:
+        want = client.infer("fairloss", inputs(binary)).as_numpy("total")
+        for request, response in PAIRS:
+            got = client.infer(
+                "fairloss",
+                inputs(binary),
+                request_compression_algorithm=request,
+                response_compression_algorithm=response,
+            )
+            np.testing.assert_array_equal(got.as_numpy("total"), want)
+    finally:
+        client.close()
+
+    async def each_pair() -> list[Any]:
+        async with triton_aio.InferenceServerClient(host) as aio:
+            return [
+                (
+                    await aio.infer(
+                        "fairloss",
+                        inputs(binary),
+                        request_compression_algorithm=request,
+                        response_compression_algorithm=response,
+                    )
+                ).as_numpy("total")
+                for request, response in PAIRS
+            ]
+
+    for got in asyncio.run(each_pair()):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_real_server_inflation_bomb_is_413_then_serves(server):
     body = gzip.compress(GOOD + b" " * 50_000_000, mtime=0)
     assert len(body) < 100_000
