@@ -18,25 +18,13 @@ from hypothesis import strategies as st
 from service.request_schemas import Candidate, CompareRequest, ScoreRequest
 from service.settings import Settings
 from tests.conftest import README_EXAMPLE, SUMMARY_TABLES, in_process
+from tests.strategies import json_values
 
 OIP = "/v2/models/fairloss/infer"
 COUNTS = Path(__file__).resolve().parent.parent / "artifacts" / "fuzz-fields.txt"
 SEEN = {"requests": 0, "5xx": 0}
 
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_infinity=True, allow_nan=True)
-    | st.text(max_size=12)
-)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=16,
-)
+JSON = json_values(nan=True, max_list=4, max_leaves=16)
 TYPED = st.fixed_dictionaries(
     {
         "dtype": st.sampled_from(["float32", "float64", "int32", "int64", "bool", "float16", "x"]),

@@ -31,6 +31,7 @@ from fairloss_client import Client
 from scripts.slice_validity import simulate
 from service.settings import Settings
 from tests.conftest import SUMMARY_TABLES, in_process
+from tests.strategies import json_values
 from tests.test_client import scripted
 
 F64 = ScoringOptions(precision="float64")
@@ -450,20 +451,7 @@ def test_the_client_sizes_bootstrapped_chunks_by_the_work_a_request_may_do(monke
     close(scored.groups, group_report(one.sums.groups, one.sums, "mean", True, 0.95), "score")
 
 
-JSON_LEAVES = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-JSON_VALUES = st.recursive(
-    JSON_LEAVES,
-    lambda inner: (
-        st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=30,
-)
+JSON_VALUES = json_values(nan=False, max_list=8, max_leaves=30)
 KEY_COLUMNS = st.lists(st.integers(-3, 3), min_size=6, max_size=6) | st.lists(
     st.sampled_from(["a", "b", "é", ""]), min_size=6, max_size=6
 )
