@@ -38,10 +38,10 @@ class ScoreSums:
     which intervals and tests need two of; every other field is a weighted sum (nats for the
     losses), and every mean divides by ``weight``.
 
-    ``scale``: the weighted sums are in units of ``2**scale``, 0 unless the sample weights lie
-    outside [2**-400, 2**400] (`weight_scale`), where sums of weights times losses (or their
-    products) would leave float64's range: scaling by a power of two is exact, and every mean
-    is a ratio of two sums in one unit. `merge` brings two scales to the larger first.
+    ``scale``: the weighted sums are in units of ``2**scale``, 0 unless the largest sample
+    weight lies outside [2**-400, 2**959] (`weight_scale`), where sums of weights times losses
+    would leave float64's range: scaling by a power of two is exact, and every mean is a ratio
+    of two sums in one unit. `merge` brings two scales to the larger first.
     """
 
     count: int = 0
@@ -127,17 +127,22 @@ class ScoreSums:
 SUMMED = ("log_loss", "brier", "pll", "pbs")
 WEIGHTED = ("weight", "correct", "ce", "penalty", "total", *SUMMED)
 BINS = ("bin_count", "bin_confidence", "bin_correct")
-PLAIN_EXPONENTS = 400  # weights within [2**-400, 2**400] are summed as they are
+HIGHEST = 959  # the largest weight is kept at most 2**959: 64 bits of room for sums of w * x
+LOWEST = -400  # a largest weight below 2**-400 is brought up into [0.5, 1)
 
 
 def weight_scale(weight: Tensor) -> int:
-    """The power of two to divide sample weights by (finite, >= 0): 0 while the largest lies
-    within [2**-PLAIN_EXPONENTS, 2**PLAIN_EXPONENTS], else the exponent that brings it into
-    [0.5, 1), so that neither a sum of weights times losses overflows nor a weight times a
-    loss underflows."""
+    """The power of two to divide sample weights by (finite, >= 0), as little as keeps every
+    sum finite: 0 while the largest weight lies within [2**LOWEST, 2**HIGHEST]; past 2**HIGHEST
+    the least power that brings it to 2**HIGHEST (sums of up to 2**64 times the largest weight
+    stay finite, and the smallest weights keep as many bits as they can); below 2**LOWEST the
+    exponent that brings it into [0.5, 1) (no weight times a loss underflows). A weight more
+    than about 2**2000 below the largest is then below float64's least and counts as 0."""
     largest = float(weight.max()) if weight.numel() else 0.0
     exponent = math.frexp(largest)[1]
-    return exponent if largest and abs(exponent) > PLAIN_EXPONENTS else 0
+    if not largest or LOWEST <= exponent <= HIGHEST:
+        return 0
+    return exponent - HIGHEST if exponent > HIGHEST else exponent
 
 
 def scaled(weight: Tensor, scale: int) -> Tensor:

@@ -154,7 +154,8 @@ class Sums(BaseModel):
     groups: dict[str, GroupSums] | None = Field(None, description="with groups")
     scale: int | None = Field(
         None,
-        description="present when the sample weights lie outside [2**-400, 2**400]: every "
+        description="present when the largest sample weight lies outside [2**-400, 2**959]: "
+        "every "
         "weighted sum is then in units of 2**scale (exact), so that none leaves float64; to "
         "merge, bring two scales to the larger (multiply the other's sums by 2**(its - larger))",
     )

@@ -304,7 +304,7 @@ async def test_weights_past_64_bits_are_answered(
     }
     response = await client.post("/score", json=body)
     assert response.status_code == 200, response.text
-    sums = response.json()["sums"]  # in units of 2**scale past 2**400
+    sums = response.json()["sums"]  # in units of 2**scale past 2**959
     assert math.ldexp(sums["weight"], sums.get("scale", 0)) == pytest.approx(sum(weights))
 
 

@@ -66,3 +66,14 @@ def test_a_generated_typescript_client_compiles_strictly_and_scores(tmp_path: Pa
     assert said["ranking"] == ["model-a", "model-b"]
     assert said["differences"] == [["model-a", "model-b"]]
     assert said["refused"] == ["labels.1"]
+    # a misspelt field in a body declared as its schema's type does not compile
+    (folder / "src" / "typo.ts").write_text(
+        'import type { components } from "./schema.js";\n'
+        'export const body: components["schemas"]["ScoreRequest"] = '
+        "{ logits: [[1, 0]], labels: [0], sample_wieght: [1] };\n"
+    )
+    typo = subprocess.run(
+        [NPM or "npm", "run", "build"], cwd=folder, capture_output=True, text=True, check=False
+    )
+    assert typo.returncode != 0
+    assert "sample_wieght" in typo.stdout + typo.stderr

@@ -120,20 +120,46 @@ def chunks(scales: list[float]) -> list[ScoreSums]:
 
 
 def test_chunks_summed_at_different_scales_merge_into_the_whole() -> None:
-    """Chunks of weights 2**600 and 2**-600 each sum at their own scale; merged (through the
-    wire format, as the client merges them) they give the whole's sums, where the small
+    """Chunks of weights 2**1000 and 1 each sum at their own scale (42 and 0); merged (through
+    the wire format, as the client merges them) they give the whole's sums, where the small
     chunk counts for nothing beside the large one, as it does in the whole."""
     whole = scored(1.0)
-    same = reduce(ScoreSums.merge, chunks([2.0**600, 2.0**600, 2.0**600]))
-    assert same.scale == whole.sums.scale + 601 == 601
+    same = reduce(ScoreSums.merge, chunks([2.0**1000, 2.0**1000, 2.0**1000]))
+    assert same.scale == 1001 - 959
     assert same.mean("total") == whole.sums.mean("total")
-    mixed = [sums_from_dict(sums_to_dict(s, True, "json", True)) for s in chunks([2.0**600, 1.0])]
-    assert [s.scale for s in mixed] == [601, 0]
+    mixed = [sums_from_dict(sums_to_dict(s, True, "json", True)) for s in chunks([2.0**1000, 1.0])]
+    assert [s.scale for s in mixed] == [42, 0]
     merged = mixed[0].merge(mixed[1])
-    first = chunks([2.0**600, 1.0])[0]
-    assert merged.scale == 601
+    first = chunks([2.0**1000, 1.0])[0]
+    assert merged.scale == 42
     assert merged.mean("total") == pytest.approx(first.mean("total"), rel=1e-15)
     assert merged.count == N
+
+
+def test_a_class_and_a_key_of_tiny_weights_beside_huge_ones_keep_their_means() -> None:
+    """Weights 1e300 and 1e-300 (a newcomer's case: scaled to bring the largest into [0.5, 1),
+    the tiny ones fell to 0 and their class and key read null): the class and the key that
+    hold only tiny weights score as they do alone."""
+    tiny = LABELS == 1
+    weights = np.where(tiny, 1e-300, 1e300)
+    groups = {"site": ["tiny" if t else "huge" for t in tiny]}
+    both = score_batch(
+        LOGITS, LABELS, OPTIONS, sample_weight=weights, per_class=True, groups=groups
+    )
+    alone = score_batch(LOGITS[tiny], LABELS[tiny], OPTIONS, sample_weight=weights[tiny])
+    classes = both.sums.classes
+    assert classes is not None
+    from fairloss.breakdown import group_report
+    from fairloss.classes import class_report
+
+    report = class_report(classes, both.sums.scale)
+    assert report["ce"][1] == pytest.approx(alone.metrics["log_loss"], rel=1e-9)
+    assert report["support"][1] == pytest.approx(weights[tiny].sum(), rel=1e-9)
+    assert both.sums.groups is not None
+    entries = group_report(both.sums.groups, both.sums, "mean", True)["site"]
+    (key,) = (e for e in entries if e["key"] == "tiny")
+    assert key["metrics"]["log_loss"] == pytest.approx(alone.metrics["log_loss"], rel=1e-9)
+    assert key["weight"] == pytest.approx(weights[tiny].sum(), rel=1e-9)
 
 
 @pytest.mark.anyio
@@ -143,7 +169,7 @@ async def test_the_field_report(client: httpx.AsyncClient, weight: float) -> Non
     body["precision"] = "float64"
     plain = (await client.post("/score", json=body)).json()
     weighted = (await client.post("/score", json={**body, "sample_weight": [weight] * N})).json()
-    assert weighted["sums"]["scale"] in (1024, -1073)
+    assert weighted["sums"]["scale"] == (1024 - 959 if weight > 1 else -1073)
     for name, value in plain["metrics"].items():
         assert weighted["metrics"][name] == pytest.approx(value, rel=1e-14), name
     for name in ("ce", "penalty", "total"):

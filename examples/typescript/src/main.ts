@@ -1,6 +1,8 @@
 // Score and compare through a client generated from the service's own /openapi.json:
 // `npm run generate` writes src/schema.d.ts (openapi-typescript), openapi-fetch types every
-// call with it, and `tsc` (strict) checks the bodies below against the schema.
+// call with it, and `tsc` (strict) checks the bodies below against the schema. Each body is
+// declared as its schema's type, so that a misspelt field is an error too (a literal passed
+// straight to client.POST is checked for its fields' types, not for fields it should not have).
 //
 //   npm ci && FAIRLOSS_URL=http://127.0.0.1:8000 npm run generate && npm run build
 //   node dist/main.js http://127.0.0.1:8000      # FAIRLOSS_API_KEY: a key, where one is needed
@@ -8,6 +10,8 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./schema.js";
 
 type TypedArray = components["schemas"]["TypedArray"];
+type ScoreRequest = components["schemas"]["ScoreRequest"];
+type CompareRequest = components["schemas"]["CompareRequest"];
 type Column = number[] | boolean[] | TypedArray;
 
 // A typed array's elements: little-endian bytes in standard base64, read into the JavaScript
@@ -49,38 +53,38 @@ const logits = [
 const labels = [0, 0];
 
 // The README's minimal body: predictions and labels, every option left to its default.
-const plain = await client.POST("/score", { body: { logits, labels } });
+const minimal: ScoreRequest = { logits, labels };
+const plain = await client.POST("/score", { body: minimal });
 if (plain.error) throw new Error(`${plain.error.status} ${plain.error.title}: ${plain.error.detail}`);
 
 // The same with typed arrays both ways: one binary scores column of class 1 as float32.
 const scores = new Float32Array([0.8, -1.5, 2.0]);
-const typed = await client.POST("/score", {
-  body: {
-    logits: { dtype: "float32", shape: [3], data: Buffer.from(scores.buffer).toString("base64") },
-    labels: [1, 0, 0],
-    response_arrays: "base64",
-  },
-});
+const binary: ScoreRequest = {
+  logits: { dtype: "float32", shape: [3], data: Buffer.from(scores.buffer).toString("base64") },
+  labels: [1, 0, 0],
+  response_arrays: "base64",
+};
+const typed = await client.POST("/score", { body: binary });
 if (typed.error) throw new Error(`${typed.error.status} ${typed.error.title}: ${typed.error.detail}`);
 
 // Two candidates of different kinds, compared with the bootstrap's paired tests.
-const compared = await client.POST("/compare", {
-  body: {
-    labels,
-    candidates: [
-      { name: "model-a", logits },
-      { name: "model-b", probabilities: [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]] },
-    ],
-    bootstrap: { replicates: 200, seed: 1 },
-    response_arrays: "base64",
-  },
-});
+const pair: CompareRequest = {
+  labels,
+  candidates: [
+    { name: "model-a", logits },
+    { name: "model-b", probabilities: [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]] },
+  ],
+  bootstrap: { replicates: 200, seed: 1 },
+  response_arrays: "base64",
+};
+const compared = await client.POST("/compare", { body: pair });
 if (compared.error) {
   throw new Error(`${compared.error.status} ${compared.error.title}: ${compared.error.detail}`);
 }
 
 // A refused body is a typed Problem, its errors typed too.
-const refused = await client.POST("/score", { body: { logits, labels: [0, 3] } });
+const outOfRange: ScoreRequest = { logits, labels: [0, 3] };
+const refused = await client.POST("/score", { body: outOfRange });
 
 console.log(
   JSON.stringify({
