@@ -79,6 +79,15 @@ def first_index(mask: Tensor) -> tuple[int, ...]:
     return tuple(int(k) for k in mask.nonzero()[0])
 
 
+def element_error(
+    mask: Tensor, values: Tensor, name: str, expected: str, kind: str, after: str = ""
+) -> InputError:
+    """The error at the first element of ``values`` where ``mask`` holds: ``"{expected}, but
+    {name}[i][j] is {value}{after}"``, located at ``(name, i, j)``."""
+    at = first_index(mask)
+    return InputError(f"{expected}, but {{where}} is {float(values[at])}{after}", (name, *at), kind)
+
+
 def checked_labels(labels: ArrayLike, shape: tuple[int, ...], ignore_index: int | None) -> Tensor:
     """Labels of the predictions' shape without its class axis, each a class or ignored."""
     y = torch.as_tensor(labels)
@@ -136,12 +145,7 @@ def checked_sample_weight(sample_weight: ArrayLike, shape: tuple[int, ...]) -> T
         )
     bad = ~torch.isfinite(w.double()) | (w < 0)
     if bool(bad.any()):
-        at = first_index(bad)
-        raise InputError(
-            f"Expected finite weights >= 0, but {{where}} is {float(w[at])}",
-            ("sample_weight", *at),
-            "bad_weight",
-        )
+        raise element_error(bad, w, "sample_weight", "Expected finite weights >= 0", "bad_weight")
     return w
 
 

@@ -21,10 +21,16 @@ import math
 import torch
 from torch import Tensor
 
-from fairloss.checks import ArrayLike, Kind, all_finite, check_shape, first_index
+from fairloss.checks import (
+    ArrayLike,
+    Kind,
+    all_finite,
+    check_shape,
+    element_error,
+    first_index,
+)
 from fairloss.errors import InputError
 
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 SUM_TOLERANCE = 1e-3  # how far a sample's probabilities may sum from 1
 WARN_SAMPLES = 10  # fewer samples summing to 1 are as likely a hand-written example
 PROBABILITIES_AS_LOGITS = (
@@ -80,15 +86,10 @@ def checked_predictions(predictions: ArrayLike, kind: Kind, precision: str) -> T
 def _raise_not_finite(z: Tensor, narrowed: Tensor, kind: Kind) -> None:
     finite = torch.isfinite(narrowed if kind == "log_probabilities" else z)
     if not bool(finite.all()):
-        at = first_index(~finite)
-        value = float(z[at])
-        hint = " (the log of a probability of 0? send them as log_probabilities)"
-        raise InputError(
-            f"Expected finite numbers, but {{where}} is {value}"
-            + (hint if kind == "logits" and value == -math.inf else ""),
-            (kind, *at),
-            "not_finite",
-        )
+        hint = ""
+        if kind == "logits" and float(z[first_index(~finite)]) == -math.inf:
+            hint = " (the log of a probability of 0? send them as log_probabilities)"
+        raise element_error(~finite, z, kind, "Expected finite numbers", "not_finite", hint)
     at = first_index(~torch.isfinite(narrowed))
     raise InputError(
         f'{{where}} = {float(z[at])} is too large for float32; send "precision": "float64"',
@@ -100,12 +101,8 @@ def _raise_not_finite(z: Tensor, narrowed: Tensor, kind: Kind) -> None:
 def _from_probabilities(p: Tensor, dtype: torch.dtype, eps: float) -> Tensor:
     outside = (p < 0) | (p > 1)
     if bool(outside.any()):
-        at = first_index(outside)
-        raise InputError(
-            f"Expected probabilities in [0, 1], but {{where}} is {float(p[at])}",
-            ("probabilities", *at),
-            "probability_out_of_range",
-        )
+        expected = "Expected probabilities in [0, 1]"
+        raise element_error(outside, p, "probabilities", expected, "probability_out_of_range")
     if p.dim() == 1:
         p = torch.stack([1 - p, p], 1)
     else:
@@ -117,12 +114,9 @@ def _from_probabilities(p: Tensor, dtype: torch.dtype, eps: float) -> Tensor:
 def _from_log_probabilities(lp: Tensor, dtype: torch.dtype, eps: float) -> Tensor:
     positive = lp > 0
     if bool(positive.any()):
-        at = first_index(positive)
-        raise InputError(
-            f"Expected log-probabilities <= 0, but {{where}} is {float(lp[at])}",
-            ("log_probabilities", *at),
-            "log_probability_out_of_range",
-        )
+        expected = "Expected log-probabilities <= 0"
+        kind = "log_probability_out_of_range"
+        raise element_error(positive, lp, "log_probabilities", expected, kind)
     if lp.dim() == 1:
         lp = torch.stack([torch.log(-torch.expm1(lp.double())).to(lp.dtype), lp], 1)
     else:
