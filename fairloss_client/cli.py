@@ -117,16 +117,16 @@ def run_files(args: argparse.Namespace) -> None:
     options = options_of(args)
     bootstrap = bootstrap_of(args)
     paths = [args.file] if args.command == "score" else args.files
+    precision = options.get("precision", "float32")
     keys = Keys(
         args.kind,
         args.predictions_key,
         args.labels_key,
         args.weight_key,
         args.groups or (),
-        options.get("precision", "float32"),
+        precision,
     )
     inputs = load(paths, args.labels, keys, args.progress)
-    precision = options.get("precision", "float32")
     for name, value in inputs.predictions.items():  # in both paths' words, by file
         kind = inputs.kinds[name]
         try:

@@ -166,8 +166,7 @@ def _kind_and_key(file: _File, keys: Keys) -> tuple[Kind, str]:
     if keys.predictions is not None:
         if not file.holds(keys.predictions):
             raise file.missing(keys.predictions, "check --predictions-key")
-        named: Kind = next((k for k in KINDS if k == keys.predictions), "logits")
-        return keys.kind or named, keys.predictions
+        return keys.kind or _kind_named(keys.predictions), keys.predictions
     if keys.kind is not None and file.holds(keys.kind):
         return keys.kind, keys.kind
     present: list[str] = [k for k in KINDS if file.holds(k)]
@@ -183,8 +182,12 @@ def _kind_and_key(file: _File, keys: Keys) -> tuple[Kind, str]:
             f"{file.path}: holds {' and '.join(map(repr, present))}; choose one with --kind"
         )
     (key,) = present
-    named = next((k for k in KINDS if k == key), "logits")
-    return keys.kind or named, key
+    return keys.kind or _kind_named(key), key
+
+
+def _kind_named(key: str) -> Kind:
+    """The kind an array's name says, logits for a name that is not a kind's."""
+    return next((kind for kind in KINDS if kind == key), "logits")
 
 
 def load(

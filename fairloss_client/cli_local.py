@@ -11,7 +11,7 @@ from fairloss.errors import InputError
 from fairloss.options import ScoringOptions
 from fairloss.replicates import with_replicates
 from fairloss.scoring import score_batch
-from fairloss_client.arrays import as_labels, as_predictions, as_weights
+from fairloss_client.arrays import as_labels, as_weights
 from fairloss_client.cli_text import CliError
 from fairloss_client.results import (
     RULE_COLUMNS,
@@ -34,21 +34,21 @@ def in_process(
     kinds: Mapping[str, Kind] | None = None,
     sample_weight: Any = None,
 ) -> ScoreResult | CompareResult:
-    """Score here with the core; a fault in a file's data names the file (and a group
-    column's, ``--groups``)."""
+    """Score here with the core the predictions the command line has checked
+    (`fairloss_client.arrays.as_predictions`); a fault in a file's data names the file (and a
+    group column's, ``--groups``)."""
     checked = ScoringOptions(**options)
+    y = as_labels(labels, next(iter(logits.values())).shape)
+    w = None if sample_weight is None else as_weights(sample_weight, y.shape)
     batches = {}
-    for name, value in logits.items():
+    for name, z in logits.items():
         try:
-            kind = "logits" if kinds is None else kinds[name]
-            z = as_predictions(value, kind, checked.precision, kind)
-            y = as_labels(labels, z.shape)
             batches[name] = score_batch(
                 z,
                 y,
                 checked,
-                kind=kind,
-                sample_weight=None if sample_weight is None else as_weights(sample_weight, y.shape),
+                kind="logits" if kinds is None else kinds[name],
+                sample_weight=w,
                 default_device="auto",
                 violations=compare,
                 per_class=per_class,
