@@ -27,8 +27,6 @@ class TypedArray(BaseModel):
     data: str = Field(description="the elements' bytes in standard base64")
 
 
-Typed = TypedArray
-
 README_LOGITS: JsonValue = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]
 README_LABELS: JsonValue = [0, 0]
 
@@ -113,7 +111,7 @@ class Grouped(BaseModel):
     groups: (
         dict[
             Annotated[str, Field(min_length=1, max_length=MAX_NAME)],
-            list[str] | list[int] | Typed,
+            list[str] | list[int] | TypedArray,
         ]
         | None
     ) = Field(

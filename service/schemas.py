@@ -7,24 +7,24 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.request_schemas import Typed
+from service.request_schemas import TypedArray
 
 
 class PerSample(BaseModel):
     """Equal-length columns, one value per sample (position, with K-dimensional outputs, in the
     row-major order of ``shape``); typed arrays with ``"response_arrays": "base64"``."""
 
-    ce: list[float] | Typed
-    penalty: list[float] | Typed
-    total: list[float] | Typed
-    predicted: list[int] | Typed
-    correct: list[bool] | Typed
-    counted: list[bool] | Typed | None = Field(None, description="when ignore_index is set")
-    confidence: list[float] | Typed | None = None
-    log_loss: list[float] | Typed | None = None
-    brier: list[float] | Typed | None = None
-    pll: list[float] | Typed | None = None
-    pbs: list[float] | Typed | None = None
+    ce: list[float] | TypedArray
+    penalty: list[float] | TypedArray
+    total: list[float] | TypedArray
+    predicted: list[int] | TypedArray
+    correct: list[bool] | TypedArray
+    counted: list[bool] | TypedArray | None = Field(None, description="when ignore_index is set")
+    confidence: list[float] | TypedArray | None = None
+    log_loss: list[float] | TypedArray | None = None
+    brier: list[float] | TypedArray | None = None
+    pll: list[float] | TypedArray | None = None
+    pbs: list[float] | TypedArray | None = None
 
 
 class Reduced(BaseModel):
@@ -61,8 +61,8 @@ class ReplicateArrays(BaseModel):
     """Per-replicate sums (R rows), to add up across chunks."""
 
     fields: list[str]
-    values: list[list[float]] | Typed = Field(description="R x len(fields)")
-    bins: list[list[list[float]]] | Typed = Field(
+    values: list[list[float]] | TypedArray = Field(description="R x len(fields)")
+    bins: list[list[list[float]]] | TypedArray = Field(
         description="R x 3 (count, confidence, correct) x bins"
     )
 
@@ -95,12 +95,12 @@ class ClassSumsBody(BaseModel):
     fields: list[str]
     classes: int
     ece_bins: int
-    rows: list[int] | Typed
-    values: list[list[float]] | Typed
+    rows: list[int] | TypedArray
+    values: list[list[float]] | TypedArray
     weight: float
-    p_totals: list[float] | Typed
-    cells: list[int] | Typed
-    cell_values: list[list[float]] | Typed
+    p_totals: list[float] | TypedArray
+    cells: list[int] | TypedArray
+    cell_values: list[list[float]] | TypedArray
     confusion: Confusion
 
 
