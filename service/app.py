@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import math
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import numpy as np
 import torch
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
@@ -34,11 +30,10 @@ from service.memory import (
 )
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
 from service.oip import HEADER_LENGTH
-from service.request_schemas import CompareRequest, ScoreRequest
+from service.openapi_doc import openapi_30, openapi_document
 from service.routes import health, metrics, score, v2
 from service.routes.dashboard import install_dashboard
-from service.schemas import Problem
-from service.security import BearerAuthMiddleware, document_api_keys
+from service.security import BearerAuthMiddleware
 from service.settings import Settings
 from service.supervisor import SUPERVISOR_PID, follow_supervisor
 
@@ -135,66 +130,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.admission.close()  # the ledger stays: a computation that timed out may run on
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, plus the request bodies that the routes parse themselves."""
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ScoreRequest, CompareRequest, Problem):
-            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            requests = {**body.pop("$defs", {}), model.__name__: body}
-            if model is not Problem:
-                requests = {name: optional_by_default(s) for name, s in requests.items()}
-            components.update(requests)
-        if app.state.settings.api_keys:
-            document_api_keys(schema)
-        app.openapi_schema = inclusive_bounds(schema)
-    return app.openapi_schema
-
-
-def optional_by_default(schema: dict[str, Any]) -> dict[str, Any]:
-    """A request body's schema with each property's ``default`` said in its description
-    instead: openapi-typescript (7, by default) makes a property with a default required, so
-    the README's two-field body would not compile; the default stays in plain words."""
-    found = dict(schema)
-    properties = {}
-    for name, spec in schema.get("properties", {}).items():
-        spec = dict(spec)
-        if "default" in spec:
-            default = spec.pop("default")
-            if default is not None:
-                said = json.dumps(default)
-                spec["description"] = f"{spec.get('description', '')} (default {said})".strip()
-        properties[name] = spec
-    if properties:
-        found["properties"] = properties
-    return found
-
-
-def inclusive_bounds(node: Any) -> Any:
-    """``node`` with each exclusive bound written as the inclusive bound that admits the same
-    numbers: ``exclusiveMinimum: 0`` as ``minimum: 5e-324`` (the least positive float64),
-    ``exclusiveMaximum: 1`` as ``maximum`` 1 - 2**-53, an integer's as the next integer. OpenAPI
-    3.1 writes an exclusive bound as a number and 3.0 as a flag beside ``minimum``; tools of
-    either (kin-openapi 0.110 refuses 3.1's) read an inclusive bound alike."""
-    if isinstance(node, list):
-        return [inclusive_bounds(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    found = {key: inclusive_bounds(value) for key, value in node.items()}
-    integer = found.get("type") == "integer"
-    for exclusive, inclusive, step in (
-        ("exclusiveMinimum", "minimum", 1),
-        ("exclusiveMaximum", "maximum", -1),
-    ):
-        bound = found.pop(exclusive, None)
-        if isinstance(bound, int | float) and not isinstance(bound, bool):
-            found[inclusive] = bound + step if integer else math.nextafter(bound, step * math.inf)
-    return found
-
-
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """Innermost first: API keys; CORS, so preflights need no key; ids, logs, metrics outermost
     (and its 500s, so that they too carry the request's id)."""
@@ -263,5 +198,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     install_dashboard(app)
     _add_middleware(app, settings)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    app.add_api_route(
+        "/openapi-3.0.json",
+        lambda: openapi_30(app.openapi()),
+        methods=["GET"],
+        include_in_schema=False,
+    )
     return app

@@ -190,7 +190,7 @@ class GroupEntry(BaseModel):
     )
 
 
-class ScoreResponse(BaseModel):
+class ScoreResult(BaseModel):
     n: int = Field(description="scored samples (positions, with K-dimensional outputs)")
     shape: list[int] = Field(description="the labels' shape")
     num_classes: int
@@ -221,7 +221,7 @@ class ViolationCount(BaseModel):
     weighted_pairs: float | None = Field(None, description="sum of w_i * w_j over all pairs")
 
 
-class CandidateResult(ScoreResponse):
+class CandidateResult(ScoreResult):
     name: str
     violations: dict[str, ViolationCount]
 
@@ -249,7 +249,7 @@ class PairedDifference(BaseModel):
     groups: dict[str, list[KeyDifference]] | None = Field(None, description="with groups")
 
 
-class CompareResponse(BaseModel):
+class CompareResult(BaseModel):
     candidates: list[CandidateResult]
     ranking: dict[str, list[str]] = Field(description="candidate names, best first")
     differences: list[PairedDifference] | None = Field(None, description="with a bootstrap")

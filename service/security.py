@@ -22,7 +22,16 @@ from service.errors import PROBLEM_MEDIA_TYPE, ProblemError, is_oip, respond
 # description and its pages, from which code generators (openapi-typescript, @hey-api) and
 # people read the API before they hold a key (it says which routes need one).
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {
+        "/healthz",
+        "/readyz",
+        "/",
+        "/openapi.json",
+        "/openapi-3.0.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
 )
 OPEN_PREFIXES = ("/v2/health/", "/static/")
 REALM = 'Bearer realm="fairloss"'

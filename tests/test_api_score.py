@@ -340,7 +340,7 @@ async def test_openapi_documents_the_request_bodies(client: httpx.AsyncClient) -
     assert response.status_code == 200
     schema = response.json()
     components = schema["components"]["schemas"]
-    for model in ("ScoreRequest", "CompareRequest", "ScoreResponse", "CompareResponse", "Problem"):
+    for model in ("ScoreRequest", "CompareRequest", "ScoreResult", "CompareResult", "Problem"):
         assert model in components, model
     score_example = components["ScoreRequest"]["examples"][0]
     assert score_example == README_EXAMPLE
@@ -349,8 +349,8 @@ async def test_openapi_documents_the_request_bodies(client: httpx.AsyncClient) -
     assert compare_example["candidates"][0]["logits"] == README_EXAMPLE["logits"]
     assert components["ScoreRequest"]["additionalProperties"] is False
     for path, request, answer in (
-        ("/score", "ScoreRequest", "ScoreResponse"),
-        ("/compare", "CompareRequest", "CompareResponse"),
+        ("/score", "ScoreRequest", "ScoreResult"),
+        ("/compare", "CompareRequest", "CompareResult"),
     ):
         operation = schema["paths"][path]["post"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]

@@ -15,7 +15,7 @@ from service.observability import record_batch
 from service.payload import reader, require_json
 from service.request_schemas import CompareRequest, ScoreRequest
 from service.responses import JSONBytes, problems
-from service.schemas import CompareResponse, ScoreResponse
+from service.schemas import CompareResult, ScoreResult
 from service.settings import Settings
 
 router = APIRouter(tags=["scoring"])
@@ -51,7 +51,7 @@ async def _answer(request: Request, handler: Handler) -> JSONBytes:
 
 @router.post(
     "/score",
-    response_model=ScoreResponse,
+    response_model=ScoreResult,
     response_class=JSONBytes,
     responses=ERRORS,
     openapi_extra=_body_doc(ScoreRequest),
@@ -63,7 +63,7 @@ async def score(request: Request) -> JSONBytes:
 
 @router.post(
     "/compare",
-    response_model=CompareResponse,
+    response_model=CompareResult,
     response_class=JSONBytes,
     responses=ERRORS,
     openapi_extra=_body_doc(CompareRequest),

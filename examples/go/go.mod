@@ -1,0 +1,3 @@
+module example.com/fairloss-go
+
+go 1.21

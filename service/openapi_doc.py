@@ -1,0 +1,134 @@
+"""The API's description: ``/openapi.json`` (OpenAPI 3.1, as FastAPI writes it, made readable
+by client generators) and ``/openapi-3.0.json`` (the same API in OpenAPI 3.0's words, for
+generators that read only 3.0, such as oapi-codegen before 2.7)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.request_schemas import CompareRequest, ScoreRequest
+from service.schemas import Problem
+from service.security import document_api_keys
+
+NULL = {"type": "null"}
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the request bodies that the routes parse themselves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ScoreRequest, CompareRequest, Problem):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            requests = {**body.pop("$defs", {}), model.__name__: body}
+            if model is not Problem:
+                requests = {name: optional_by_default(s) for name, s in requests.items()}
+            components.update(requests)
+        if app.state.settings.api_keys:
+            document_api_keys(schema)
+        app.openapi_schema = double_numbers(inclusive_bounds(schema))
+    return app.openapi_schema
+
+
+def optional_by_default(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request body's schema with each property's ``default`` said in its description
+    instead: openapi-typescript (7, by default) makes a property with a default required, so
+    the README's two-field body would not compile; the default stays in plain words."""
+    found = dict(schema)
+    properties = {}
+    for name, spec in schema.get("properties", {}).items():
+        spec = dict(spec)
+        if "default" in spec:
+            default = spec.pop("default")
+            if default is not None:
+                said = json.dumps(default)
+                spec["description"] = f"{spec.get('description', '')} (default {said})".strip()
+        properties[name] = spec
+    if properties:
+        found["properties"] = properties
+    return found
+
+
+def inclusive_bounds(node: Any) -> Any:
+    """``node`` with each exclusive bound written as the inclusive bound that admits the same
+    numbers: ``exclusiveMinimum: 0`` as ``minimum: 5e-324`` (the least positive float64),
+    ``exclusiveMaximum: 1`` as ``maximum`` 1 - 2**-53, an integer's as the next integer. OpenAPI
+    3.1 writes an exclusive bound as a number and 3.0 as a flag beside ``minimum``; tools of
+    either (kin-openapi 0.110 refuses 3.1's) read an inclusive bound alike."""
+    if isinstance(node, list):
+        return [inclusive_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    found = {key: inclusive_bounds(value) for key, value in node.items()}
+    integer = found.get("type") == "integer"
+    for exclusive, inclusive, step in (
+        ("exclusiveMinimum", "minimum", 1),
+        ("exclusiveMaximum", "maximum", -1),
+    ):
+        bound = found.pop(exclusive, None)
+        if isinstance(bound, int | float) and not isinstance(bound, bool):
+            found[inclusive] = bound + step if integer else math.nextafter(bound, step * math.inf)
+    return found
+
+
+def double_numbers(node: Any) -> Any:
+    """``node`` with ``format: double`` on each number that names no format: every number the
+    API reads or writes is a JSON number read as float64, and generators that map a bare
+    ``number`` to float32 (oapi-codegen does) would otherwise round the logits and losses."""
+    if isinstance(node, list):
+        return [double_numbers(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    found = {key: double_numbers(value) for key, value in node.items()}
+    if found.get("type") == "number" and "format" not in found:
+        found["format"] = "double"
+    return found
+
+
+def openapi_30(document: dict[str, Any]) -> dict[str, Any]:
+    """The 3.1 ``document`` written in OpenAPI 3.0.3's words, for generators that read only
+    3.0: a ``{"type": "null"}`` branch of ``anyOf`` becomes ``nullable: true``, ``prefixItems``
+    becomes ``items`` (with the length bounds already there), a schema's ``examples`` its one
+    ``example``; ``propertyNames`` (the length bounds of a map's keys, which 3.0 cannot say)
+    is left to the descriptions and the server's checks."""
+    return {**_schema_30(document), "openapi": "3.0.3"}
+
+
+def _schema_30(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_schema_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    found = {
+        # a map of names to schemas: its keys are names, never keywords
+        key: {name: _schema_30(value) for name, value in value.items()}
+        if key in ("properties", "schemas") and isinstance(value, dict)
+        else _schema_30(value)
+        for key, value in node.items()
+    }
+    branches = found.get("anyOf")
+    if isinstance(branches, list) and NULL in branches:
+        rest = [branch for branch in branches if branch != NULL]
+        del found["anyOf"]
+        if len(rest) > 1:
+            found["anyOf"] = rest
+        elif "$ref" in rest[0]:
+            found["allOf"] = rest  # 3.0 ignores whatever stands beside a $ref
+        else:
+            found = {**rest[0], **found}
+        found["nullable"] = True
+    items = found.pop("prefixItems", None)
+    if items is not None:
+        found["items"] = items[0] if all(item == items[0] for item in items) else {"anyOf": items}
+    found.pop("propertyNames", None)
+    examples = found.get("examples")
+    if isinstance(examples, list) and examples:
+        found["example"] = found.pop("examples")[0]
+    return found

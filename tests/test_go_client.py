@@ -1,0 +1,135 @@
+"""The API's description for Go: ``/openapi-3.0.json`` (the API in OpenAPI 3.0's words, which
+oapi-codegen before 2.7 reads; ``/openapi.json`` is 3.1) and the Go example
+(examples/go), whose client oapi-codegen generates. The documents are checked everywhere; the
+example is built and run where ``go`` and ``oapi-codegen`` are installed (neither is in CI:
+oapi-codegen comes from the Go module proxy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
+
+from service.settings import Settings
+from tests.conftest import running_server
+from tests.examples import check_example_output
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "go"
+ONLY_31 = {"prefixItems", "propertyNames", "const", "examples", "$defs", "contentMediaType"}
+
+
+def _schemas(node: Any) -> list[dict[str, Any]]:
+    """Every object in ``node``, with the maps of names (properties, components) left as maps."""
+    if isinstance(node, list):
+        return [found for item in node for found in _schemas(item)]
+    if not isinstance(node, dict):
+        return []
+    inner = [
+        found
+        for key, value in node.items()
+        for found in _schemas(list(value.values()) if key in ("properties", "schemas") else value)
+    ]
+    return [node, *inner]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(api_keys=["sekrit"])
+
+
+@pytest.mark.anyio
+async def test_both_documents_are_valid_and_need_no_key(client: httpx.AsyncClient) -> None:
+    full = await client.get("/openapi.json")
+    older = await client.get("/openapi-3.0.json")
+    assert (full.status_code, older.status_code) == (200, 200)
+    validate(full.json(), cls=OpenAPIV31SpecValidator)
+    validate(older.json(), cls=OpenAPIV30SpecValidator)
+
+
+@pytest.mark.anyio
+async def test_the_3_0_document_says_the_same_api_in_3_0_words(client: httpx.AsyncClient) -> None:
+    full = (await client.get("/openapi.json")).json()
+    older = (await client.get("/openapi-3.0.json")).json()
+    assert (full["openapi"], older["openapi"]) == ("3.1.0", "3.0.3")
+    assert older["paths"].keys() == full["paths"].keys()
+    assert older["components"]["schemas"].keys() == full["components"]["schemas"].keys()
+    nodes = _schemas(older)
+    assert not [n for n in nodes if n.get("type") == "null" or isinstance(n.get("type"), list)]
+    assert not [n for n in nodes if ONLY_31 & n.keys() and "example" not in n]
+    # what could be null still says so
+    score = older["components"]["schemas"]["ScoreRequest"]["properties"]
+    assert score["logits"]["nullable"] is True
+    assert score["bootstrap"]["allOf"] == [{"$ref": "#/components/schemas/BootstrapRequest"}]
+    assert score["bootstrap"]["nullable"] is True
+    pair = older["components"]["schemas"]["PairedDifference"]["properties"]["discordant"]
+    assert (pair["items"], pair["minItems"], pair["maxItems"]) == (
+        {"type": "integer"},
+        2,
+        2,
+    )
+
+
+@pytest.mark.anyio
+async def test_numbers_are_doubles_and_no_name_collides(client: httpx.AsyncClient) -> None:
+    """oapi-codegen reads a bare ``number`` as float32, and names each operation's wrappers
+    ``<Operation>Response``, ``<Operation>JSONBody``, ... beside the components' names."""
+    for path in ("/openapi.json", "/openapi-3.0.json"):
+        document = (await client.get(path)).json()
+        numbers = [n for n in _schemas(document) if n.get("type") == "number"]
+        assert numbers
+        assert {n.get("format") for n in numbers} == {"double"}
+        operations = [
+            op["operationId"] for item in document["paths"].values() for op in item.values()
+        ]
+        pascal = [re.sub(r"(?:^|_)(\w)", lambda m: m.group(1).upper(), op) for op in operations]
+        made = {
+            name + suffix
+            for name in pascal
+            for suffix in ("Response", "JSONBody", "JSONRequestBody", "Params", "RequestBody")
+        }
+        assert not made & document["components"]["schemas"].keys()
+
+
+def _run(argv: list[str], folder: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        argv, cwd=folder, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(
+    not (shutil.which("go") and shutil.which("oapi-codegen")),
+    reason="go and oapi-codegen are not installed",
+)
+def test_a_generated_go_client_compiles_and_scores(tmp_path: Path) -> None:
+    """``FAIRLOSS_GO_MODULES``: a folder whose go.mod and vendor/ to build with, where the Go
+    module proxy cannot be reached; otherwise ``go mod tidy`` fetches the client's runtime."""
+    folder = tmp_path / "go"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("fairloss", "fairloss-go"))
+    (folder / "fairloss").mkdir()
+    env = dict(os.environ)
+    modules = os.environ.get("FAIRLOSS_GO_MODULES")
+    with running_server({"FAIRLOSS_API_KEYS": "sekrit"}) as server:
+        generate = ["oapi-codegen", "-config", "oapi-codegen.yaml"]
+        _run([*generate, server.url + "/openapi-3.0.json"], folder, env)
+        if modules:
+            shutil.copy(Path(modules) / "go.mod", folder / "go.mod")
+            shutil.copytree(Path(modules) / "vendor", folder / "vendor")
+            env["GOFLAGS"] = "-mod=vendor"
+        else:
+            _run(["go", "mod", "tidy"], folder, env)
+        _run(["go", "vet", "."], folder, env)
+        _run(["go", "build", "-o", "fairloss-go", "."], folder, env)
+        said = json.loads(
+            _run(["./fairloss-go", server.url], folder, env | {"FAIRLOSS_API_KEY": "sekrit"})
+        )
+    check_example_output(said)
