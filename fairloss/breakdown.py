@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from fairloss.bootstrap import Floats
 from fairloss.scoring import metrics, reduced
 from fairloss.slices import Slices
 from fairloss.sums import ScoreSums
-from fairloss.uncertainty import adjust, intervals, vs_rest
+from fairloss.uncertainty import Vectors, adjust, intervals, vs_rest
 
 
 def group_report(
@@ -32,7 +35,10 @@ def group_report(
     report: dict[str, list[dict[str, Any]]] = {}
     for name, slices in groups.items():
         entries = []
-        for key, sums, seen in zip(slices.keys, slices.sums, slices.seen, strict=True):
+        heaviest = _heaviest_rest(slices, whole) if confidence_level is not None else None
+        for j, (key, sums, seen) in enumerate(
+            zip(slices.keys, slices.sums, slices.seen, strict=True)
+        ):
             if not seen:  # a key of the dataset that none of these items holds
                 continue
             entry: dict[str, Any] = {"key": key, "count": sums.count}
@@ -42,9 +48,37 @@ def group_report(
             entry["metrics"] = metrics(sums)
             if confidence_level is not None:
                 entry["intervals"] = intervals(sums, confidence_level)
-                entry["vs_rest"] = vs_rest(sums, whole, confidence_level)
+                rest = heaviest[1] if heaviest is not None and heaviest[0] == j else None
+                entry["vs_rest"] = vs_rest(sums, whole, confidence_level, rest)
             entries.append(entry)
         if confidence_level is not None:
             adjust([entry["vs_rest"] for entry in entries])
         report[name] = entries
     return report
+
+
+def _heaviest_rest(slices: Slices, whole: ScoreSums) -> tuple[int, tuple[Vectors, Vectors]] | None:
+    """The key that holds more than half the whole's weight (one at most), with the sums of
+    the rest summed from the other keys': its rest as the whole's minus its own would keep
+    only the bits of the rest's share of the weight (weights of 1e16 beside 1 lose them all).
+    Every other key's rest weighs at least half the whole, so subtraction keeps all but one."""
+    weights = [sums.weight for sums in slices.sums]
+    heavy = int(np.argmax(weights)) if weights else 0
+    if len(weights) < 2 or weights[heavy] <= whole.weight / 2:
+        return None
+    others = [sums for k, sums in enumerate(slices.sums) if k != heavy]
+    vectors = [sums.vectors() for sums in others]
+    replicates = [sums.replicates for sums in others if sums.replicates is not None]
+    if len(replicates) < len(others) or any(s.scale != whole.scale for s in others):
+        raise ValueError("Expected every key's sums with replicates, at the whole's scale")
+    observed = (np.sum([v for v, _ in vectors], axis=0), np.sum([b for _, b in vectors], axis=0))
+    drawn = (sum_arrays([r.values for r in replicates]), sum_arrays([r.bins for r in replicates]))
+    return heavy, (observed, drawn)
+
+
+def sum_arrays(arrays: list[Floats]) -> Floats:
+    """The sum of equally shaped arrays, one at a time (never all stacked at once)."""
+    total = arrays[0].copy()
+    for array in arrays[1:]:
+        total += array
+    return total

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from fairloss.bootstrap import (
@@ -115,37 +116,63 @@ def adjust(entries: Sequence[dict[str, dict[str, Any]]]) -> None:
             item["p_adjusted"] = q
 
 
-def vs_rest(key: ScoreSums, whole: ScoreSums, confidence_level: float) -> dict[str, Any]:
+# A randomization's rest is the whole's sums minus its pseudo-slice's, which keep about
+# 53 + log2(rest's share of the weight) bits: below this share, too few to trust.
+REST_SHARE = 2.0**-30
+Vectors = tuple[Floats, Floats]
+
+
+def vs_rest(
+    key: ScoreSums,
+    whole: ScoreSums,
+    confidence_level: float,
+    rest: tuple[Vectors, Vectors] | None = None,
+) -> dict[str, Any]:
     """``{criterion: {"estimate", "low", "high", "p_value"}}`` of a slice minus the rest of the
     data (every item not in the slice): the estimate on the data, the percentile interval of
-    the bootstrap's replicates of that difference (the rest's replicate sums are the whole's
-    minus the slice's), and the p-value of the slice-versus-rest randomization test, whose
-    randomization r compares the items drawn into the key's pseudo-slice with all the others
-    (`fairloss.replicates.relabel_sums`). From fewer than two items on either side: null, with a
-    ``note``."""
+    the bootstrap's replicates of that difference, and the p-value of the slice-versus-rest
+    randomization test, whose randomization r compares the items drawn into the key's
+    pseudo-slice with all the others (`fairloss.replicates.relabel_sums`). The rest's sums are
+    the whole's minus the slice's, or ``rest`` (its sums and replicate sums, each as
+    (values, bins)) where the caller summed them from the other keys: for a slice that holds
+    most of the weight, whose rest the subtraction would cancel. From fewer than two items on
+    either side: null, with a ``note``; a randomization test whose rest could weigh less than
+    `REST_SHARE` of the whole: null, with a ``note``."""
     mine, every = key.replicates, whole.replicates
     relabels = None if mine is None else mine.relabels
     if mine is None or every is None or relabels is None:
         raise ValueError("Expected a slice's sums with replicates and relabels, and the whole's")
     (key_values, key_bins), (all_values, all_bins) = key.vectors(), whole.vectors()
-    observed = _gap(key_values, key_bins, all_values, all_bins)
-    resampled = _gap(mine.values, mine.bins, every.values, every.bins)
+    if rest is None:
+        rest = (
+            (all_values - key_values, all_bins - key_bins),
+            (every.values - mine.values, every.bins - mine.bins),
+        )
+    observed = _gap(key_values, key_bins, *rest[0])
+    resampled = _gap(mine.values, mine.bins, *rest[1])
     items = min(key.items, whole.items - key.items)
-    randomized = _gap(relabels.values, relabels.bins, all_values, all_bins) if items >= 2 else {}
+    resolved = bool(np.all(all_values[0] - relabels.values[:, 0] >= REST_SHARE * all_values[0]))
+    randomized = {}
+    if items >= 2 and resolved:
+        randomized = _gap(
+            relabels.values, relabels.bins, all_values - relabels.values, all_bins - relabels.bins
+        )
     criteria: dict[str, Any] = {}
     for name in CRITERIA:
         estimate = float(observed[name])
         test = randomization_p_value(randomized[name], estimate) if randomized else None
         span = interval(resampled[name], estimate, confidence_level, items)
+        if items >= 2 and not resolved:
+            span["note"] = "a pseudo-slice can hold nearly all the weight: no randomization test"
         criteria[name] = {**span, "p_value": test}
     return criteria
 
 
-def _gap(values: Floats, bins: Floats, all_values: Floats, all_bins: Floats) -> dict[str, Floats]:
-    """Each criterion's statistic of the sums (``values``, ``bins``) minus that of the rest
-    (``all_values - values``, ``all_bins - bins``), over any leading axes."""
+def _gap(values: Floats, bins: Floats, rest_values: Floats, rest_bins: Floats) -> dict[str, Floats]:
+    """Each criterion's statistic of the sums (``values``, ``bins``) minus that of the rest's
+    sums, over any leading axes."""
     mine = statistics(values, bins)
-    rest = statistics(all_values - values, all_bins - bins)
+    rest = statistics(rest_values, rest_bins)
     return {name: mine[name] - rest[name] for name in CRITERIA}
 
 

@@ -175,3 +175,52 @@ async def test_the_field_report(client: httpx.AsyncClient, weight: float) -> Non
     for name in ("ce", "penalty", "total"):
         assert weighted["reduced"][name] == pytest.approx(plain["reduced"][name], rel=1e-14)
     assert weighted["classes"]["recall"] == plain["classes"]["recall"]
+
+
+@pytest.mark.parametrize("ratio", [1e10, 1e16, 1e20, 1e300])
+def test_a_slice_that_holds_nearly_all_the_weight_differs_from_its_rest_exactly(
+    ratio: float,
+) -> None:
+    """A newcomer's case: a key of weights ``ratio`` beside a key of weights 1. Its rest was
+    the whole's sums minus its own, which kept no bits of the rest at 1e16 (total -2.45 where
+    0.18 is right, ECE's difference outside [-1, 1]); it is now summed from the other keys."""
+    from fairloss.breakdown import group_report
+
+    heavy = np.arange(N) % 2 == 0
+    weights = np.where(heavy, ratio, 1.0)
+    groups = {"site": ["heavy" if h else "light" for h in heavy]}
+    both = score_batch(
+        LOGITS, LABELS, OPTIONS, sample_weight=weights, groups=groups, bootstrap=Bootstrap(99)
+    )
+    assert both.sums.groups is not None
+    entries = group_report(both.sums.groups, both.sums, "mean", True, 0.95)["site"]
+    one, other = (score_batch(LOGITS[h], LABELS[h], OPTIONS) for h in (heavy, ~heavy))
+    for entry, sign in zip(entries, (1, -1), strict=True):
+        gap = entry["vs_rest"]
+        for name in ("log_loss", "pll", "accuracy", "ece"):
+            want = sign * (one.metrics[name] - other.metrics[name])
+            assert gap[name]["estimate"] == pytest.approx(want, rel=1e-9, abs=1e-12), name
+            assert gap[name]["low"] <= gap[name]["estimate"] <= gap[name]["high"]
+            assert gap[name]["p_value"] is not None
+
+
+def test_a_randomization_whose_rest_could_weigh_nothing_is_no_test() -> None:
+    """One item of weight 1e20 among items of weight 1: a pseudo-slice that draws it leaves a
+    rest whose sums (the whole's minus the pseudo-slice's) keep no bits, so no p-value."""
+    weights = np.ones(N)
+    weights[0] = 1e20
+    groups = {"site": ["a" if k < 10 else "b" for k in range(N)]}
+    both = score_batch(
+        LOGITS, LABELS, OPTIONS, sample_weight=weights, groups=groups, bootstrap=Bootstrap(99)
+    )
+    assert both.sums.groups is not None
+    from fairloss.breakdown import group_report
+
+    entries = group_report(both.sums.groups, both.sums, "mean", True, 0.95)["site"]
+    for entry in entries:
+        total = entry["vs_rest"]["total"]
+        assert total["p_value"] is None
+        assert (
+            total["note"] == "a pseudo-slice can hold nearly all the weight: no randomization test"
+        )
+        assert total["low"] is not None
