@@ -97,7 +97,9 @@ def openapi_30(document: dict[str, Any]) -> dict[str, Any]:
     3.0: a ``{"type": "null"}`` branch of ``anyOf`` becomes ``nullable: true``, ``prefixItems``
     becomes ``items`` (with the length bounds already there), a schema's ``examples`` its one
     ``example``; ``propertyNames`` (the length bounds of a map's keys, which 3.0 cannot say)
-    is left to the descriptions and the server's checks."""
+    is left to the descriptions and the server's checks. An array of nullable numbers says
+    ``x-go-type: "[]*float64"``, as oapi-codegen (1.12 and 2.x on 3.0) drops ``nullable`` on
+    an array's items."""
     return {**_schema_30(document), "openapi": "3.0.3"}
 
 
@@ -128,6 +130,9 @@ def _schema_30(node: Any) -> Any:
     if items is not None:
         found["items"] = items[0] if all(item == items[0] for item in items) else {"anyOf": items}
     found.pop("propertyNames", None)
+    item = found.get("items", {}) if found.get("type") == "array" else {}
+    if item.get("nullable") is True and item.get("type") == "number":
+        found["x-go-type"] = "[]*float64"  # oapi-codegen reads a null item as 0 otherwise
     examples = found.get("examples")
     if isinstance(examples, list) and examples:
         found["example"] = found.pop("examples")[0]

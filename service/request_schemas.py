@@ -87,7 +87,14 @@ class BootstrapRequest(BaseModel):
 
     replicates: int = Field(1000, ge=1, le=10_000)
     confidence_level: float = Field(0.95, gt=0, lt=1)
-    seed: int = Field(0, ge=0, lt=2**64, description="every bit changes the draws")
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=2**64,
+        description="every bit changes the draws (past 2**53, send it as JSON's exact integer; "
+        "JavaScript's numbers round it)",
+        json_schema_extra={"format": "uint64"},
+    )
     replicate_sums: bool = Field(False, description="return the per-replicate sums (mergeable)")
 
 

@@ -77,11 +77,12 @@ class Replicates(ReplicateArrays):
 
 class Confusion(BaseModel):
     """The nonzero cells of the confusion matrix (rows: true classes), sorted by true then
-    predicted class; ``count`` is weighted with sample_weight."""
+    predicted class; ``count`` is weighted with sample_weight (null past float64's range, as
+    a weight total in the weights' own units can be)."""
 
     true: list[int]
     predicted: list[int]
-    count: list[float]
+    count: list[float | None]
 
 
 class ClassSumsBody(BaseModel):
@@ -108,10 +109,13 @@ class Classes(BaseModel):
     """Per class c (arrays of length C, index = class), as scikit-learn's
     precision_recall_fscore_support(average=None); null where a denominator is 0."""
 
-    support: list[float] = Field(
-        description="samples of true class c (weighted; integers without sample_weight)"
+    support: list[float | None] = Field(
+        description="samples of true class c (weighted; integers without sample_weight; null "
+        "past float64's range, as a weight total in the weights' own units can be)"
     )
-    predicted: list[float] = Field(description="samples predicted as c (weighted)")
+    predicted: list[float | None] = Field(
+        description="samples predicted as c (weighted; null past float64's range)"
+    )
     recall: list[float | None]
     precision: list[float | None]
     f1: list[float | None]
@@ -171,7 +175,7 @@ class Interval(BaseModel):
 class BootstrapUsed(BaseModel):
     replicates: int
     confidence_level: float
-    seed: int
+    seed: int = Field(json_schema_extra={"format": "uint64"})
 
 
 class GroupEntry(BaseModel):

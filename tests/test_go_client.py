@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
 
 from service.settings import Settings
@@ -133,3 +134,25 @@ def test_a_generated_go_client_compiles_and_scores(tmp_path: Path) -> None:
             _run(["./fairloss-go", server.url], folder, env | {"FAIRLOSS_API_KEY": "sekrit"})
         )
     check_example_output(said)
+
+
+@pytest.mark.anyio
+async def test_answers_past_float64_keep_to_the_schema(client: httpx.AsyncClient) -> None:
+    """Weights of 1e308: per-class support, predicted and confusion counts, in the weights' own
+    units, are null past float64's range; the schema says they can be, and the 3.0 document
+    has Go read such arrays as pointers (oapi-codegen drops an item's ``nullable``)."""
+    document = (await client.get("/openapi.json")).json()
+    headers = {"Authorization": "Bearer sekrit"}
+    body = {"logits": [[1.0, 0.0], [0.0, 1.0]], "labels": [0, 0], "per_class": True}
+    answer = await client.post(
+        "/score", json=body | {"sample_weight": [1e308, 1e308]}, headers=headers
+    )
+    found = answer.json()
+    assert found["classes"]["support"] == [None, 0.0]
+    schema = {"$ref": "#/components/schemas/ScoreResult", "components": document["components"]}
+    Draft202012Validator(schema).validate(found)
+    older = (await client.get("/openapi-3.0.json")).json()["components"]["schemas"]
+    assert older["Classes"]["properties"]["support"]["x-go-type"] == "[]*float64"
+    assert older["Confusion"]["properties"]["count"]["x-go-type"] == "[]*float64"
+    seed = older["BootstrapRequest"]["properties"]["seed"]
+    assert (seed["format"], seed["maximum"]) == ("uint64", 2**64 - 1)

@@ -117,7 +117,7 @@ func main() {
 	check(b.FromCandidateProbabilities0([][]float64{{0.6, 0.3, 0.1}, {0.2, 0.7, 0.1}}))
 	var pairLabels fairloss.CompareRequest_Labels
 	check(pairLabels.FromCompareRequestLabels0([]int{0, 0}))
-	replicates, seed := 200, 1
+	replicates, seed := 200, uint64(1)
 	compared, err := client.CompareWithResponse(ctx, fairloss.CompareRequest{
 		Labels: pairLabels,
 		Candidates: []fairloss.Candidate{
