@@ -12,6 +12,7 @@ service): the service and the client both read and write typed arrays with it.
 from __future__ import annotations
 
 import binascii
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -66,7 +67,7 @@ def typed_shape(value: Mapping[str, Any], loc: list[str | int], fault: Fault) ->
     if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
         raise fault(
             f"Expected {_where([*loc, 'shape'])} to be a list of sizes (integers >= 0), but got "
-            f"{shape!r}"[:300],
+            f"{json.dumps(shape)}"[:300],
             [*loc, "shape"],
             "bad_shape",
         )

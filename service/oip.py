@@ -26,7 +26,7 @@ from fairloss.uncertainty import intervals
 from fairloss_wire.answers import header_int, number
 from service.errors import echoed
 from service.memory import Reserve, no_reserve, reserve_parsed
-from service.oip_tensors import bad_request, json_object, read_inputs
+from service.oip_tensors import PARAMETERS, bad_request, json_object, read_inputs
 from service.payload import parse_reserved
 from service.resampling import (
     REQUEST_FIELDS,
@@ -47,6 +47,7 @@ WIRE_DTYPES = {"FP32": "<f4", "FP64": "<f8"}
 # model_name and model_version: KServe's client sends them in the body as well as the path.
 REQUEST_KEYS = frozenset({"id", "model_name", "model_version", "inputs", "outputs", "parameters"})
 OUTPUT_KEYS = frozenset({"name", "parameters"})
+IGNORED_SHOWN = 100  # parameters named as ignored, at most
 
 SERVER_METADATA: dict[str, Any] = {
     "name": "fairloss-service",
@@ -97,11 +98,16 @@ def infer(
     `service.json_codec.score_body`."""
     split = _split(body, header_length)
     header = body if split == len(body) else bytes(body[:split])
-    request = json_object(parse_reserved(header, reserve), "The request", REQUEST_KEYS)
+    request = json_object(
+        parse_reserved(header, reserve), "The request", REQUEST_KEYS, REQUEST_KEYS - {"inputs"}
+    )
     if not isinstance(request.get("id", ""), str):
         raise bad_request("'id' must be a string")
     if (fault := text_fault(request.get("id", ""))) is not None:  # the answer echoes it
         raise bad_request(f"'id' must be text, but {fault}")
+    for key in ("model_name", "model_version"):
+        if not isinstance(request.get(key, ""), str):
+            raise bad_request(f"'{key}' must be a string")
     if request.get("model_name", MODEL) != MODEL:
         raise bad_request(f"The request names model {request['model_name']!r}; this is {MODEL!r}")
     if request.get("model_version", VERSIONS[0]) not in VERSIONS:
@@ -187,7 +193,7 @@ def _requested_outputs(value: Any, binary_default: bool) -> tuple[dict[str, bool
     chosen: dict[str, bool] = {}
     ignored: list[str] = []
     for k, item in enumerate(value):
-        output = json_object(item, f"outputs[{k}]", OUTPUT_KEYS)
+        output = json_object(item, f"outputs[{k}]", OUTPUT_KEYS, PARAMETERS)
         name = output.get("name")
         if name not in OUTPUTS or name in chosen:
             raise bad_request(
@@ -224,6 +230,8 @@ def _response(
     response: dict[str, Any] = {"model_name": MODEL, "outputs": outputs}
     if request_id is not None:
         response["id"] = request_id
+    if len(ignored) > IGNORED_SHOWN:  # as an echoed value is cut short
+        ignored = [*ignored[:IGNORED_SHOWN], f"... ({len(ignored):,} in all)"]
     if ignored:
         response["parameters"] = {"ignored": ignored}
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)

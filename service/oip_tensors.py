@@ -40,6 +40,7 @@ EXPECTED_INPUTS = (
     "logits (or probabilities or log_probabilities), labels and optionally sample_weight"
 )
 INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+PARAMETERS = frozenset({"parameters"})
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,11 @@ def bad_request(detail: str) -> ProblemError:
     return ProblemError(400, "Bad request", detail)
 
 
-def json_object(value: Any, what: str, keys: frozenset[str] | None) -> dict[str, Any]:
+def json_object(
+    value: Any, what: str, keys: frozenset[str] | None, optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """``value``, a JSON object of only ``keys`` (any keys where None); a null in one of the
+    ``optional`` keys is as if it were absent, as KServe's server reads it."""
     if not isinstance(value, dict):
         raise bad_request(f"{what} must be a JSON object")
     if keys is not None and (unknown := sorted(set(value) - keys)):
@@ -67,14 +72,14 @@ def json_object(value: Any, what: str, keys: frozenset[str] | None) -> dict[str,
             f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; "
             f"expected {', '.join(sorted(keys))}"
         )
-    return dict(value)
+    return {key: item for key, item in value.items() if item is not None or key not in optional}
 
 
 def read_inputs(request: dict[str, Any], body: bytearray, split: int, max_elements: int) -> Inputs:
     value = request.get("inputs")
     if not isinstance(value, list):
         raise bad_request(f"'inputs' must be an array of tensors: {EXPECTED_INPUTS}")
-    specs = [json_object(item, "An input", INPUT_KEYS) for item in value]
+    specs = [json_object(item, "An input", INPUT_KEYS, PARAMETERS) for item in value]
     named = _named(specs)
     kind, _ = prediction(named)
     if "labels" not in named:

@@ -70,6 +70,27 @@ async def _after(client: httpx.AsyncClient, path: str, body: str) -> httpx.Respo
             "its sizes multiply past 2**48",
         ),
         (OIP, '{"inputs": [], "a\\ud800": 1}', 400, "unknown field(s) 'a\\ud800'"),
+        (
+            "/score",
+            '{"logits": [[1, ' + "9" * 5000 + ']], "labels": [0]}',
+            422,
+            "A number in the body has 5,000 digits; no field takes one past 4,300 digits",
+        ),
+        (
+            OIP,
+            '{"inputs": [{"name": "logits", "datatype": "FP64", "shape": [1, 2], "data": [1, '
+            + "9" * 5000
+            + ']}, {"name": "labels", "datatype": "INT64", "shape": [1], "data": [0]}]}',
+            400,
+            "A number in the body has 5,000 digits",
+        ),
+        (
+            "/score",
+            '{"logits": {"dtype": "float32", "shape": [true, 2], "data": ""}, "labels": [0]}',
+            422,
+            "to be a list of sizes (integers >= 0), but got [true, 2]",
+        ),
+        (OIP, '{"inputs": [], "model_version": 1}', 400, "'model_version' must be a string"),
     ],
     ids=[
         "deep seed /score",
@@ -80,6 +101,10 @@ async def _after(client: httpx.AsyncClient, path: str, body: str) -> httpx.Respo
         "typed array shape past numpy's range",
         "OIP shape past numpy's range",
         "OIP lone surrogate",
+        "an integer past 4,300 digits",
+        "OIP integer past 4,300 digits",
+        "a shape spelt as JSON spells it",
+        "OIP model_version a number",
     ],
 )
 async def test_a_field_report_is_a_4xx_that_names_the_fault(
@@ -233,3 +258,27 @@ async def test_ignored_parameter_names_are_echoed_escaped_and_cut(
     assert ignored[0] == "parameters.a\\udc00"
     assert ignored[1].endswith("(1,000,000 characters in all)")
     assert ignored[2] == "inputs.logits.parameters.\\udfff"
+
+
+async def test_nulls_where_kserve_takes_them_are_absent(client: httpx.AsyncClient) -> None:
+    """KServe's server reads a null id, model_name, model_version, parameters or outputs (and
+    an input's or output's null parameters) as absent; so does this one."""
+    plain = await _after(client, OIP, json.dumps({"inputs": LOGITS_INPUTS}))
+    inputs = [dict(LOGITS_INPUTS[0], parameters=None), LOGITS_INPUTS[1]]
+    nulls = dict.fromkeys(("id", "model_name", "model_version", "parameters", "outputs"))
+    response = await _after(client, OIP, json.dumps({"inputs": inputs, **nulls}))
+    assert response.status_code == 200, response.text
+    assert response.json() == plain.json()
+    listed = {"inputs": LOGITS_INPUTS, "outputs": [{"name": "ce", "parameters": None}]}
+    response = await _after(client, OIP, json.dumps(listed))
+    assert [output["name"] for output in response.json()["outputs"]] == ["ce"]
+
+
+async def test_a_hundred_ignored_parameters_are_named_then_counted(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"inputs": LOGITS_INPUTS, "parameters": {f"p{k:05}": 1 for k in range(100_000)}}
+    response = await _after(client, OIP, json.dumps(body))
+    ignored = response.json()["parameters"]["ignored"]
+    assert ignored[:2] == ["parameters.p00000", "parameters.p00001"]
+    assert ignored[100:] == ["... (100,000 in all)"]
