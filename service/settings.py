@@ -53,6 +53,20 @@ def _origins(value: list[str]) -> list[str]:
                 f"expected an origin, scheme://host[:port] and nothing after it, got {origin!r}; "
                 f"send {parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
             )
+        if "*" in parts.hostname:
+            raise ValueError(
+                f"expected each origin in full, got {origin!r}: a wildcard host matches no "
+                "browser's Origin; list each origin, or * for any"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"expected a port in 1..65535, got {origin!r}") from None
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        default = {"http": 80, "https": 443}[parts.scheme]
+        sent = f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+        if origin != sent:
+            raise ValueError(f"got {origin!r}, which no browser sends; a browser sends {sent!r}")
     return value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -197,6 +199,29 @@ def test_keys_and_origins_parse_from_comma_separated_environment(
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert "alpha" not in repr(settings)
     assert "alpha" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("origin", "said"),
+    [
+        ("HTTPS://A.example", "a browser sends 'https://a.example'"),
+        ("http://A.example", "a browser sends 'http://a.example'"),
+        ("https://a.example:443", "a browser sends 'https://a.example'"),
+        ("https://*.example.com", "a wildcard host matches no browser's Origin"),
+        ("https://a.example:99999", "expected a port in 1..65535"),
+        ("https://a.example:abc", "expected a port in 1..65535"),
+    ],
+)
+def test_an_origin_no_browser_sends_is_refused_at_start(origin: str, said: str) -> None:
+    """Each once started without complaint and then refused every preflight (a newcomer's
+    trial): the browser's Origin is lower case, without its scheme's default port."""
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Settings(cors_origins=[origin])
+
+
+@pytest.mark.parametrize("origin", ["http://[::1]:5000", "http://127.0.0.1:5000", "*"])
+def test_origins_as_browsers_send_them_are_taken(origin: str) -> None:
+    assert Settings(cors_origins=[origin]).cors_origins == [origin]
 
 
 def test_empty_environment_values_mean_no_keys_and_no_cors(
