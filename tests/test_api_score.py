@@ -312,6 +312,15 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_probes_answer_head_as_uptime_monitors_send_it(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.head(path)
+    assert (response.status_code, response.content) == (200, b"")
+    assert response.headers["content-type"] == "application/json"
+
+
 async def test_readyz(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200

@@ -924,3 +924,25 @@ def test_the_page_fits_a_phone_and_a_laptop_in_chromium(page, width):
             }"""
         )
         page.set_viewport_size({"width": 1360, "height": 1000})
+
+
+@needs_chromium
+def test_the_server_line_refreshes_as_a_key_is_typed(page: Any) -> None:
+    """With API keys on, /info needs one: the line says so until a key is typed, and then (no
+    Enter, no leaving the field) shows the server, its body limit in the unit that reads."""
+    env = {"FAIRLOSS_API_KEYS": "sekrit", "FAIRLOSS_MAX_BODY_BYTES": "100000"}
+    with running_server(env) as server:
+        tab = page.context.browser.new_page()
+        try:
+            tab.goto(server.url + "/")
+            tab.wait_for_function(
+                "document.querySelector('#server-info').textContent.includes('unavailable')"
+            )
+            tab.locator("#opt-key").press_sequentially("sekrit")
+            tab.wait_for_function(
+                "document.querySelector('#server-info').textContent.includes('service')"
+            )
+            assert tab.inner_text("#server-info").endswith("bodies up to 97.7 KiB")
+            assert tab.evaluate("document.activeElement.id") == "opt-key"
+        finally:
+            tab.close()

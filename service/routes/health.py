@@ -20,11 +20,14 @@ from service.responses import problems
 router = APIRouter(tags=["health"])
 
 
+# HEAD as well, as uptime monitors probe (outside the schema: one operation per route).
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", summary="Live: the process answers")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", summary="Ready: devices prepared, taking requests", responses=problems(503))
 async def readyz(request: Request) -> dict[str, str]:
     if not getattr(request.app.state, "ready", False):

@@ -963,11 +963,18 @@ async function run(request) {
   }
 }
 
+// A size as people read it: 64 MiB, 97.7 KiB, 512 bytes (binary units, as the settings take them).
+function bytesText(bytes) {
+  for (const [unit, size] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]]) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
 async function showServerInfo() {
   try {
     const info = await callApi("info");
-    const mib = (info.limits.max_body_bytes / 2 ** 20).toFixed(0);
-    $("server-info").textContent = `service ${info.version} · torch ${info.torch_version} · devices ${info.devices.join(", ")} · bodies up to ${mib} MiB`;
+    $("server-info").textContent = `service ${info.version} · torch ${info.torch_version} · devices ${info.devices.join(", ")} · bodies up to ${bytesText(info.limits.max_body_bytes)}`;
   } catch (error) {
     $("server-info").textContent = `server info unavailable (${error.message})`;
   }
@@ -994,7 +1001,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("labels-file").addEventListener("change", async (event) => {
     $("labels").value = await event.target.files[0].text();
   });
-  $("opt-key").addEventListener("change", showServerInfo); // a key may open /info
+  // a key may open /info: asked again as the key is typed or pasted, once it rests 300 ms
+  let keyTimer;
+  $("opt-key").addEventListener("input", () => {
+    clearTimeout(keyTimer);
+    keyTimer = setTimeout(showServerInfo, 300);
+  });
   $("groups-file").addEventListener("change", async (event) => {
     $("groups").value = await event.target.files[0].text();
   });
