@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.oip_schemas import InferenceRequest
 from service.request_schemas import CompareRequest, ScoreRequest
 from service.schemas import Problem
 from service.security import document_api_keys
@@ -25,7 +26,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ScoreRequest, CompareRequest, Problem):
+        for model in (ScoreRequest, CompareRequest, InferenceRequest, Problem):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             requests = {**body.pop("$defs", {}), model.__name__: body}
             if model is not Problem:

@@ -134,6 +134,7 @@ def test_a_generated_go_client_compiles_and_scores(tmp_path: Path) -> None:
             _run(["./fairloss-go", server.url], folder, env | {"FAIRLOSS_API_KEY": "sekrit"})
         )
     check_example_output(said)
+    assert said["oip_total"] == said["per_sample_total"]  # the protocol's route, typed too
 
 
 @pytest.mark.anyio
@@ -156,3 +157,48 @@ async def test_answers_past_float64_keep_to_the_schema(client: httpx.AsyncClient
     assert older["Confusion"]["properties"]["count"]["x-go-type"] == "[]*float64"
     seed = older["BootstrapRequest"]["properties"]["seed"]
     assert (seed["format"], seed["maximum"]) == ("uint64", 2**64 - 1)
+
+
+@pytest.mark.anyio
+async def test_the_protocol_routes_are_documented_for_generators(
+    client: httpx.AsyncClient,
+) -> None:
+    """The infer routes' request and answer, the health and metadata bodies, and {"error"} for
+    every 4xx (no FastAPI 422, which they never answer); a real request and its answer keep
+    to them."""
+    document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    for path, item in paths.items():
+        if path.startswith("/v2"):
+            for operation in item.values():
+                assert "422" not in operation["responses"], path
+                error = operation["responses"]["4XX"]["content"]["application/json"]["schema"]
+                assert error == {"$ref": "#/components/schemas/ProtocolError"}
+    infer = paths["/v2/models/{model_name}/infer"]["post"]
+    body_schema = infer["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema == {"$ref": "#/components/schemas/InferenceRequest"}
+    live = paths["/v2/health/live"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert live["schema"] == {"$ref": "#/components/schemas/Live"}
+
+    def keeps_to(name: str, value: Any) -> None:
+        ref = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        Draft202012Validator(ref).validate(value)
+
+    request = {
+        "id": "r1",
+        "parameters": {"binary_data_output": False, "temperature": 2},
+        "inputs": [
+            {"name": "logits", "datatype": "FP64", "shape": [2, 2], "data": [[1, 0], [0, 1]]},
+            {"name": "labels", "datatype": "INT64", "shape": [2], "data": [0, 0]},
+        ],
+        "outputs": [{"name": "total"}, {"name": "reduced"}],
+    }
+    keeps_to("InferenceRequest", request)
+    headers = {"Authorization": "Bearer sekrit"}
+    answer = await client.post("/v2/models/fairloss/infer", json=request, headers=headers)
+    assert answer.status_code == 200, answer.text
+    keeps_to("InferenceResponse", answer.json())
+    keeps_to("Live", (await client.get("/v2/health/live")).json())
+    keeps_to("ModelMetadata", (await client.get("/v2/models/fairloss", headers=headers)).json())
+    refused = await client.post("/v2/models/other/infer", json=request, headers=headers)
+    keeps_to("ProtocolError", refused.json())

@@ -135,6 +135,26 @@ func main() {
 		differences = append(differences, [2]string{d.A, d.B})
 	}
 
+	// The Open Inference Protocol's route, typed too: the same rows as JSON tensors.
+	flat := []interface{}{0.34, 0.33, 0.33, 0.49, 0.51, 0.0}
+	zeros := []interface{}{0, 0}
+	inferred, err := client.ModelInferWithResponse(ctx, "fairloss", fairloss.InferenceRequest{
+		Inputs: []fairloss.InferInputTensor{
+			{Name: "logits", Datatype: "FP64", Shape: []int{2, 3}, Data: &flat},
+			{Name: "labels", Datatype: "INT64", Shape: []int{2}, Data: &zeros},
+		},
+	})
+	check(err)
+	if inferred.JSON200 == nil {
+		check(fmt.Errorf("%s: %s", inferred.Status(), inferred.Body))
+	}
+	var oipTotal []*float64
+	for _, output := range inferred.JSON200.Outputs {
+		if output.Name == "total" {
+			oipTotal = *output.Data
+		}
+	}
+
 	// A refused body is a typed Problem, its errors typed too.
 	refused, err := client.ScoreWithResponse(ctx, fairloss.ScoreRequest{Logits: &logits, Labels: labels(0, 3)})
 	check(err)
@@ -160,6 +180,7 @@ func main() {
 		"ranking":          compared.JSON200.Ranking["total"],
 		"differences":      differences,
 		"refused":          where,
+		"oip_total":        oipTotal,
 	})
 	check(err)
 	fmt.Println(string(said))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from service.admission import Admission
@@ -28,11 +29,29 @@ from service.oip import (
     Answer,
     infer,
 )
+from service.oip_schemas import (
+    InferenceResponse,
+    Live,
+    ModelMetadata,
+    ModelReady,
+    ProtocolError,
+    Ready,
+    ServerMetadata,
+)
 from service.payload import reader
 from service.responses import JSONBytes
 from service.settings import Settings
 
-ERROR_DOC = {"content": {"application/json": {"example": {"error": "..."}}}}
+# Every error of the protocol's paths is {"error": ...} (401 and 413 included); "4XX" also keeps
+# FastAPI from listing a 422, which these routes never answer.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ProtocolError, "description": "The request cannot run: why"},
+    503: {"model": ProtocolError, "description": "Busy or timed out: retry after Retry-After"},
+}
+
+
+def _documented(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": "OK"}, **ERRORS}
 
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -55,12 +74,12 @@ def _ready(request: Request, body: dict[str, Any]) -> Response:
     return JSONBytes(body)
 
 
-@router.get("", summary="Server metadata")
+@router.get("", summary="Server metadata", responses=_documented(ServerMetadata))
 async def server_metadata() -> JSONBytes:
     return JSONBytes(SERVER_METADATA)
 
 
-@router.get("/health/live", summary='Live: 200 with {"live": true}')
+@router.get("/health/live", summary='Live: 200 with {"live": true}', responses=_documented(Live))
 async def live() -> JSONBytes:
     return JSONBytes({"live": True})
 
@@ -68,13 +87,13 @@ async def live() -> JSONBytes:
 @router.get(
     "/health/ready",
     summary='Ready: 200 with {"ready": true}, else 400',
-    responses={400: ERROR_DOC},
+    responses=_documented(Ready),
 )
 async def ready(request: Request) -> Response:
     return _ready(request, {"ready": True})
 
 
-@router.get("/models/{model_name}", summary="Model metadata", responses={404: ERROR_DOC})
+@router.get("/models/{model_name}", summary="Model metadata", responses=_documented(ModelMetadata))
 async def model_metadata(model_name: str) -> JSONBytes:
     _model(model_name)
     return JSONBytes(MODEL_METADATA)
@@ -83,7 +102,7 @@ async def model_metadata(model_name: str) -> JSONBytes:
 @router.get(
     "/models/{model_name}/versions/{model_version}",
     summary="Model metadata of a version (this model has one, '1')",
-    responses={404: ERROR_DOC},
+    responses=_documented(ModelMetadata),
 )
 async def version_metadata(model_name: str, model_version: str) -> JSONBytes:
     _model(model_name, model_version)
@@ -93,7 +112,7 @@ async def version_metadata(model_name: str, model_version: str) -> JSONBytes:
 @router.get(
     "/models/{model_name}/ready",
     summary='Model ready: 200 with {"name": "fairloss", "ready": true}, else 400',
-    responses={400: ERROR_DOC, 404: ERROR_DOC},
+    responses=_documented(ModelReady),
 )
 async def model_ready(model_name: str, request: Request) -> Response:
     _model(model_name)
@@ -103,14 +122,34 @@ async def model_ready(model_name: str, request: Request) -> Response:
 @router.get(
     "/models/{model_name}/versions/{model_version}/ready",
     summary="Model ready, of a version",
-    responses={400: ERROR_DOC, 404: ERROR_DOC},
+    responses=_documented(ModelReady),
 )
 async def version_ready(model_name: str, model_version: str, request: Request) -> Response:
     _model(model_name, model_version)
     return _ready(request, {"name": MODEL, "ready": True})
 
 
-INFER_DOC: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 404, 413, 503), ERROR_DOC)
+BINARY = (
+    "a JSON header (InferenceRequest) of Inference-Header-Content-Length bytes, then each "
+    "binary input's bytes in the order of its inputs; the answer likewise where outputs are binary"
+)
+INFER_DOC = _documented(InferenceResponse) | {
+    200: {
+        "model": InferenceResponse,
+        "description": "OK",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "JSON, or binary tensors: " + BINARY,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +173,7 @@ ServingDep = Annotated[Serving, Depends(_serving)]
     summary="Per-sample ce, penalty and total, JSON or binary tensors",
     response_class=JSONBytes,
     responses=INFER_DOC,
+    openapi_extra=INFER_BODY,
 )
 async def model_infer(model_name: str, request: Request, serving: ServingDep) -> Response:
     _model(model_name)
@@ -145,6 +185,7 @@ async def model_infer(model_name: str, request: Request, serving: ServingDep) ->
     summary="Inference on a version (this model has one, '1')",
     response_class=JSONBytes,
     responses=INFER_DOC,
+    openapi_extra=INFER_BODY,
 )
 async def version_infer(
     model_name: str, model_version: str, request: Request, serving: ServingDep
