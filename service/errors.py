@@ -82,6 +82,15 @@ def error_json(body: dict[str, Any]) -> bytes:
         return json.dumps(body).encode()
 
 
+def said(value: Any) -> str:
+    """A value from a request, for a message: a string quoted as ``'x'``, anything else as
+    JSON writes it (``true``, ``null``, ``[1, true]``), never as Python does (``True``,
+    ``None``), cut short and escaped as `echoed` does."""
+    if isinstance(value, str):
+        return echoed(repr(value))
+    return echoed(json.dumps(value, default=repr))
+
+
 def echoed(text: str) -> str:
     """``text`` as an answer may echo it: cut to `ECHOED` characters, and a lone surrogate
     written as its ``\\ud800`` escape."""

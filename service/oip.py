@@ -24,7 +24,7 @@ from fairloss.options import OPTION_NAMES, ScoringOptions
 from fairloss.scoring import TERMS, BatchScores, score_batch
 from fairloss.uncertainty import intervals
 from fairloss_wire.answers import header_int, number
-from service.errors import echoed
+from service.errors import echoed, said
 from service.memory import Reserve, no_reserve, reserve_parsed
 from service.oip_tensors import PARAMETERS, bad_request, json_object, read_inputs
 from service.payload import parse_reserved
@@ -197,7 +197,7 @@ def _requested_outputs(value: Any, binary_default: bool) -> tuple[dict[str, bool
         name = output.get("name")
         if name not in OUTPUTS or name in chosen:
             raise bad_request(
-                f"outputs[{k}] names {name!r}; expected one of {', '.join(OUTPUTS)}, "
+                f"outputs[{k}] names {said(name)}; expected one of {', '.join(OUTPUTS)}, "
                 "each at most once"
             )
         parameters = json_object(output.get("parameters", {}), f"outputs[{k}].parameters", None)

@@ -7,7 +7,7 @@ should send and what it gets back, in the protocol's words (KServe's V2 REST dat
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +22,7 @@ class InferInputTensor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Literal["logits", "probabilities", "log_probabilities", "labels", "sample_weight"]
-    shape: list[int] = Field(
+    shape: list[Annotated[int, Field(ge=0)]] = Field(
         description="predictions [N, C] (or [N, C, d1, ..., dk], or [N] binary scores); labels "
         "and sample_weight the predictions' shape without C"
     )
@@ -66,7 +66,9 @@ class InferenceRequest(BaseModel):
         "sample_weight"
     )
     outputs: list[InferRequestedOutput] | None = Field(
-        None, description="the outputs wanted, in this order (default ce, penalty and total)"
+        None,
+        min_length=1,
+        description="the outputs wanted, each once, in this order (default ce, penalty and total)",
     )
 
 

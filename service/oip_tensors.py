@@ -21,7 +21,7 @@ import numpy as np
 
 from fairloss.checks import KINDS, Kind, check_shape
 from fairloss_wire.typed_arrays import MAX_DIMS, oversized
-from service.errors import ProblemError, echoed, invalid
+from service.errors import ProblemError, echoed, invalid, said
 from service.json_arrays import element_limit, holds_a_boolean
 from service.json_fields import prediction
 from service.oip_dtypes import FLOATS, INTEGERS, WIRE, from_wire, rounded
@@ -109,7 +109,7 @@ def _named(specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     unknown = [name for name in names if name not in INPUT_NAMES]
     if unknown:
         raise bad_request(
-            f"Unknown input(s) {', '.join(map(repr, unknown))}; expected {EXPECTED_INPUTS}"
+            f"Unknown input(s) {', '.join(map(said, unknown))}; expected {EXPECTED_INPUTS}"
         )
     if twice := [name for k, name in enumerate(names) if name in names[:k]]:
         raise bad_request(f"Input {twice[0]!r} is sent more than once; send each input once")
@@ -124,7 +124,7 @@ def _input(
     datatype = spec.get("datatype")
     if datatype not in datatypes:
         expected = f"{', '.join(datatypes[:-1])} or {datatypes[-1]}"
-        raise bad_request(f"Input {name!r} has datatype {datatype!r}; expected {expected}")
+        raise bad_request(f"Input {name!r} has datatype {said(datatype)}; expected {expected}")
     dtype = np.dtype(WIRE[datatype])
     shape = _shape(name, spec.get("shape"))
     count = math.prod(shape)
@@ -138,7 +138,7 @@ def _input(
     if size is not None:
         if type(size) is not int or size != count * dtype.itemsize:
             raise bad_request(
-                f"Input {name!r} has binary_data_size {size!r}; {datatype} {shape} takes "
+                f"Input {name!r} has binary_data_size {said(size)}; {datatype} {shape} takes "
                 f"{count * dtype.itemsize} bytes"
             )
         if offset + size > len(body):
@@ -159,7 +159,7 @@ def _shape(name: str, value: Any) -> list[int]:
         or len(value) < 1
         or any(type(d) is not int or d < 0 for d in value)
     ):
-        raise bad_request(f"Input {name!r} has shape {value!r}; expected {SHAPES[name]}")
+        raise bad_request(f"Input {name!r} has shape {said(value)}; expected {SHAPES[name]}")
     if len(value) > MAX_DIMS:
         raise bad_request(
             f"Input {name!r} has {len(value)} dimensions; expected {SHAPES[name]}, "
@@ -167,7 +167,7 @@ def _shape(name: str, value: Any) -> list[int]:
         )
     if oversized(value):
         raise bad_request(
-            f"Input {name!r} has shape {value!r}; its sizes multiply past 2**48"[:300]
+            f"Input {name!r} has shape {said(value)}; its sizes multiply past 2**48"[:300]
         )
     if name in KINDS:
         check_shape(tuple(value), name)

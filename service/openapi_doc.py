@@ -100,20 +100,26 @@ def openapi_30(document: dict[str, Any]) -> dict[str, Any]:
     ``example``; ``propertyNames`` (the length bounds of a map's keys, which 3.0 cannot say)
     is left to the descriptions and the server's checks. An array of nullable numbers says
     ``x-go-type: "[]*float64"``, as oapi-codegen (1.12 and 2.x on 3.0) drops ``nullable`` on
-    an array's items."""
-    return {**_schema_30(document), "openapi": "3.0.3"}
+    an array's items. A nullable ``$ref`` is ``allOf: [$ref]`` with the ``type`` of what it
+    names beside ``nullable`` (3.0 reads ``nullable`` only beside a ``type``), and a union of
+    types keeps ``nullable`` beside ``anyOf``: generators read both as nullable, but 3.0 cannot
+    say either exactly, and a strict validator lets the branches refuse null (the server
+    takes a null there as absent)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    types = {f"#/components/schemas/{name}": s.get("type") for name, s in schemas.items()}
+    return {**_schema_30(document, types), "openapi": "3.0.3"}
 
 
-def _schema_30(node: Any) -> Any:
+def _schema_30(node: Any, types: dict[str, Any]) -> Any:
     if isinstance(node, list):
-        return [_schema_30(item) for item in node]
+        return [_schema_30(item, types) for item in node]
     if not isinstance(node, dict):
         return node
     found = {
         # a map of names to schemas: its keys are names, never keywords
-        key: {name: _schema_30(value) for name, value in value.items()}
+        key: {name: _schema_30(value, types) for name, value in value.items()}
         if key in ("properties", "schemas") and isinstance(value, dict)
-        else _schema_30(value)
+        else _schema_30(value, types)
         for key, value in node.items()
     }
     branches = found.get("anyOf")
@@ -124,6 +130,8 @@ def _schema_30(node: Any) -> Any:
             found["anyOf"] = rest
         elif "$ref" in rest[0]:
             found["allOf"] = rest  # 3.0 ignores whatever stands beside a $ref
+            if types.get(rest[0]["$ref"]):
+                found["type"] = types[rest[0]["$ref"]]
         else:
             found = {**rest[0], **found}
         found["nullable"] = True

@@ -279,12 +279,12 @@ def _integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ProblemError(
-            422,
-            "Invalid request",
+        detail = (
             f"A number in the body has {len(text.lstrip('-')):,} digits; no field takes one "
-            "past 4,300 digits",
-        ) from None
+            "past 4,300 digits"
+        )
+        fault = {"loc": [], "msg": detail, "type": "number_too_long"}  # where: not known yet
+        raise ProblemError(422, "Invalid request", detail, errors=[fault]) from None
 
 
 def _first_line(exc: Exception) -> str:

@@ -105,12 +105,15 @@ class Resampled(BaseModel):
     )
 
 
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
+
+
 class GroupCounts(BaseModel):
     """The whole dataset's keys of one column and how many items hold each."""
 
     model_config = ConfigDict(extra="forbid")
 
-    keys: list[str] | list[int]
+    keys: list[str] | list[Int64]
     counts: list[Annotated[int, Field(ge=1)]]
 
 
@@ -118,11 +121,13 @@ class Grouped(BaseModel):
     groups: (
         dict[
             Annotated[str, Field(min_length=1, max_length=MAX_NAME)],
-            list[str] | list[int] | TypedArray,
+            list[str] | list[Int64] | TypedArray,
         ]
         | None
     ) = Field(
         None,
+        min_length=1,
+        max_length=MAX_COLUMNS,
         description=f"1 to {MAX_COLUMNS} group columns, each one key per item (the labels' "
         "first axis), all strings or all integers (or a typed int32/int64 array), at most "
         f"{MAX_KEYS} distinct keys; each scored body gains `groups`, one entry per key",

@@ -97,7 +97,7 @@ def document_api_keys(schema: dict[str, Any]) -> None:
     }
     oip_unauthorized = {  # the protocol's own error form, as every error on its paths
         "description": "Missing or wrong API key",
-        "content": {"application/json": {"example": {"error": "..."}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProtocolError"}}},
     }
     for path, operations in schema.get("paths", {}).items():
         if is_open(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -35,6 +36,19 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _as_sent(hostname: str) -> str:
+    """A host as a browser writes it in ``Origin``: an IPv6 address compressed and in brackets,
+    a name in lower case and in its ASCII (punycode) form."""
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        try:
+            return hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            return hostname
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
 def _origins(value: list[str]) -> list[str]:
     """Browser origins as a browser sends them in ``Origin``: ``scheme://host[:port]``, with no
     path, not even ``/`` (an origin given with one matched no request, and every preflight
@@ -42,7 +56,10 @@ def _origins(value: list[str]) -> list[str]:
     for origin in value:
         if origin == "*":
             continue
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError as exc:  # such as an unclosed [ of an IPv6 host
+            raise ValueError(f"expected an origin, got {origin!r}: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"expected origins such as https://dash.example or http://127.0.0.1:5000 (or *), "
@@ -62,7 +79,9 @@ def _origins(value: list[str]) -> list[str]:
             port = parts.port
         except ValueError:
             raise ValueError(f"expected a port in 1..65535, got {origin!r}") from None
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        if port == 0:
+            raise ValueError(f"expected a port in 1..65535, got {origin!r}")
+        host = _as_sent(parts.hostname)
         default = {"http": 80, "https": 443}[parts.scheme]
         sent = f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
         if origin != sent:

@@ -91,6 +91,20 @@ async def _after(client: httpx.AsyncClient, path: str, body: str) -> httpx.Respo
             "to be a list of sizes (integers >= 0), but got [true, 2]",
         ),
         (OIP, '{"inputs": [], "model_version": 1}', 400, "'model_version' must be a string"),
+        (
+            OIP,
+            '{"inputs": [{"name": "logits", "datatype": true, "shape": [1, true], "data": [1]}, '
+            '{"name": null}]}',
+            400,
+            "Unknown input(s) null",
+        ),
+        (
+            OIP,
+            '{"inputs": [{"name": "logits", "datatype": "FP32", "shape": [1, true], "data": [1]}, '
+            '{"name": "labels", "datatype": "INT64", "shape": [1], "data": [0]}]}',
+            400,
+            "Input 'logits' has shape [1, true]",
+        ),
     ],
     ids=[
         "deep seed /score",
@@ -105,6 +119,8 @@ async def _after(client: httpx.AsyncClient, path: str, body: str) -> httpx.Respo
         "OIP integer past 4,300 digits",
         "a shape spelt as JSON spells it",
         "OIP model_version a number",
+        "OIP null spelt as JSON spells it",
+        "OIP true spelt as JSON spells it",
     ],
 )
 async def test_a_field_report_is_a_4xx_that_names_the_fault(
@@ -282,3 +298,10 @@ async def test_a_hundred_ignored_parameters_are_named_then_counted(
     ignored = response.json()["parameters"]["ignored"]
     assert ignored[:2] == ["parameters.p00000", "parameters.p00001"]
     assert ignored[100:] == ["... (100,000 in all)"]
+
+
+async def test_a_number_too_long_is_a_422_with_its_errors(client: httpx.AsyncClient) -> None:
+    """As every 422: ``errors`` too, so that a generated client's typed Problem has them."""
+    body = '{"logits": [[1, 0]], "labels": [' + "9" * 5000 + "]}"
+    problem = (await _after(client, "/score", body)).json()
+    assert problem["errors"] == [{"loc": [], "msg": problem["detail"], "type": "number_too_long"}]

@@ -210,6 +210,11 @@ def test_keys_and_origins_parse_from_comma_separated_environment(
         ("https://*.example.com", "a wildcard host matches no browser's Origin"),
         ("https://a.example:99999", "expected a port in 1..65535"),
         ("https://a.example:abc", "expected a port in 1..65535"),
+        ("https://a.example:0", "expected a port in 1..65535"),
+        ("https://bücher.example", "a browser sends 'https://xn--bcher-kva.example'"),
+        ("http://[0:0:0:0:0:0:0:1]:5000", "a browser sends 'http://[::1]:5000'"),
+        ("http://[::ffff:127.0.0.1]:5000", "a browser sends 'http://[::ffff:7f00:1]:5000'"),
+        ("http://[::1", "expected an origin, got 'http://[::1': Invalid IPv6 URL"),
     ],
 )
 def test_an_origin_no_browser_sends_is_refused_at_start(origin: str, said: str) -> None:
@@ -219,7 +224,9 @@ def test_an_origin_no_browser_sends_is_refused_at_start(origin: str, said: str) 
         Settings(cors_origins=[origin])
 
 
-@pytest.mark.parametrize("origin", ["http://[::1]:5000", "http://127.0.0.1:5000", "*"])
+@pytest.mark.parametrize(
+    "origin", ["http://[::1]:5000", "http://127.0.0.1:5000", "https://xn--bcher-kva.example", "*"]
+)
 def test_origins_as_browsers_send_them_are_taken(origin: str) -> None:
     assert Settings(cors_origins=[origin]).cors_origins == [origin]
 

@@ -965,17 +965,25 @@ async function run(request) {
 
 // A size as people read it: 64 MiB, 97.7 KiB, 512 bytes (binary units, as the settings take them).
 function bytesText(bytes) {
-  for (const [unit, size] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]]) {
-    if (bytes >= size) return `${Number((bytes / size).toFixed(1))} ${unit}`;
+  if (bytes < 1024) return `${bytes} bytes`;
+  let value = bytes / 1024;
+  for (const unit of ["KiB", "MiB", "GiB"]) {
+    const shown = Number(value.toFixed(1));
+    if (shown < 1024 || unit === "GiB") return `${shown} ${unit}`;
+    value /= 1024;
   }
-  return `${bytes} bytes`;
 }
 
+let infoAsked = 0; // the latest /info asked for: an older answer (another key's) is dropped
+
 async function showServerInfo() {
+  const asked = ++infoAsked;
   try {
     const info = await callApi("info");
+    if (asked !== infoAsked) return;
     $("server-info").textContent = `service ${info.version} · torch ${info.torch_version} · devices ${info.devices.join(", ")} · bodies up to ${bytesText(info.limits.max_body_bytes)}`;
   } catch (error) {
+    if (asked !== infoAsked) return;
     $("server-info").textContent = `server info unavailable (${error.message})`;
   }
 }
