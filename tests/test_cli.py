@@ -736,17 +736,28 @@ def test_ctrl_c_while_waiting_for_the_service(tmp_path, files):
         silent.listen(1)
         silent.settimeout(120)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fairloss_client.cli", "score", str(files["npz"]), "--url", url],
+        argv = [sys.executable, "-m", "fairloss_client.cli", "score", str(files["npz"])]
+        with subprocess.Popen(
+            [*argv, "--url", url],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
-        connection, _ = silent.accept()  # the command has connected and waits for /info
-        with connection:
-            process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=60)
+        ) as process:
+            connection, _ = silent.accept()
+            with connection:
+                # the whole request read: the command now only waits for /info's answer (a
+                # signal in the midst of sending once took 60 s to be noticed, in CI)
+                connection.settimeout(60)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(4096) or pytest.fail("closed: " + str(request))
+                assert request.startswith(b"GET /info ")
+                process.send_signal(signal.SIGINT)
+                try:
+                    out, err = process.communicate(timeout=60)
+                finally:
+                    process.kill()
     assert (process.returncode, out, err) == (130, "", "fairloss: error: interrupted\n")
 
 
