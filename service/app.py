@@ -30,7 +30,7 @@ from service.memory import (
 )
 from service.observability import Metrics, ObservabilityMiddleware, RouteTemplates, access_logger
 from service.oip import HEADER_LENGTH
-from service.openapi_doc import openapi_30, openapi_document
+from service.openapi_doc import openapi_30_document, openapi_document
 from service.routes import health, metrics, score, v2
 from service.routes.dashboard import install_dashboard
 from service.security import BearerAuthMiddleware
@@ -201,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.add_api_route(
         "/openapi-3.0.json",
-        lambda: openapi_30(app.openapi()),
+        lambda: openapi_30_document(app),
         methods=["GET"],
         include_in_schema=False,
     )

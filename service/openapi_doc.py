@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,8 +35,34 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             components.update(requests)
         if app.state.settings.api_keys:
             document_api_keys(schema)
-        app.openapi_schema = double_numbers(inclusive_bounds(schema))
+        app.openapi_schema = rewritten(schema, lambda node: _double(_inclusive(node)))
     return app.openapi_schema
+
+
+def openapi_30_document(app: FastAPI) -> dict[str, Any]:
+    """`openapi_30` of the app's document, made once."""
+    if getattr(app.state, "openapi_30", None) is None:
+        app.state.openapi_30 = openapi_30(app.openapi())
+    document: dict[str, Any] = app.state.openapi_30
+    return document
+
+
+def rewritten(node: Any, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """``node`` with ``rewrite`` applied to each of its objects, innermost first: a new copy,
+    ``node`` left as it was. A map of names to schemas (``properties``, the components'
+    ``schemas``) is walked into but is not itself rewritten: its keys are names, never
+    keywords."""
+    if isinstance(node, list):
+        return [rewritten(item, rewrite) for item in node]
+    if not isinstance(node, dict):
+        return node
+    found = {
+        key: {name: rewritten(value, rewrite) for name, value in value.items()}
+        if key in ("properties", "schemas") and isinstance(value, dict)
+        else rewritten(value, rewrite)
+        for key, value in node.items()
+    }
+    return rewrite(found)
 
 
 def optional_by_default(schema: dict[str, Any]) -> dict[str, Any]:
@@ -57,17 +84,12 @@ def optional_by_default(schema: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def inclusive_bounds(node: Any) -> Any:
-    """``node`` with each exclusive bound written as the inclusive bound that admits the same
-    numbers: ``exclusiveMinimum: 0`` as ``minimum: 5e-324`` (the least positive float64),
+def _inclusive(found: dict[str, Any]) -> dict[str, Any]:
+    """Each exclusive bound written as the inclusive bound that admits the same numbers:
+    ``exclusiveMinimum: 0`` as ``minimum: 5e-324`` (the least positive float64),
     ``exclusiveMaximum: 1`` as ``maximum`` 1 - 2**-53, an integer's as the next integer. OpenAPI
     3.1 writes an exclusive bound as a number and 3.0 as a flag beside ``minimum``; tools of
     either (kin-openapi 0.110 refuses 3.1's) read an inclusive bound alike."""
-    if isinstance(node, list):
-        return [inclusive_bounds(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    found = {key: inclusive_bounds(value) for key, value in node.items()}
     integer = found.get("type") == "integer"
     for exclusive, inclusive, step in (
         ("exclusiveMinimum", "minimum", 1),
@@ -79,15 +101,10 @@ def inclusive_bounds(node: Any) -> Any:
     return found
 
 
-def double_numbers(node: Any) -> Any:
-    """``node`` with ``format: double`` on each number that names no format: every number the
-    API reads or writes is a JSON number read as float64, and generators that map a bare
-    ``number`` to float32 (oapi-codegen does) would otherwise round the logits and losses."""
-    if isinstance(node, list):
-        return [double_numbers(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    found = {key: double_numbers(value) for key, value in node.items()}
+def _double(found: dict[str, Any]) -> dict[str, Any]:
+    """``format: double`` on a number that names no format: every number the API reads or
+    writes is a JSON number read as float64, and generators that map a bare ``number`` to
+    float32 (oapi-codegen does) would otherwise round the logits and losses."""
     if found.get("type") == "number" and "format" not in found:
         found["format"] = "double"
     return found
@@ -107,21 +124,10 @@ def openapi_30(document: dict[str, Any]) -> dict[str, Any]:
     takes a null there as absent)."""
     schemas = document.get("components", {}).get("schemas", {})
     types = {f"#/components/schemas/{name}": s.get("type") for name, s in schemas.items()}
-    return {**_schema_30(document, types), "openapi": "3.0.3"}
+    return {**rewritten(document, lambda node: _as_30(node, types)), "openapi": "3.0.3"}
 
 
-def _schema_30(node: Any, types: dict[str, Any]) -> Any:
-    if isinstance(node, list):
-        return [_schema_30(item, types) for item in node]
-    if not isinstance(node, dict):
-        return node
-    found = {
-        # a map of names to schemas: its keys are names, never keywords
-        key: {name: _schema_30(value, types) for name, value in value.items()}
-        if key in ("properties", "schemas") and isinstance(value, dict)
-        else _schema_30(value, types)
-        for key, value in node.items()
-    }
+def _as_30(found: dict[str, Any], types: dict[str, Any]) -> dict[str, Any]:
     branches = found.get("anyOf")
     if isinstance(branches, list) and NULL in branches:
         rest = [branch for branch in branches if branch != NULL]
