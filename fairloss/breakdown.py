@@ -71,12 +71,12 @@ def _heaviest_rest(slices: Slices, whole: ScoreSums) -> tuple[int, tuple[Vectors
     replicates = [sums.replicates for sums in others if sums.replicates is not None]
     if len(replicates) < len(others) or any(s.scale != whole.scale for s in others):
         raise ValueError("Expected every key's sums with replicates, at the whole's scale")
-    observed = (np.sum([v for v, _ in vectors], axis=0), np.sum([b for _, b in vectors], axis=0))
-    drawn = (sum_arrays([r.values for r in replicates]), sum_arrays([r.bins for r in replicates]))
+    observed = (_sum([v for v, _ in vectors]), _sum([b for _, b in vectors]))
+    drawn = (_sum([r.values for r in replicates]), _sum([r.bins for r in replicates]))
     return heavy, (observed, drawn)
 
 
-def sum_arrays(arrays: list[Floats]) -> Floats:
+def _sum(arrays: list[Floats]) -> Floats:
     """The sum of equally shaped arrays, one at a time (never all stacked at once)."""
     total = arrays[0].copy()
     for array in arrays[1:]:

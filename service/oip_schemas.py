@@ -11,17 +11,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.oip import OUTPUTS
 from service.oip_dtypes import FLOATS, INTEGERS
+from service.oip_tensors import INPUT_NAMES
 
 Datatype = Literal["FP16", "BF16", "FP32", "FP64", "INT32", "INT64"]
-assert set(Datatype.__args__) == {*FLOATS, *INTEGERS}  # type: ignore[attr-defined]
+InputName = Literal["logits", "probabilities", "log_probabilities", "labels", "sample_weight"]
 OutputName = Literal["ce", "penalty", "total", "reduced", "ece", "intervals"]
+# the documented names are the ones the protocol's code takes
+assert set(Datatype.__args__) == {*FLOATS, *INTEGERS}  # type: ignore[attr-defined]
+assert InputName.__args__ == INPUT_NAMES  # type: ignore[attr-defined]
+assert OutputName.__args__ == tuple(OUTPUTS)  # type: ignore[attr-defined]
 
 
 class InferInputTensor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Literal["logits", "probabilities", "log_probabilities", "labels", "sample_weight"]
+    name: InputName
     shape: list[Annotated[int, Field(ge=0)]] = Field(
         description="predictions [N, C] (or [N, C, d1, ..., dk], or [N] binary scores); labels "
         "and sample_weight the predictions' shape without C"

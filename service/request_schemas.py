@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
 
 from fairloss.options import Spec, specs
 from fairloss.slices import MAX_COLUMNS, MAX_KEYS, MAX_NAME
+from fairloss_wire.typed_arrays import WIRE
 
 
 class TypedArray(BaseModel):
@@ -25,6 +26,9 @@ class TypedArray(BaseModel):
     dtype: Literal["float16", "bfloat16", "float32", "float64", "int32", "int64", "bool"]
     shape: list[int]
     data: str = Field(description="the elements' bytes in standard base64")
+
+
+assert TypedArray.model_fields["dtype"].annotation.__args__ == tuple(WIRE)  # type: ignore[union-attr]
 
 
 README_LOGITS: JsonValue = [[0.34, 0.33, 0.33], [0.49, 0.51, 0.0]]

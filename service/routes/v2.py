@@ -133,12 +133,13 @@ BINARY = (
     "a JSON header (InferenceRequest) of Inference-Header-Content-Length bytes, then each "
     "binary input's bytes in the order of its inputs; the answer likewise where outputs are binary"
 )
-INFER_DOC = _documented(InferenceResponse) | {
+INFER_DOC = {
+    **ERRORS,
     200: {
         "model": InferenceResponse,
         "description": "OK",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    },
 }
 INFER_BODY = {
     "requestBody": {
