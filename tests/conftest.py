@@ -46,6 +46,23 @@ SUMMARY_TABLES: dict[str, str] = {}
 """Tables that tests print; repeated at the end of the run so CI logs show them."""
 
 
+def schema_objects(node: Any) -> list[dict[str, Any]]:
+    """Every object of an OpenAPI document: the maps of names (``properties``, the components'
+    ``schemas``) are walked into but not listed, as their keys are names, never keywords."""
+    if isinstance(node, list):
+        return [found for item in node for found in schema_objects(item)]
+    if not isinstance(node, dict):
+        return []
+    inner = [
+        found
+        for key, value in node.items()
+        for found in schema_objects(
+            list(value.values()) if key in ("properties", "schemas") else value
+        )
+    ]
+    return [node, *inner]
+
+
 def assert_no_leak(body: str) -> None:
     found = LEAKS.search(body)
     assert found is None, f"error body leaks {found.group()!r}: {body[:500]}"

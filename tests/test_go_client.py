@@ -21,25 +21,11 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
 
 from service.settings import Settings
-from tests.conftest import running_server
+from tests.conftest import running_server, schema_objects
 from tests.examples import check_example_output
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "go"
 ONLY_31 = {"prefixItems", "propertyNames", "const", "examples", "$defs", "contentMediaType"}
-
-
-def _schemas(node: Any) -> list[dict[str, Any]]:
-    """Every object in ``node``, with the maps of names (properties, components) left as maps."""
-    if isinstance(node, list):
-        return [found for item in node for found in _schemas(item)]
-    if not isinstance(node, dict):
-        return []
-    inner = [
-        found
-        for key, value in node.items()
-        for found in _schemas(list(value.values()) if key in ("properties", "schemas") else value)
-    ]
-    return [node, *inner]
 
 
 @pytest.fixture
@@ -63,7 +49,7 @@ async def test_the_3_0_document_says_the_same_api_in_3_0_words(client: httpx.Asy
     assert (full["openapi"], older["openapi"]) == ("3.1.0", "3.0.3")
     assert older["paths"].keys() == full["paths"].keys()
     assert older["components"]["schemas"].keys() == full["components"]["schemas"].keys()
-    nodes = _schemas(older)
+    nodes = schema_objects(older)
     assert not [n for n in nodes if n.get("type") == "null" or isinstance(n.get("type"), list)]
     assert not [n for n in nodes if ONLY_31 & n.keys() and "example" not in n]
     # what could be null still says so
@@ -89,7 +75,7 @@ async def test_numbers_are_doubles_and_no_name_collides(client: httpx.AsyncClien
     ``<Operation>Response``, ``<Operation>JSONBody``, ... beside the components' names."""
     for path in ("/openapi.json", "/openapi-3.0.json"):
         document = (await client.get(path)).json()
-        numbers = [n for n in _schemas(document) if n.get("type") == "number"]
+        numbers = [n for n in schema_objects(document) if n.get("type") == "number"]
         assert numbers
         assert {n.get("format") for n in numbers} == {"double"}
         operations = [

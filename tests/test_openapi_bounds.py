@@ -5,28 +5,20 @@ at both edges."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import httpx
 import pytest
 
 from fairloss import InputError, ScoringOptions
 from fairloss.bootstrap import Bootstrap
+from tests.conftest import schema_objects
 
 pytestmark = pytest.mark.anyio
 
 
-def _walk(node: Any) -> list[dict[str, Any]]:
-    if isinstance(node, list):
-        return [found for item in node for found in _walk(item)]
-    if not isinstance(node, dict):
-        return []
-    return [node, *(found for value in node.values() for found in _walk(value))]
-
-
 async def test_no_exclusive_bound_is_left(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
-    nodes = _walk(schema)
+    nodes = schema_objects(schema)
     assert not [n for n in nodes if "exclusiveMinimum" in n or "exclusiveMaximum" in n]
     score = schema["components"]["schemas"]["ScoreRequest"]["properties"]
     assert score["smooth_max_beta"]["minimum"] == 5e-324
