@@ -22,12 +22,11 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-import torch
 from kserve.inference_client import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
 
-from fairloss import fair_loss_terms
 from tests.conftest import running_server
+from tests.test_v2 import expected as core_terms
 
 pytestmark = pytest.mark.anyio
 LOGITS = np.array([[0.34, 0.33, 0.33], [0.49, 0.51, 0.0], [2.0, -1.0, 0.5]], dtype=np.float32)
@@ -56,9 +55,8 @@ async def http(url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def expected(logits: np.ndarray[Any, Any] = LOGITS) -> dict[str, np.ndarray[Any, Any]]:
-    z = torch.from_numpy(logits.astype(np.float32))
-    terms = fair_loss_terms(z, torch.from_numpy(LABELS.astype(np.int64)))
-    return {name: getattr(terms, name).numpy() for name in ("ce", "penalty", "total")}
+    """The core's ce, penalty and total of ``logits`` and `LABELS`."""
+    return core_terms(logits, LABELS)
 
 
 def inputs(*, binary: bool, logits: np.ndarray[Any, Any] = LOGITS) -> list[InferInput]:
