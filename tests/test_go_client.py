@@ -164,7 +164,7 @@ async def test_the_protocol_routes_are_documented_for_generators(
             for operation in item.values():
                 assert "422" not in operation["responses"], path
                 keyed = ("401",) if "security" in operation else ()  # API keys are on here
-                for status in ("4XX", *keyed):
+                for status in ("4XX", "503", *keyed):
                     said = operation["responses"][status]["content"]["application/json"]
                     assert said["schema"] == {"$ref": "#/components/schemas/ProtocolError"}
     infer = paths["/v2/models/{model_name}/infer"]["post"]
